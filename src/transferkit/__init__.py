@@ -1,0 +1,38 @@
+"""transferkit: reuse a pretrained model on a new task that has little labeled data.
+
+Example:
+    >>> import transferkit as tk
+    >>> data = tk.load_embedded()
+    >>> train, val = tk.stratified_split(data, 0.25, seed=0)
+    >>> clf = tk.FeatureExtractionClassifier("packaged:efficientnet_lite0").fit(train)
+    >>> tk.evaluate(clf, val)["accuracy"]
+"""
+
+from ._errors import BackboneError, BundleError, DataError, NotFittedError, OfflineError, TransferkitError
+from ._version import __version__
+from .backbones import Backbone, Preprocessing, WeightsInfo, create_backbone, list_backbones
+from .bundle import load_bundle, save_bundle
+from .data import (
+    ImageDataset,
+    from_arrays,
+    from_csv,
+    from_folder,
+    load_embedded,
+    load_fashion_mnist,
+    open_dataset,
+    per_class,
+    stratified_split,
+)
+from .evaluation import evaluate
+from .features import FeatureCache, extract_features
+from .heads import make_head
+from .strategies import STRATEGIES, FeatureExtractionClassifier, FineTuneClassifier, ScratchClassifier
+
+__all__ = [
+    "STRATEGIES", "Backbone", "BackboneError", "BundleError", "DataError", "FeatureCache",
+    "FeatureExtractionClassifier", "FineTuneClassifier", "ImageDataset", "NotFittedError", "OfflineError",
+    "Preprocessing", "ScratchClassifier", "TransferkitError", "WeightsInfo", "__version__", "create_backbone",
+    "evaluate", "extract_features", "from_arrays", "from_csv", "from_folder", "list_backbones", "load_bundle",
+    "load_embedded", "load_fashion_mnist", "make_head", "open_dataset", "per_class", "save_bundle",
+    "stratified_split",
+]

@@ -1,0 +1,312 @@
+"""The one ``Backbone`` contract every source is wrapped into.
+
+A backbone maps a batch of preprocessed images ``(B, C, H, W)`` to pooled features ``(B, D)`` at a named
+layer, knows its layer groups (input → output, for freezing and per-group learning rates), and carries the
+preprocessing and provenance of its weights, so a user never types ImageNet mean/std by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._errors import BackboneError, did_you_mean
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_LAYER = "pre_logits"
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How inputs must look for these weights (timm's ``PretrainedCfg`` / torchvision's ``Weights.transforms``).
+
+    Attributes:
+        input_size: ``(channels, height, width)`` the network was trained at.
+        mean: per-channel mean subtracted after scaling pixels to [0, 1].
+        std: per-channel std divided by after subtracting the mean.
+        interpolation: ``bilinear``, ``bicubic`` or ``nearest``, used to resize.
+        crop_pct: the centre crop keeps this fraction of the resized short side (1.0 = resize only).
+    """
+
+    input_size: tuple[int, int, int] = (3, 224, 224)
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    interpolation: str = "bilinear"
+    crop_pct: float = 0.875
+
+    @property
+    def channels(self) -> int:
+        return self.input_size[0]
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.input_size[1], self.input_size[2]
+
+    def with_image_size(self, size: int | None) -> Preprocessing:
+        """The same spec at another square resolution (``None`` keeps it)."""
+        if size is None:
+            return self
+        return dataclasses.replace(self, input_size=(self.channels, size, size))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
+        return cls(
+            input_size=tuple(d["input_size"]),  # type: ignore[arg-type]
+            mean=tuple(d["mean"]),
+            std=tuple(d["std"]),
+            interpolation=d.get("interpolation", "bilinear"),
+            crop_pct=float(d.get("crop_pct", 1.0)),
+        )
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Where weights came from and under which terms (torchvision's ``Weights`` metadata).
+
+    Attributes:
+        source: the spec prefix that produced them (``timm``, ``torchvision``, ``packaged``, ``bundle``).
+        pretrained: False for a random initialisation.
+        licence: SPDX identifier or a short statement of the terms.
+        origin: URL, hub id, package or directory the weights were read from.
+        checksum: sha256 over the state dict (names, shapes and bytes), identifies the exact weights.
+        source_task: what the weights were trained on (e.g. ``ImageNet-1k``), when known.
+        num_source_classes: size of the source head (needed by LEEP), 0 when there is none.
+    """
+
+    source: str
+    pretrained: bool
+    licence: str
+    origin: str
+    checksum: str = ""
+    source_task: str = ""
+    num_source_classes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> WeightsInfo:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class LayerGroup:
+    """A named set of modules (and loose parameters such as a ViT's ``cls_token``) trained together."""
+
+    name: str
+    modules: list[nn.Module] = field(default_factory=list)
+    loose_parameters: list[nn.Parameter] = field(default_factory=list)
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        for m in self.modules:
+            yield from m.parameters()
+        yield from self.loose_parameters
+
+
+class _StopForward(Exception):
+    """Raised by a feature hook once the requested layer ran: the rest of the network is skipped."""
+
+    def __init__(self, output: torch.Tensor):
+        self.output = output
+
+
+def global_pool(x: torch.Tensor) -> torch.Tensor:
+    """Average a feature map ``(B, C, H, W)`` or token sequence ``(B, N, C)`` into ``(B, C)``."""
+    if x.ndim == 4:
+        return x.mean(dim=(2, 3))
+    if x.ndim == 3:
+        return x.mean(dim=1)
+    if x.ndim == 2:
+        return x
+    raise BackboneError(f"Cannot pool a feature of shape {tuple(x.shape)}; choose another --layer.")
+
+
+def state_dict_checksum(module: nn.Module) -> str:
+    """sha256 over parameter and buffer names, shapes and bytes: identifies the exact weights."""
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+class Backbone(nn.Module):
+    """A pretrained (or random) network without its source head, seen through one contract.
+
+    Args:
+        trunk: module mapping ``(B, C, H, W)`` to pooled pre-logits features ``(B, num_features)``.
+        spec: the spec it was created from, e.g. ``packaged:efficientnet_lite0``.
+        arch_spec: a spec that rebuilds the same architecture (weights then come from a state dict).
+        preprocessing: what inputs must look like.
+        weights: provenance and licence.
+        num_features: dimension of the default (``pre_logits``) features.
+        feature_layers: intermediate layer name → number of channels; each is globally pooled.
+        groups: ordered input → output; every trainable parameter of ``trunk`` is in exactly one group.
+        source_head: the discarded classifier of the source task (kept for LEEP-style scores), or None.
+
+    Example:
+        >>> bb = create_backbone("timm:test_efficientnet", pretrained=False)
+        >>> bb(torch.zeros(2, 3, 160, 160)).shape
+        torch.Size([2, ...])
+    """
+
+    def __init__(
+        self,
+        trunk: nn.Module,
+        *,
+        spec: str,
+        arch_spec: str,
+        preprocessing: Preprocessing,
+        weights: WeightsInfo,
+        num_features: int,
+        feature_layers: dict[str, int],
+        groups: list[tuple[str, list[str]]],
+        source_head: nn.Module | None = None,
+    ):
+        super().__init__()
+        self.trunk = trunk
+        self.spec = spec
+        self.arch_spec = arch_spec
+        self.preprocessing = preprocessing
+        self.weights = weights
+        self.num_features = num_features
+        self._feature_layers = dict(feature_layers)
+        self._group_names = groups
+        self.source_head = source_head
+        self._frozen: set[str] = set()
+        self.train_frozen_bn = False
+
+    # -- features -------------------------------------------------------------------------------------
+    @property
+    def layers(self) -> list[str]:
+        """Layer names usable as ``layer=``, input → output; the last is ``pre_logits`` (the default)."""
+        return [*self._feature_layers, DEFAULT_LAYER]
+
+    def layer_dim(self, layer: str | None = None) -> int:
+        layer = self._check_layer(layer)
+        return self.num_features if layer == DEFAULT_LAYER else self._feature_layers[layer]
+
+    def _check_layer(self, layer: str | None) -> str:
+        if layer in (None, "", "last", DEFAULT_LAYER):
+            return DEFAULT_LAYER
+        if layer not in self._feature_layers:
+            raise BackboneError(
+                f"Layer {layer!r} is not a feature layer of {self.spec}. Choose one of: "
+                f"{', '.join(self.layers)}.{did_you_mean(layer, self.layers)}"
+            )
+        return layer
+
+    def forward(self, x: torch.Tensor, layer: str | None = None) -> torch.Tensor:
+        """Pooled features ``(B, D)`` at ``layer`` (default: the pre-logits features)."""
+        layer = self._check_layer(layer)
+        if layer == DEFAULT_LAYER:
+            return self.trunk(x)
+
+        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+            raise _StopForward(output[0] if isinstance(output, tuple) else output)
+
+        handle = self.trunk.get_submodule(layer).register_forward_hook(hook)
+        try:
+            self.trunk(x)
+        except _StopForward as stop:
+            return global_pool(stop.output)
+        finally:
+            handle.remove()
+        raise BackboneError(f"Layer {layer!r} of {self.spec} was never reached in the forward pass.")
+
+    # -- layer groups and freezing -------------------------------------------------------------------
+    def layer_groups(self) -> list[LayerGroup]:
+        """Ordered input → output groups of modules, for freezing and discriminative learning rates."""
+        groups = []
+        for name, names in self._group_names:
+            group = LayerGroup(name)
+            for n in names:
+                try:
+                    group.modules.append(self.trunk.get_submodule(n))
+                except AttributeError:
+                    group.loose_parameters.append(self.trunk.get_parameter(n))
+            groups.append(group)
+        return groups
+
+    def freeze(self, groups: list[str] | None = None, *, train_bn: bool = False) -> None:
+        """Freeze ``groups`` (default: all): no gradient, and BatchNorm statistics stay fixed.
+
+        Frozen modules stay in eval mode even when ``.train()`` is called later, so nothing in a
+        training loop silently updates their BatchNorm buffers. ``train_bn=True`` keeps BN layers
+        learning (affine parameters and statistics), as some recipes prefer.
+        """
+        names = self._resolve_groups(groups)
+        self.train_frozen_bn = train_bn
+        for group in self.layer_groups():
+            if group.name in names:
+                for m in group.modules:
+                    for mod in m.modules():
+                        is_bn = isinstance(mod, nn.modules.batchnorm._BatchNorm)
+                        for p in mod.parameters(recurse=False):
+                            p.requires_grad_(train_bn and is_bn)
+                for p in group.loose_parameters:
+                    p.requires_grad_(False)
+                self._frozen.add(group.name)
+        self.train(self.training)
+
+    def unfreeze(self, groups: list[str] | None = None) -> None:
+        """Make ``groups`` (default: all) trainable again."""
+        names = self._resolve_groups(groups)
+        for group in self.layer_groups():
+            if group.name in names:
+                for p in group.parameters():
+                    p.requires_grad_(True)
+                self._frozen.discard(group.name)
+        self.train(self.training)
+
+    @property
+    def frozen_groups(self) -> list[str]:
+        return [g for g, _ in self._group_names if g in self._frozen]
+
+    def _resolve_groups(self, groups: list[str] | None) -> set[str]:
+        known = [g for g, _ in self._group_names]
+        if groups is None:
+            return set(known)
+        unknown = [g for g in groups if g not in known]
+        if unknown:
+            raise BackboneError(
+                f"Unknown layer group {unknown[0]!r} of {self.spec}; groups are: {', '.join(known)}."
+                f"{did_you_mean(unknown[0], known)}"
+            )
+        return set(groups)
+
+    def train(self, mode: bool = True) -> Backbone:
+        super().train(mode)
+        if mode and self._frozen:
+            for group in self.layer_groups():
+                if group.name in self._frozen:
+                    for m in group.modules:
+                        for mod in m.modules():
+                            if not (self.train_frozen_bn and isinstance(mod, nn.modules.batchnorm._BatchNorm)):
+                                mod.eval()
+        return self
+
+    # -- description ----------------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready description: spec, weights provenance, preprocessing, layers and groups."""
+        return {
+            "spec": self.spec,
+            "arch_spec": self.arch_spec,
+            "num_features": self.num_features,
+            "layers": {name: self.layer_dim(name) for name in self.layers},
+            "groups": [g for g, _ in self._group_names],
+            "preprocessing": self.preprocessing.to_dict(),
+            "weights": self.weights.to_dict(),
+        }

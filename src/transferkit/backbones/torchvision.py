@@ -1,0 +1,132 @@
+"""``torchvision:<model>`` backbones with torchvision's own weights enums (``DEFAULT`` weights).
+
+Preprocessing is read from ``weights.transforms()``; the last ``nn.Linear`` is the source head and is set
+aside, so the trunk returns the pre-logits features. Weights download into ``$TORCH_HOME/hub/checkpoints``
+and are read from there offline.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+from urllib.error import URLError
+
+import torchvision
+from torch import nn
+
+from .._errors import BackboneError, OfflineError, did_you_mean
+from ._base import Backbone, Preprocessing, WeightsInfo, state_dict_checksum
+from ._groups import name_and_cover_groups, probe_feature_dims, top_level_groups
+from ._registry import SourceEntry, register_source
+from .timm import OFFLINE_ALTERNATIVES
+
+_LICENCE = "BSD-3-Clause code; weights under the terms of their training data (see torchvision docs)"
+
+
+def _classification_models() -> list[str]:
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def _split_off_head(model: nn.Module) -> tuple[nn.Module | None, int]:
+    last_name, last = None, None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            last_name, last = name, module
+    if last is None or last_name is None:
+        raise BackboneError("This torchvision model has no linear classifier to replace; choose a classification model.")
+    parent_name, _, child = last_name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, nn.Identity())
+    return copy.deepcopy(last), int(last.in_features)
+
+
+def _checkpoint_path(weights: Any) -> Path:
+    hub = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub" / "checkpoints"
+    return hub / os.path.basename(weights.url)
+
+
+def create(name: str, *, pretrained: bool = True, **_: Any) -> Backbone:
+    known = _classification_models()
+    if name not in known:
+        raise BackboneError(
+            f"torchvision has no classification model named {name!r}; see `transferkit backbones`."
+            f"{did_you_mean(name, known)}"
+        )
+    weights_enum = torchvision.models.get_model_weights(name).DEFAULT if pretrained else None
+    try:
+        model = torchvision.models.get_model(name, weights=weights_enum)
+    except (URLError, OSError) as e:
+        raise OfflineError(
+            f"Could not download torchvision weights {weights_enum} ({e.__class__.__name__}: offline?). "
+            f"Put {os.path.basename(weights_enum.url)} in {_checkpoint_path(weights_enum).parent} or use "
+            f"{OFFLINE_ALTERNATIVES}."
+        ) from e
+    source_head, num_features = _split_off_head(model)
+    if weights_enum is not None:
+        t = weights_enum.transforms()
+        crop = int(t.crop_size[0])
+        preprocessing = Preprocessing(
+            input_size=(3, crop, crop),
+            mean=tuple(t.mean),
+            std=tuple(t.std),
+            interpolation=t.interpolation.value,
+            crop_pct=crop / float(t.resize_size[0]),
+        )
+        weights = WeightsInfo(
+            source="torchvision",
+            pretrained=True,
+            licence=_LICENCE,
+            origin=weights_enum.url,
+            checksum=state_dict_checksum(model),
+            source_task=str(weights_enum).split(".")[-1],
+            num_source_classes=len(weights_enum.meta.get("categories", [])),
+        )
+    else:
+        preprocessing = Preprocessing(interpolation="bilinear", crop_pct=0.875)
+        weights = WeightsInfo("torchvision", False, "n/a (random init)", "random init", state_dict_checksum(model))
+        source_head = None
+    groups = name_and_cover_groups(model, top_level_groups(model))
+    single = [modules[0] for _, modules in groups if len(modules) == 1]
+    return Backbone(
+        model,
+        spec=f"torchvision:{name}",
+        arch_spec=f"torchvision:{name}",
+        preprocessing=preprocessing,
+        weights=weights,
+        num_features=num_features,
+        feature_layers=probe_feature_dims(model, single, preprocessing.input_size),
+        groups=groups,
+        source_head=source_head,
+    )
+
+
+def list_entries() -> list[SourceEntry]:
+    rows = []
+    for name in _classification_models():
+        try:
+            w = torchvision.models.get_model_weights(name).DEFAULT
+        except (ValueError, AttributeError):
+            continue
+        if _checkpoint_path(w).is_file():
+            rows.append(SourceEntry(f"torchvision:{name}", _LICENCE, True, True, f"{w} in the local torch hub cache"))
+    rows.append(
+        SourceEntry(
+            f"torchvision:<any of {len(_classification_models())} classification models>",
+            _LICENCE,
+            False,
+            True,
+            "downloads from download.pytorch.org; offline with --random-init",
+        )
+    )
+    return rows
+
+
+register_source(
+    "torchvision",
+    create,
+    list_entries,
+    lambda n: n in _classification_models(),
+    "torchvision classification models and their weights enums",
+)

@@ -1,0 +1,159 @@
+"""Bundles: a directory with ``model.safetensors`` + ``transferkit.json`` (+ ``head.skops`` for sklearn heads).
+
+No pickle anywhere. The JSON records everything needed to rebuild and to trust the model: backbone spec and
+architecture, weights checksum and licence, layer, head, label names, preprocessing, metrics and versions.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ._errors import BundleError
+from ._utils import atomic_path, sha256_file, write_json_atomic
+from ._version import __version__
+
+BUNDLE_FORMAT = "transferkit.bundle"
+BUNDLE_FORMAT_VERSION = 1
+META_FILE = "transferkit.json"
+WEIGHTS_FILE = "model.safetensors"
+SKLEARN_HEAD_FILE = "head.skops"
+
+
+def library_versions() -> dict[str, str]:
+    import safetensors
+    import sklearn
+    import timm
+    import torchvision
+
+    return {"transferkit": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "timm": timm.__version__, "scikit-learn": sklearn.__version__,
+            "numpy": np.__version__, "safetensors": safetensors.__version__}
+
+
+def save_bundle(model: Any, directory: str | os.PathLike[str], *, metrics: dict[str, Any] | None = None,
+                data: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> Path:
+    """Write a fitted strategy as a bundle.
+
+    Args:
+        model: a fitted :class:`~transferkit.strategies.TransferClassifier`.
+        directory: created if needed; existing bundle files are replaced atomically.
+        metrics: validation metrics to record (e.g. from :func:`transferkit.evaluate`).
+        data: a description of the training data (name, sizes, skipped files).
+        extra: any other JSON-ready facts to keep (e.g. the baseline comparison).
+
+    Returns:
+        The bundle directory.
+    """
+    from .bundle_io import head_record
+
+    model._check_fitted()
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    backbone = model.backbone_
+    tensors = {f"backbone.{k}": v.detach().cpu().contiguous() for k, v in backbone.trunk.state_dict().items()}
+    head = head_record(model, directory)
+    if head.get("module") is not None:
+        tensors.update({f"head.{k}": v.detach().cpu().contiguous() for k, v in head.pop("module").state_dict().items()})
+    else:
+        head.pop("module", None)
+    with atomic_path(directory / WEIGHTS_FILE) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": BUNDLE_FORMAT})
+    meta = {
+        "format": BUNDLE_FORMAT,
+        "format_version": BUNDLE_FORMAT_VERSION,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "strategy": model.strategy_name,
+        "params": _json_params(model),
+        "backbone": {**backbone.describe(), "layer": model.layer_},
+        "head": head,
+        "classes": [str(c) for c in model.classes_],
+        "head_classes": [int(c) for c in model.head_classes_],
+        "preprocessing": backbone.preprocessing.to_dict(),
+        "licence": backbone.weights.licence,
+        "metrics": metrics or {},
+        "data": data or {},
+        "fit": getattr(model, "fit_info_", {}),
+        "versions": library_versions(),
+        "files": {WEIGHTS_FILE: sha256_file(directory / WEIGHTS_FILE)},
+        **(extra or {}),
+    }
+    if (directory / SKLEARN_HEAD_FILE).exists() and head["type"] == "sklearn":
+        meta["files"][SKLEARN_HEAD_FILE] = sha256_file(directory / SKLEARN_HEAD_FILE)
+    write_json_atomic(directory / META_FILE, meta)
+    return directory
+
+
+def _json_params(model: Any) -> dict[str, Any]:
+    out = {}
+    for k, v in model.get_params(deep=False).items():
+        if isinstance(v, (str, int, float, bool, type(None))):
+            out[k] = v
+        elif hasattr(v, "spec"):
+            out[k] = v.spec
+        else:
+            out[k] = repr(v)
+    return out
+
+
+def read_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """The bundle's JSON, validated: exists, parses, right format, a version this library reads."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise BundleError(f"Bundle {str(directory)!r} does not exist; create one with `transferkit fit ... --out DIR`.")
+    path = directory / META_FILE
+    if not path.is_file():
+        raise BundleError(f"{str(directory)!r} is not a transferkit bundle (no {META_FILE}).")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BundleError(f"{str(path)!r} is not valid JSON ({e}); the bundle is damaged, re-create it.") from None
+    if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{str(path)!r} is not a transferkit bundle description.")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > BUNDLE_FORMAT_VERSION:
+        raise BundleError(
+            f"Bundle {str(directory)!r} has format version {version}, newer than this transferkit "
+            f"({__version__}) reads (<= {BUNDLE_FORMAT_VERSION}); upgrade: pip install -U transferkit."
+        )
+    return meta
+
+
+def read_weights(directory: Path, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
+    path = directory / WEIGHTS_FILE
+    if not path.is_file():
+        raise BundleError(f"Bundle {str(directory)!r} has no {WEIGHTS_FILE}; re-create it.")
+    expected = meta.get("files", {}).get(WEIGHTS_FILE)
+    if expected and sha256_file(path) != expected:
+        raise BundleError(f"{str(path)!r} does not match its recorded checksum; the bundle is damaged, re-create it.")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise BundleError(f"{str(path)!r} is unreadable ({e}); re-create the bundle.") from None
+
+
+def load_bundle(directory: str | os.PathLike[str], **overrides: Any) -> Any:
+    """Load a bundle as a fitted strategy ready for ``predict``/``predict_proba``/``score``.
+
+    Args:
+        directory: the bundle directory.
+        **overrides: runtime settings such as ``device``, ``batch_size``, ``progress``, ``cache``.
+
+    Example:
+        >>> clf = load_bundle("runs/quickstart")
+        >>> clf.predict(["shoe.png"])
+    """
+    from .bundle_io import restore
+
+    directory = Path(directory)
+    meta = read_meta(directory)
+    return restore(directory, meta, read_weights(directory, meta), overrides)

@@ -1,0 +1,106 @@
+"""``ImageDataset``: labeled images as file paths or an in-memory array, with content keys for caching."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .._errors import DataError
+from ._images import BadImage, array_to_image, open_image
+
+
+@dataclass
+class ImageDataset:
+    """Images (paths or an ``(N, H, W[, C])`` array) with integer labels into ``classes``.
+
+    Attributes:
+        items: file paths, or one array holding every image.
+        labels: ``(N,)`` integer class indices, or None for unlabeled inputs.
+        classes: class names; ``labels`` index into it.
+        name: where the data came from, for summaries.
+        skipped: ``(item, reason)`` for inputs already known to be unusable (e.g. missing files in a CSV).
+    """
+
+    items: Sequence[Path] | np.ndarray
+    labels: np.ndarray | None = None
+    classes: list[str] = field(default_factory=list)
+    name: str = ""
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.labels is not None:
+            self.labels = np.asarray(self.labels, dtype=np.int64)
+            if len(self.labels) != len(self.items):
+                raise DataError(f"Got {len(self.items)} images but {len(self.labels)} labels; they must match.")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def is_array(self) -> bool:
+        return isinstance(self.items, np.ndarray)
+
+    def describe(self, i: int) -> str:
+        return f"{self.name or 'array'}[{i}]" if self.is_array else str(self.items[i])
+
+    def load(self, i: int) -> Image.Image:
+        """The i-th image decoded (mode not yet normalised). Raises ``BadImage`` for unusable inputs."""
+        if self.is_array:
+            return array_to_image(self.items[i])
+        return open_image(self.items[i])
+
+    def content_key(self, i: int) -> str:
+        """sha256 of the image content (file bytes or array bytes): what the feature cache is keyed on."""
+        h = hashlib.sha256()
+        if self.is_array:
+            a = np.ascontiguousarray(self.items[i])
+            h.update(f"{a.dtype.str}{a.shape}".encode())
+            h.update(a.tobytes())
+        else:
+            try:
+                with open(self.items[i], "rb") as f:
+                    while block := f.read(1 << 20):
+                        h.update(block)
+            except OSError:
+                return "unreadable:" + str(self.items[i])
+        return h.hexdigest()
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> ImageDataset:
+        idx = np.asarray(indices, dtype=np.int64)
+        items = self.items[idx] if self.is_array else [self.items[i] for i in idx]
+        labels = None if self.labels is None else self.labels[idx]
+        return ImageDataset(items, labels, list(self.classes), self.name, [])
+
+    def class_counts(self) -> dict[str, int]:
+        if self.labels is None:
+            return {}
+        counts = Counter(int(v) for v in self.labels)
+        return {c: counts.get(i, 0) for i, c in enumerate(self.classes)}
+
+    def summary(self) -> dict[str, Any]:
+        return {"name": self.name, "images": len(self), "classes": len(self.classes),
+                "per_class": self.class_counts(), "skipped": [list(s) for s in self.skipped]}
+
+
+def check_trainable(ds: ImageDataset) -> None:
+    """Refuse datasets a classifier cannot learn from: no images, no labels, or a single class."""
+    if len(ds) == 0:
+        raise DataError(f"Dataset {ds.name or ''} has no images; point to a folder with <class>/<image> files.")
+    if ds.labels is None:
+        raise DataError("Training needs labels; give a folder with one subfolder per class or a CSV with path,label.")
+    present = [c for c, n in ds.class_counts().items() if n > 0]
+    if len(present) < 2:
+        raise DataError(
+            f"Dataset {ds.name} has only one class ({present[0] if present else 'none'}); "
+            "a classifier needs at least two classes with images."
+        )
+
+
+__all__ = ["BadImage", "ImageDataset", "check_trainable"]

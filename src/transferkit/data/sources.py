@@ -1,0 +1,174 @@
+"""Where labeled images come from: a class-per-folder tree, a ``path,label`` CSV, arrays, Fashion-MNIST."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from .._errors import DataError
+from ._dataset import ImageDataset
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]
+
+
+def from_folder(root: str | os.PathLike[str]) -> ImageDataset:
+    """One subfolder per class (sorted names), every non-hidden file inside (recursively) is an image of it.
+
+    Example:
+        >>> ds = from_folder("pets/")   # pets/cat/1.jpg, pets/dog/2.png, ...
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"Data folder {str(root)!r} does not exist; pass a folder with one subfolder per class.")
+    if not root.is_dir():
+        raise DataError(f"{str(root)!r} is not a folder; pass a folder of <class>/<image> files or a .csv file.")
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not class_dirs:
+        raise DataError(
+            f"Data folder {str(root)!r} has no class subfolders; arrange images as {root}/<class>/<image>."
+        )
+    items: list[Path] = []
+    labels: list[int] = []
+    for label, d in enumerate(class_dirs):
+        for path in sorted(d.rglob("*")):
+            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(d).parts):
+                items.append(path)
+                labels.append(label)
+    if not items:
+        raise DataError(f"Data folder {str(root)!r} has class subfolders but no files in them.")
+    return ImageDataset(items, np.array(labels), [d.name for d in class_dirs], name=str(root))
+
+
+def from_csv(path: str | os.PathLike[str], path_column: str = "path", label_column: str = "label") -> ImageDataset:
+    """A CSV with ``path,label`` columns; paths are relative to the CSV's folder and may not escape it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"CSV file {str(path)!r} does not exist.")
+    root = path.parent.resolve()
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            columns = reader.fieldnames or []
+            if path_column not in columns or label_column not in columns:
+                raise DataError(
+                    f"CSV {str(path)!r} needs columns {path_column!r} and {label_column!r}; found {columns}."
+                )
+            rows = list(reader)
+    except UnicodeDecodeError as e:
+        raise DataError(f"CSV {str(path)!r} is not UTF-8 text ({e.reason}); save it as UTF-8.") from None
+    except csv.Error as e:
+        raise DataError(f"CSV {str(path)!r} is malformed: {e}.") from None
+    if not rows:
+        raise DataError(f"CSV {str(path)!r} has a header but no rows.")
+    items: list[Path] = []
+    names: list[str] = []
+    for line, row in enumerate(rows, start=2):
+        rel, label = (row.get(path_column) or "").strip(), (row.get(label_column) or "").strip()
+        if not rel or not label:
+            raise DataError(f"CSV {str(path)!r} line {line}: empty {path_column!r} or {label_column!r}.")
+        full = (root / rel).resolve()
+        if not full.is_relative_to(root):
+            raise DataError(
+                f"CSV {str(path)!r} line {line}: path {rel!r} escapes the dataset root {str(root)!r}; "
+                "keep images inside the CSV's folder."
+            )
+        items.append(full)
+        names.append(label)
+    classes = sorted(set(names))
+    index = {c: i for i, c in enumerate(classes)}
+    return ImageDataset(items, np.array([index[n] for n in names]), classes, name=str(path))
+
+
+def from_arrays(
+    images: np.ndarray, labels: Sequence[int] | Sequence[str] | np.ndarray | None = None,
+    classes: Sequence[str] | None = None, name: str = "arrays",
+) -> ImageDataset:
+    """In-memory images ``(N, H, W[, C])`` with integer labels (or class-name labels) and optional class names."""
+    images = np.asarray(images)
+    if images.ndim not in (3, 4):
+        raise DataError(f"images must have shape (N, H, W) or (N, H, W, C). Got shape {images.shape} instead.")
+    if labels is None:
+        return ImageDataset(images, None, list(classes or []), name)
+    labels = np.asarray(labels)
+    if labels.dtype.kind in "iu":
+        n_classes = int(labels.max()) + 1 if len(labels) else 0
+        names = list(classes) if classes is not None else [str(i) for i in range(n_classes)]
+        if labels.min(initial=0) < 0 or n_classes > len(names):
+            raise DataError(f"labels must index into classes (0..{len(names) - 1}). Got max label {n_classes - 1}.")
+        return ImageDataset(images, labels, names, name)
+    names = sorted({str(v) for v in labels}) if classes is None else list(classes)
+    index = {c: i for i, c in enumerate(names)}
+    unknown = [v for v in labels if str(v) not in index]
+    if unknown:
+        raise DataError(f"label {unknown[0]!r} is not one of classes {names}.")
+    return ImageDataset(images, np.array([index[str(v)] for v in labels]), names, name)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def load_fashion_mnist(split: str = "train", root: str | os.PathLike[str] | None = None) -> ImageDataset:
+    """Fashion-MNIST (MIT, Zalando Research) from Debian's ``dataset-fashion-mnist`` IDX files.
+
+    Args:
+        split: ``train`` (60,000 images) or ``test`` (10,000).
+        root: folder holding the IDX files (default ``/usr/share/datasets/fashion-mnist``).
+    """
+    if split not in ("train", "test"):
+        raise DataError(f"Fashion-MNIST split must be 'train' or 'test'. Got {split!r} instead.")
+    root = Path(root) if root is not None else FASHION_MNIST_DIR
+    prefix = "train" if split == "train" else "t10k"
+    found = {}
+    for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"):
+        candidates = [root / f"{prefix}-{kind}.gz", root / f"{prefix}-{kind}"]
+        hit = next((c for c in candidates if c.is_file()), None)
+        if hit is None:
+            raise DataError(
+                f"Fashion-MNIST {split} files are not in {str(root)!r}; install them with "
+                "`apt-get install dataset-fashion-mnist` (or use the embedded subset: DATA=embedded)."
+            )
+        found[kind] = _read_idx(hit)
+    return ImageDataset(
+        found["images-idx3-ubyte"], found["labels-idx1-ubyte"].astype(np.int64), list(FASHION_MNIST_CLASSES),
+        name=f"fashion-mnist:{split}",
+    )
+
+
+def load_embedded() -> ImageDataset:
+    """The small real Fashion-MNIST subset shipped inside the package (MIT; see ``assets/FASHION_MNIST_LICENSE``)."""
+    asset = resources.files("transferkit") / "assets" / "fashion_mnist_subset.npz"
+    with resources.as_file(asset) as p, np.load(p, allow_pickle=False) as z:
+        images, labels = z["images"], z["labels"]
+    meta = json.loads((resources.files("transferkit") / "assets" / "fashion_mnist_subset.json").read_text())
+    return ImageDataset(images, labels.astype(np.int64), list(meta["classes"]), name="embedded:fashion-mnist-subset")
+
+
+def open_dataset(spec: str | os.PathLike[str]) -> ImageDataset:
+    """What the CLI's DATA argument means: ``embedded``, ``fashion-mnist[:train|test]``, a folder, or a ``.csv``."""
+    text = os.fspath(spec)
+    if text == "embedded":
+        return load_embedded()
+    if text.startswith("fashion-mnist"):
+        _, _, split = text.partition(":")
+        return load_fashion_mnist(split or "train")
+    path = Path(text)
+    if path.suffix.lower() == ".csv":
+        return from_csv(path)
+    if path.is_file():
+        raise DataError(f"{text!r} is a file; DATA must be a folder of <class>/<image>, a .csv, or 'embedded'.")
+    return from_folder(path)

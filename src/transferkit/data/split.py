@@ -1,0 +1,45 @@
+"""Seeded, stratified splits and few-shot subsampling."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from .._errors import DataError
+from ._dataset import ImageDataset
+
+
+def stratified_split(ds: ImageDataset, val_fraction: float = 0.2, seed: int = 0) -> tuple[ImageDataset, ImageDataset]:
+    """Split into train and validation keeping class proportions; every class keeps at least one of each."""
+    if not 0.0 < val_fraction < 1.0:
+        raise DataError(f"val_fraction must be in (0, 1). Got {val_fraction} instead.")
+    if ds.labels is None:
+        raise DataError("A stratified split needs labels.")
+    counts = np.bincount(ds.labels, minlength=len(ds.classes))
+    small = [ds.classes[i] for i, n in enumerate(counts) if 0 < n < 2]
+    if small:
+        raise DataError(
+            f"Class {small[0]!r} has a single image; a train/validation split needs at least 2 per class "
+            "(add images, or pass --val-fraction with a separate validation set)."
+        )
+    idx = np.arange(len(ds))
+    n_classes = int((counts > 0).sum())
+    n_val = max(n_classes, int(round(val_fraction * len(ds))))
+    if len(ds) - n_val < n_classes:
+        raise DataError(f"{len(ds)} images are too few to split {n_classes} classes into train and validation.")
+    train_idx, val_idx = train_test_split(idx, test_size=n_val, stratify=ds.labels, random_state=seed)
+    return ds.subset(np.sort(train_idx)), ds.subset(np.sort(val_idx))
+
+
+def per_class(ds: ImageDataset, n: int, seed: int = 0) -> ImageDataset:
+    """At most ``n`` images per class, drawn with ``seed`` (few-shot runs)."""
+    if n < 1:
+        raise DataError(f"--per-class must be a positive integer. Got {n} instead.")
+    if ds.labels is None:
+        raise DataError("--per-class needs labels.")
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in range(len(ds.classes)):
+        members = np.flatnonzero(ds.labels == c)
+        keep.extend(rng.permutation(members)[:n].tolist())
+    return ds.subset(np.sort(np.array(keep, dtype=np.int64)))

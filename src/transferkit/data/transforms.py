@@ -1,0 +1,48 @@
+"""Preprocessing from the weights' spec, plus the light augmentation used when training on images."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from PIL import Image
+from torchvision.transforms import v2 as T
+
+from ..backbones._base import Preprocessing
+from ._images import to_mode
+
+_INTERPOLATION = {
+    "bilinear": T.InterpolationMode.BILINEAR,
+    "bicubic": T.InterpolationMode.BICUBIC,
+    "nearest": T.InterpolationMode.NEAREST,
+}
+
+
+def build_transform(pre: Preprocessing, augment: str = "none") -> Callable[[Image.Image], torch.Tensor]:
+    """PIL image of any mode → normalised ``(C, H, W)`` float tensor as the weights expect.
+
+    Args:
+        pre: the backbone's preprocessing spec.
+        augment: ``none`` (resize + centre crop) or ``light`` (random resized crop + horizontal flip).
+    """
+    height, width = pre.image_size
+    interpolation = _INTERPOLATION.get(pre.interpolation, T.InterpolationMode.BILINEAR)
+    if augment == "none":
+        resize = int(round(min(height, width) / pre.crop_pct))
+        spatial = [T.Resize(resize, interpolation=interpolation, antialias=True), T.CenterCrop((height, width))]
+    elif augment == "light":
+        spatial = [
+            T.RandomResizedCrop((height, width), scale=(0.7, 1.0), interpolation=interpolation, antialias=True),
+            T.RandomHorizontalFlip(),
+        ]
+    else:
+        raise ValueError(f"augment must be 'none' or 'light'. Got {augment!r} instead.")
+    pipeline = T.Compose(
+        [*spatial, T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(list(pre.mean), list(pre.std))]
+    )
+    channels = pre.channels
+
+    def transform(img: Image.Image) -> torch.Tensor:
+        return pipeline(to_mode(img, channels))
+
+    return transform

@@ -1,0 +1,81 @@
+"""Evaluation of a fitted model on labeled data: accuracy, macro-F1, per-class scores, confusion matrix."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+from ._errors import DataError
+from .data import ImageDataset
+from .strategies._base import as_dataset
+
+
+def evaluate(model: Any, X: Any, y: Any = None, *, confusion_png: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Score ``model`` on labeled images.
+
+    Labels are matched to the model's classes by name, so a test folder may list its classes in any order
+    (classes the model never saw count as errors).
+
+    Args:
+        model: a fitted strategy (or loaded bundle).
+        X, y: labeled images (see :func:`~transferkit.strategies.as_dataset`).
+        confusion_png: where to save the confusion matrix as a PNG (optional).
+
+    Returns:
+        ``{"accuracy", "macro_f1", "per_class": {name: {"precision", "recall", "f1", "support"}},
+        "confusion_matrix", "classes", "images", "skipped"}``.
+    """
+    ds: ImageDataset = as_dataset(X, y)
+    if ds.labels is None or len(ds) == 0:
+        raise DataError("evaluate needs labeled images (a class-per-folder tree or a CSV with labels).")
+    proba, index, skipped = model.predict_proba_details(ds)
+    if not len(index):
+        raise DataError(f"None of the {len(ds)} images in {ds.name} could be read.")
+    classes = [str(c) for c in model.classes_]
+    truth_names = np.asarray(ds.classes)[ds.labels[index]]
+    pred_names = np.asarray(classes)[proba.argmax(1)]
+    labels = classes + sorted(set(truth_names) - set(classes))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        truth_names, pred_names, labels=labels, zero_division=0
+    )
+    cm = confusion_matrix(truth_names, pred_names, labels=labels)
+    result = {
+        "accuracy": float(accuracy_score(truth_names, pred_names)),
+        "macro_f1": float(f1_score(truth_names, pred_names, labels=labels, average="macro", zero_division=0)),
+        "per_class": {
+            c: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for c, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
+        },
+        "confusion_matrix": cm.tolist(),
+        "classes": labels,
+        "images": int(len(index)),
+        "skipped": [list(s) for s in skipped],
+    }
+    if confusion_png is not None:
+        result["confusion_png"] = str(save_confusion_png(cm, labels, confusion_png))
+    return result
+
+
+def save_confusion_png(cm: np.ndarray, labels: list[str], path: str | os.PathLike[str]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    from ._utils import atomic_path
+
+    size = max(5.0, 0.55 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ConfusionMatrixDisplay(cm, display_labels=labels).plot(ax=ax, colorbar=False, xticks_rotation=45)
+    ax.set_title("Confusion matrix")
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path

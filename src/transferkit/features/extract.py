@@ -1,0 +1,176 @@
+"""Streaming feature extraction through the on-disk cache.
+
+Features are computed in batches and flushed to the cache in shards, so memory does not grow with the
+dataset; images already in the cache (same content, same weights, layer and preprocessing) are not recomputed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._errors import DataError
+from .._progress import progress_bar
+from .._utils import autocast, resolve_device
+from ..backbones._base import Backbone, state_dict_checksum
+from ..data import ImageDataset, build_transform
+from ..data.loader import image_loader
+from .cache import FeatureCache
+
+DEFAULT_MAX_BAD_FRACTION = 0.1
+
+
+@dataclass
+class ExtractedFeatures:
+    """Result of :func:`extract_features`.
+
+    Attributes:
+        features: ``(n_good, D)`` float32, in dataset order (None when only the cache was populated).
+        index: ``(n_good,)`` positions in the dataset of the usable images.
+        skipped: ``(input, reason)`` for every unusable input.
+        cached: how many images came from the cache; ``computed``: how many went through the backbone.
+    """
+
+    features: np.ndarray | None
+    index: np.ndarray
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    cached: int = 0
+    computed: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {"images": int(len(self.index)), "cached": self.cached, "computed": self.computed,
+                "skipped": [list(s) for s in self.skipped], "seconds": round(self.seconds, 3)}
+
+
+def cache_key(backbone: Backbone, layer: str | None) -> dict[str, Any]:
+    """What makes two feature vectors interchangeable: exact weights, layer and preprocessing."""
+    return {
+        "arch": backbone.arch_spec,
+        # The weights as they are now (not the file they came from): a fine-tuned backbone gets new features.
+        "state": state_dict_checksum(backbone.trunk),
+        "layer": backbone._check_layer(layer),
+        "preprocessing": backbone.preprocessing.to_dict(),
+    }
+
+
+def check_bad_fraction(skipped: int, total: int, max_bad_fraction: float, what: str) -> None:
+    if total and skipped / total > max_bad_fraction:
+        raise DataError(
+            f"{skipped} of {total} images in {what} could not be read ({skipped / total:.0%} > "
+            f"--max-bad {max_bad_fraction:.0%}); fix or remove them, or raise --max-bad."
+        )
+
+
+def extract_features(
+    backbone: Backbone,
+    dataset: ImageDataset,
+    *,
+    layer: str | None = None,
+    cache: FeatureCache | str | bool | None = True,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+    max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
+    shard_size: int = 2048,
+    return_features: bool = True,
+) -> ExtractedFeatures:
+    """Pooled features of every usable image at ``layer``, through the feature cache.
+
+    Args:
+        backbone: any :class:`Backbone`; used frozen, in eval mode, without gradients.
+        dataset: the images; unusable ones are skipped and listed in ``skipped``.
+        layer: a name from ``backbone.layers`` (default ``pre_logits``).
+        cache: True (default location), a directory or :class:`FeatureCache`, or False/None for no cache.
+        batch_size, num_workers: DataLoader settings for decoding.
+        device: ``auto|cpu|cuda``; on CUDA the forward runs in bf16 with channels_last and pinned memory.
+        max_bad_fraction: fail with a :class:`DataError` when more inputs than this are unusable.
+        shard_size: rows per cache shard; also the most features held in memory before a flush.
+        return_features: False only fills the cache (constant memory), e.g. ahead of a run.
+
+    Returns:
+        :class:`ExtractedFeatures` with ``features`` of shape ``(n_good, layer_dim)``.
+
+    Example:
+        >>> out = extract_features(create_backbone("packaged:efficientnet_lite0"), load_embedded())
+        >>> out.features.shape
+        (400, 1280)
+    """
+    start = time.perf_counter()
+    dev = resolve_device(device)
+    layer_name = backbone._check_layer(layer)
+    if cache is True:
+        cache = FeatureCache()
+    elif isinstance(cache, str):
+        cache = FeatureCache(cache)
+    store = cache.store(cache_key(backbone, layer_name)) if isinstance(cache, FeatureCache) else None
+
+    keys = [dataset.content_key(i) for i in range(len(dataset))]
+    found = store.get_many(keys) if (store is not None and return_features) else {}
+    if store is not None and not return_features:
+        found = {k: np.empty(0) for k in keys if k in store}
+    missing = np.array([i for i, k in enumerate(keys) if k not in found], dtype=np.int64)
+
+    computed: dict[int, np.ndarray] = {}
+    skipped: list[tuple[str, str]] = []
+    bad: set[int] = set()
+    if len(missing):
+        was_training = backbone.training
+        backbone.eval().to(dev)
+        if dev.type == "cuda":
+            backbone.to(memory_format=torch.channels_last)
+        loader = image_loader(
+            dataset, build_transform(backbone.preprocessing), indices=missing, batch_size=batch_size,
+            num_workers=num_workers, pin_memory=dev.type == "cuda",
+        )
+        pending_keys: list[str] = []
+        pending: list[np.ndarray] = []
+
+        def flush() -> None:
+            if store is not None and pending_keys:
+                store.add(list(pending_keys), np.concatenate(pending))
+            pending_keys.clear()
+            pending.clear()
+
+        try:
+            with progress_bar(len(missing), f"features {backbone.spec} @ {layer_name}", progress) as advance, \
+                    torch.inference_mode():
+                for batch in loader:
+                    skipped.extend((dataset.describe(i), reason) for i, reason in batch["bad"])
+                    bad.update(i for i, _ in batch["bad"])
+                    if len(batch["index"]):
+                        x = batch["images"].to(dev, non_blocking=True)
+                        if dev.type == "cuda":
+                            x = x.contiguous(memory_format=torch.channels_last)
+                        with autocast(dev):
+                            feats = backbone(x, layer_name)
+                        feats_np = feats.float().cpu().numpy()
+                        for row, i in enumerate(batch["index"].tolist()):
+                            if return_features:
+                                computed[i] = feats_np[row]
+                        pending_keys.extend(keys[i] for i in batch["index"].tolist())
+                        pending.append(feats_np)
+                        if len(pending_keys) >= shard_size:
+                            flush()
+                    advance(len(batch["index"]) + len(batch["bad"]))
+        finally:
+            flush()  # keep what was computed, even when interrupted
+            backbone.train(was_training)
+        check_bad_fraction(len(skipped), len(dataset), max_bad_fraction, dataset.name or "the dataset")
+
+    index = np.array([i for i in range(len(dataset)) if i not in bad], dtype=np.int64)
+    features = None
+    if return_features:
+        dim = backbone.layer_dim(layer_name)
+        features = np.empty((len(index), dim), dtype=np.float32)
+        for row, i in enumerate(index.tolist()):
+            features[row] = computed[i] if i in computed else found[keys[i]]
+    return ExtractedFeatures(
+        features=features, index=index, skipped=list(dataset.skipped) + skipped,
+        cached=len(keys) - len(missing), computed=len(missing) - len(skipped), seconds=time.perf_counter() - start,
+    )

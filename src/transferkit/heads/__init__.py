@@ -1,0 +1,90 @@
+"""Heads for cached features: by name (``logistic``, ``linear``, ``mlp``, ``svm``, ``random-forest``,
+``gradient-boosting``) or any scikit-learn classifier; and their conversion to torch modules for bundles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, clone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+from torch import nn
+
+from .._errors import TransferkitError, did_you_mean
+from .modules import ModuleHead, Standardize, build_head_module
+from .torch_heads import TorchHeadClassifier
+
+
+def _logistic(seed: int) -> Any:
+    return make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=2000, random_state=seed))
+
+
+HEADS = {
+    "logistic": _logistic,
+    "linear": lambda seed: TorchHeadClassifier(hidden=(), random_state=seed),
+    "mlp": lambda seed: TorchHeadClassifier(hidden=(512,), dropout=0.2, random_state=seed),
+    # Platt-calibrated probabilities, the replacement for the deprecated SVC(probability=True).
+    "svm": lambda seed: make_pipeline(StandardScaler(), CalibratedClassifierCV(SVC(random_state=seed), ensemble=False, cv=3)),
+    "random-forest": lambda seed: RandomForestClassifier(n_estimators=300, n_jobs=-1, random_state=seed),
+    "gradient-boosting": lambda seed: HistGradientBoostingClassifier(random_state=seed),
+}
+
+
+def make_head(head: str | BaseEstimator, seed: int = 0) -> Any:
+    """A fresh, unfitted head: a name from ``HEADS`` or a clone of any scikit-learn classifier."""
+    if isinstance(head, str):
+        if head not in HEADS:
+            raise TransferkitError(
+                f"Unknown head {head!r}; heads are: {', '.join(HEADS)} (or pass a scikit-learn classifier from Python)."
+                f"{did_you_mean(head, HEADS)}"
+            )
+        return HEADS[head](seed)
+    if not (hasattr(head, "fit") and hasattr(head, "predict_proba")):
+        raise TransferkitError(
+            f"A head must be a classifier with fit and predict_proba. Got {type(head).__name__} instead."
+        )
+    return clone(head)
+
+
+def head_to_module(head: Any) -> tuple[nn.Module, dict[str, Any]] | None:
+    """The exact torch equivalent of a fitted head (for bundles and ONNX), or None when there is none.
+
+    Logistic regression (optionally after a StandardScaler) becomes ``Standardize → Linear``: the
+    multinomial softmax is the same function; a binary model becomes two logits ``[0, w·x + b]``.
+    """
+    if isinstance(head, TorchHeadClassifier):
+        return head.export()
+    scaler, model = None, head
+    if isinstance(head, Pipeline):
+        steps = [s for _, s in head.steps]
+        if len(steps) == 2 and isinstance(steps[0], StandardScaler):
+            scaler, model = steps
+        elif len(steps) == 1:
+            model = steps[0]
+    if not isinstance(model, LogisticRegression):
+        return None
+    coef = np.asarray(model.coef_, dtype=np.float64)
+    intercept = np.asarray(model.intercept_, dtype=np.float64)
+    if coef.shape[0] == 1:  # binary: p(class 1) = sigmoid(w·x + b) = softmax([0, w·x + b])[1]
+        coef = np.vstack([np.zeros_like(coef), coef])
+        intercept = np.concatenate([[0.0], intercept])
+    config = {"type": "linear", "in_features": coef.shape[1], "out_features": coef.shape[0], "standardize": True}
+    module = build_head_module(config)
+    std, linear = module[0], module[1]
+    assert isinstance(std, Standardize) and isinstance(linear, nn.Linear)
+    if scaler is not None:
+        std.mean.copy_(torch.as_tensor(scaler.mean_ if scaler.with_mean else 0.0, dtype=torch.float32))
+        std.scale.copy_(torch.as_tensor(scaler.scale_ if scaler.with_std else 1.0, dtype=torch.float32))
+    with torch.no_grad():
+        linear.weight.copy_(torch.as_tensor(coef, dtype=torch.float32))
+        linear.bias.copy_(torch.as_tensor(intercept, dtype=torch.float32))
+    return module.eval(), config
+
+
+__all__ = ["HEADS", "ModuleHead", "TorchHeadClassifier", "build_head_module", "head_to_module", "make_head"]

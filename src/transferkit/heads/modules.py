@@ -1,0 +1,55 @@
+"""Torch head modules, described by a small JSON config so a bundle can rebuild them without pickle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class Standardize(nn.Module):
+    """``(x - mean) / scale`` with fixed buffers (a fitted StandardScaler as a layer)."""
+
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(num_features))
+        self.register_buffer("scale", torch.ones(num_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.scale
+
+
+def build_head_module(config: dict[str, Any]) -> nn.Module:
+    """Rebuild a head from its config.
+
+    Config keys: ``type`` (``linear`` or ``mlp``), ``in_features``, ``out_features``, ``standardize`` (bool),
+    and for ``mlp`` ``hidden`` (list of widths) and ``dropout``.
+    """
+    kind = config["type"]
+    d_in, d_out = int(config["in_features"]), int(config["out_features"])
+    layers: list[nn.Module] = [Standardize(d_in)] if config.get("standardize") else []
+    if kind == "linear":
+        layers.append(nn.Linear(d_in, d_out))
+    elif kind == "mlp":
+        width = d_in
+        for hidden in config.get("hidden", [512]):
+            layers += [nn.Linear(width, hidden), nn.GELU(), nn.Dropout(float(config.get("dropout", 0.0)))]
+            width = hidden
+        layers.append(nn.Linear(width, d_out))
+    else:
+        raise ValueError(f"unknown head type {kind!r}")
+    return nn.Sequential(*layers)
+
+
+class ModuleHead:
+    """A torch head used like a scikit-learn classifier on feature arrays (``predict_proba``)."""
+
+    def __init__(self, module: nn.Module, config: dict[str, Any]):
+        self.module = module.eval()
+        self.config = config
+
+    @torch.inference_mode()
+    def predict_proba(self, features: Any) -> Any:
+        x = torch.as_tensor(features, dtype=torch.float32)
+        return self.module(x).softmax(-1).numpy()

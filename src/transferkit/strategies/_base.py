@@ -1,0 +1,99 @@
+"""What every transfer strategy shares: scikit-learn estimator behaviour over images.
+
+``X`` is an :class:`~transferkit.data.ImageDataset`, an array of images ``(N, H, W[, C])`` or a list of image
+paths; ``y`` gives labels when ``X`` does not carry them. ``classes_`` are class names.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from .._errors import DataError, NotFittedError
+from ..data import ImageDataset, from_arrays
+
+
+def as_dataset(X: Any, y: Any = None) -> ImageDataset:
+    """Accept the input forms every strategy takes and return an :class:`ImageDataset`."""
+    if isinstance(X, ImageDataset):
+        if y is not None:
+            raise DataError("Pass labels either inside the ImageDataset or as y, not both.")
+        return X
+    if isinstance(X, np.ndarray):
+        return from_arrays(X, y)
+    if isinstance(X, (str, os.PathLike)):
+        X = [X]
+    if isinstance(X, Sequence) and all(isinstance(p, (str, os.PathLike)) for p in X):
+        if y is None:
+            return ImageDataset([Path(p) for p in X], None, [], name="inputs")
+        labels = np.asarray(y)
+        classes = sorted({str(v) for v in labels})
+        index = {c: i for i, c in enumerate(classes)}
+        return ImageDataset([Path(p) for p in X], np.array([index[str(v)] for v in labels]), classes, "inputs")
+    raise DataError(
+        f"X must be an ImageDataset, an image array (N, H, W[, C]) or a list of paths. Got {type(X).__name__}."
+    )
+
+
+def full_proba(proba: np.ndarray, head_classes: np.ndarray, n_classes: int) -> np.ndarray:
+    """Place a head's probability columns (for the classes it saw) into all ``n_classes`` columns."""
+    if proba.shape[1] == n_classes and np.array_equal(head_classes, np.arange(n_classes)):
+        return proba
+    out = np.zeros((proba.shape[0], n_classes), dtype=proba.dtype)
+    out[:, np.asarray(head_classes, dtype=np.int64)] = proba
+    return out
+
+
+class TransferClassifier(ClassifierMixin, BaseEstimator):
+    """Base of the strategies. Subclasses implement ``fit`` and ``_predict_proba_dataset``.
+
+    Fitted attributes (all end in ``_``): ``backbone_``, ``layer_``, ``classes_``, ``fit_info_``.
+    """
+
+    strategy_name = "base"
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "classes_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet; call fit(X, y) or load a bundle with load_bundle()."
+            )
+
+    def predict_proba_details(self, X: Any) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+        """``(proba (n_good, n_classes), index of usable inputs, skipped inputs with reasons)``."""
+        self._check_fitted()
+        ds = as_dataset(X)
+        return self._predict_proba_dataset(ds)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities ``(N, n_classes)``; raises :class:`DataError` if an input is unreadable."""
+        proba, _, skipped = self.predict_proba_details(X)
+        if skipped:
+            raise DataError(f"Cannot predict {skipped[0][0]}: {skipped[0][1]}.")
+        return proba
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Class names ``(N,)``."""
+        return np.asarray(self.classes_)[self.predict_proba(X).argmax(1)]
+
+    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
+        """Accuracy on labeled images."""
+        ds = as_dataset(X, y)
+        if ds.labels is None:
+            raise DataError("score needs labels.")
+        proba, index, _ = self.predict_proba_details(ds)
+        truth = np.asarray(ds.classes)[ds.labels[index]]
+        return float(np.mean(np.asarray(self.classes_)[proba.argmax(1)] == truth))
+
+    def _predict_proba_dataset(self, ds: ImageDataset) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+        raise NotImplementedError
+
+    def save(self, directory: str | os.PathLike[str], **extra: Any) -> Path:
+        """Write a bundle (``model.safetensors`` + ``transferkit.json``); see :func:`transferkit.save_bundle`."""
+        from ..bundle import save_bundle
+
+        return save_bundle(self, directory, **extra)
