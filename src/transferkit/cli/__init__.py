@@ -1,0 +1,51 @@
+"""``transferkit`` command line: a thin skin over the public API.
+
+User mistakes become one red line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from .._errors import TransferkitError
+from .._progress import stderr_console
+from .._version import __version__
+from . import backbones, evaluate, fit, predict, quickstart
+
+COMMANDS = (quickstart, fit, predict, evaluate, backbones)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse's own code for usage errors)
+        stderr_console.print(f"[red]error:[/red] {message} (see `{self.prog} --help`)", highlight=False)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="transferkit", description="Transfer learning: reuse a pretrained backbone on a new task.")
+    parser.add_argument("--version", action="version", version=f"transferkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except TransferkitError as e:
+        stderr_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        stderr_console.print("[yellow]interrupted[/yellow]: partial results already written are kept (cache, files).")
+        return 130
+
+
+def entrypoint() -> None:
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""``transferkit fit DATA --backbone SPEC --strategy S --out DIR``: train, evaluate on a held-out split, bundle."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ..strategies import STRATEGIES
+from ..workflows import DEFAULT_BACKBONE, FitConfig, fit_bundle
+from ._common import add_runtime_options, emit, fraction, positive_int
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("fit", help="train on labeled images and write a bundle",
+                       description="Train on DATA, evaluate on a stratified validation split, write a bundle.")
+    p.add_argument("data", help="folder of <class>/<image>, a path,label CSV, 'embedded' or 'fashion-mnist[:split]'")
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE, help=f"backbone spec (default: {DEFAULT_BACKBONE})")
+    p.add_argument("--strategy", default="feature-extraction", help=f"one of: {', '.join(STRATEGIES)}")
+    p.add_argument("--out", required=True, help="bundle directory to write")
+    p.add_argument("--head", default="logistic", help="feature-extraction head: logistic, linear, mlp, svm, "
+                   "random-forest, gradient-boosting")
+    p.add_argument("--layer", default=None, help="feature layer (see `transferkit backbones --show SPEC`)")
+    p.add_argument("--per-class", type=positive_int, default=None, help="at most N images per class (few-shot)")
+    p.add_argument("--val-fraction", type=fraction, default=0.2, help="validation split (default 0.2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--random-init", action="store_true", help="the backbone's architecture without pretrained weights")
+    p.add_argument("--epochs", type=positive_int, default=None, help="training epochs (fine-tune, scratch)")
+    p.add_argument("--image-size", type=positive_int, default=None, help="square input size (fine-tune, scratch)")
+    p.add_argument("--max-bad", type=fraction, default=0.1, help="fail when more than this fraction is unreadable")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    add_runtime_options(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = FitConfig(
+        data=args.data, out=args.out, backbone=args.backbone, strategy=args.strategy, head=args.head, layer=args.layer,
+        per_class=args.per_class, val_fraction=args.val_fraction, seed=args.seed, random_init=args.random_init,
+        epochs=args.epochs, image_size=args.image_size, device=args.device, batch_size=args.batch_size,
+        num_workers=args.num_workers, max_bad_fraction=args.max_bad, cache=not args.no_cache,
+        progress=not args.no_progress,
+    )
+    result = fit_bundle(cfg)
+    emit(args, result, render)
+    return 0
+
+
+def render(console: Console, r: dict[str, Any]) -> None:
+    table = Table(title="transferkit fit", show_header=False)
+    for key in ("strategy", "backbone", "layer", "licence", "train_images", "val_images"):
+        table.add_row(key, str(r[key]))
+    table.add_row("accuracy (val)", f"{r['accuracy']:.4f}")
+    table.add_row("macro-F1 (val)", f"{r['macro_f1']:.4f}")
+    table.add_row("seconds", f"{r['seconds']:.1f}")
+    table.add_row("bundle", r["bundle"])
+    table.add_row("confusion matrix", str(r["confusion_png"]))
+    console.print(table)
+    if r["skipped"]:
+        console.print(f"[yellow]{len(r['skipped'])} unreadable input(s) skipped:[/yellow]")
+        for s in r["skipped"][:20]:
+            console.print(f"  {s['input']}: {s['reason']}", highlight=False)
+        if len(r["skipped"]) > 20:
+            console.print(f"  ... and {len(r['skipped']) - 20} more (all listed in the bundle's transferkit.json)")

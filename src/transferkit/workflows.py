@@ -1,0 +1,214 @@
+"""The end-to-end jobs behind the CLI, as plain functions: ``fit_bundle`` and ``quickstart``.
+
+The CLI only parses arguments into a :class:`FitConfig` and prints what these return.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._errors import TransferkitError, did_you_mean
+from .bundle import save_bundle
+from .data import ImageDataset, load_embedded, open_dataset, per_class, stratified_split
+from .evaluation import evaluate
+from .features.extract import DEFAULT_MAX_BAD_FRACTION
+from .strategies import STRATEGIES, FeatureExtractionClassifier, ScratchClassifier
+
+DEFAULT_BACKBONE = "packaged:efficientnet_lite0"
+
+
+@dataclass
+class FitConfig:
+    """Everything ``transferkit fit`` needs.
+
+    Attributes:
+        data: ``embedded``, ``fashion-mnist[:train|test]``, a class-per-folder directory or a ``path,label`` CSV.
+        out: bundle directory to write.
+        backbone: backbone spec (for ``scratch``: the architecture).
+        strategy: ``feature-extraction``, ``fine-tune`` or ``scratch``.
+        head: head of ``feature-extraction`` (``logistic``, ``linear``, ``mlp``, ``svm``, ``random-forest``,
+            ``gradient-boosting``).
+        layer: feature layer (default: pooled pre-logits).
+        per_class: keep at most this many images per class (few-shot), drawn with ``seed``.
+        val_fraction: stratified validation split used for the reported metrics.
+        seed: seeds the split, the subsampling and training.
+        random_init: use the backbone's architecture without its pretrained weights.
+        epochs: training epochs for ``fine-tune`` (second stage) and ``scratch`` (default: the strategy's).
+        image_size: square input size override (default: the weights' own).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        batch_size: images per batch (default: 64 for extraction, 32 for training).
+        num_workers: DataLoader worker processes for decoding.
+        max_bad_fraction: fail when more than this fraction of images is unreadable.
+        cache: use the on-disk feature cache.
+        progress: show progress bars.
+    """
+
+    data: str
+    out: str
+    backbone: str = DEFAULT_BACKBONE
+    strategy: str = "feature-extraction"
+    head: str = "logistic"
+    layer: str | None = None
+    per_class: int | None = None
+    val_fraction: float = 0.2
+    seed: int = 0
+    random_init: bool = False
+    epochs: int | None = None
+    image_size: int | None = None
+    device: str = "auto"
+    batch_size: int | None = None
+    num_workers: int = 0
+    max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION
+    cache: bool = True
+    progress: bool = True
+
+
+def make_strategy(cfg: FitConfig) -> Any:
+    """The unfitted estimator a config describes."""
+    if cfg.strategy not in STRATEGIES:
+        raise TransferkitError(
+            f"Unknown strategy {cfg.strategy!r}; strategies are: {', '.join(STRATEGIES)}.{did_you_mean(cfg.strategy, STRATEGIES)}"
+        )
+    common = {"device": cfg.device, "num_workers": cfg.num_workers, "seed": cfg.seed, "progress": cfg.progress,
+              "max_bad_fraction": cfg.max_bad_fraction}
+    if cfg.batch_size:
+        common["batch_size"] = cfg.batch_size
+    if cfg.strategy == "feature-extraction":
+        if cfg.image_size or cfg.epochs:
+            raise TransferkitError("--image-size and --epochs apply to fine-tune and scratch, not feature-extraction.")
+        return FeatureExtractionClassifier(cfg.backbone, layer=cfg.layer, head=cfg.head, pretrained=not cfg.random_init,
+                                           cache=cfg.cache, **common)
+    if cfg.head != "logistic":
+        raise TransferkitError(f"--head applies to feature-extraction; {cfg.strategy} trains a linear head.")
+    if cfg.strategy == "scratch":
+        extra = {"epochs": cfg.epochs} if cfg.epochs else {}
+        return ScratchClassifier(cfg.backbone, image_size=cfg.image_size, **extra, **common)
+    extra = {"epochs": cfg.epochs} if cfg.epochs else {}
+    return STRATEGIES["fine-tune"](cfg.backbone, layer=cfg.layer, image_size=cfg.image_size,
+                                   pretrained=not cfg.random_init, **extra, **common)
+
+
+def prepare_data(cfg: FitConfig) -> tuple[ImageDataset, ImageDataset, ImageDataset]:
+    """``(all data, train split, validation split)`` after optional few-shot subsampling."""
+    data = open_dataset(cfg.data)
+    if cfg.per_class is not None:
+        data = per_class(data, cfg.per_class, seed=cfg.seed)
+    train, val = stratified_split(data, cfg.val_fraction, seed=cfg.seed)
+    return data, train, val
+
+
+def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
+    """Fit the configured strategy on the training split, evaluate on the validation split, write a bundle.
+
+    Returns:
+        A JSON-ready summary: ``bundle``, ``accuracy``, ``macro_f1``, ``strategy``, ``backbone``, ``licence``,
+        ``train_images``, ``val_images``, ``skipped``, ``seconds``, ``confusion_png``, ``metrics``.
+    """
+    start = time.perf_counter()
+    estimator = make_strategy(cfg)
+    data, train, val = prepare_data(cfg)
+    estimator.fit(train)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = evaluate(estimator, val, confusion_png=out / "confusion_matrix.png")
+    skipped = list(data.skipped) + [tuple(s) for s in _skipped(estimator)] + [tuple(s) for s in metrics["skipped"]]
+    data_info = {"name": data.name, "images": len(data), "train_images": len(train), "val_images": len(val),
+                 "per_class": cfg.per_class, "val_fraction": cfg.val_fraction, "seed": cfg.seed,
+                 "skipped": [list(s) for s in skipped]}
+    save_bundle(estimator, out, metrics=metrics, data=data_info, extra={"config": dataclasses.asdict(cfg)})
+    return {
+        "bundle": str(out),
+        "strategy": cfg.strategy,
+        "backbone": estimator.backbone_.spec if cfg.strategy != "scratch" else f"{cfg.backbone} (random init)",
+        "layer": estimator.layer_,
+        "accuracy": metrics["accuracy"],
+        "macro_f1": metrics["macro_f1"],
+        "licence": estimator.backbone_.weights.licence,
+        "train_images": len(train),
+        "val_images": len(val),
+        "skipped": [{"input": s[0], "reason": s[1]} for s in skipped],
+        "confusion_png": metrics.get("confusion_png"),
+        "seconds": round(time.perf_counter() - start, 2),
+        "metrics": metrics,
+    }
+
+
+def _skipped(estimator: Any) -> list[list[str]]:
+    info = getattr(estimator, "fit_info_", {})
+    return info.get("extraction", {}).get("skipped") or info.get("skipped") or []
+
+
+def quickstart(out: str = "transferkit-quickstart", *, seed: int = 0, device: str = "auto",
+               progress: bool = True) -> dict[str, Any]:
+    """Offline demo on the embedded Fashion-MNIST subset: packaged EfficientNet-Lite0 features vs scratch.
+
+    Both use the same seeded split (300 train / 100 validation). The scratch baseline trains the same
+    architecture from random weights at 64 px (the images are 28 px; 224 px scratch training would take
+    minutes on a CPU without changing the lesson). Writes the feature-extraction bundle to ``out/bundle``,
+    a comparison plot ``out/quickstart.png`` and a confusion matrix.
+    """
+    out_dir = Path(out)
+    data = load_embedded()
+    train, val = stratified_split(data, 0.25, seed=seed)
+    results = []
+    bundle_dir = out_dir / "bundle"
+    for label, estimator in (
+        ("feature-extraction (packaged:efficientnet_lite0 + logistic)",
+         FeatureExtractionClassifier(DEFAULT_BACKBONE, seed=seed, device=device, progress=progress)),
+        ("scratch (same architecture, random init, 64 px, 10 epochs)",
+         ScratchClassifier(DEFAULT_BACKBONE, epochs=10, image_size=64, seed=seed, device=device, progress=progress)),
+    ):
+        start = time.perf_counter()
+        estimator.fit(train)
+        is_transfer = estimator.strategy_name == "feature-extraction"
+        metrics = evaluate(estimator, val, confusion_png=(bundle_dir / "confusion_matrix.png") if is_transfer else None)
+        seconds = time.perf_counter() - start
+        results.append({"strategy": estimator.strategy_name, "label": label, "accuracy": metrics["accuracy"],
+                        "macro_f1": metrics["macro_f1"], "seconds": round(seconds, 2)})
+        if is_transfer:
+            save_bundle(estimator, bundle_dir, metrics=metrics,
+                        data={"name": data.name, "train_images": len(train), "val_images": len(val), "seed": seed})
+    plot = save_comparison_plot(results, out_dir / "quickstart.png")
+    transfer, scratch = results
+    return {
+        "accuracy": transfer["accuracy"],
+        "scratch_accuracy": scratch["accuracy"],
+        "gain": round(transfer["accuracy"] - scratch["accuracy"], 4),
+        "bundle": str(bundle_dir),
+        "plot": str(plot),
+        "confusion_png": str(bundle_dir / "confusion_matrix.png"),
+        "results": results,
+        "train_images": len(train),
+        "val_images": len(val),
+    }
+
+
+def save_comparison_plot(results: list[dict[str, Any]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ._utils import atomic_path
+
+    names = [r["strategy"] for r in results]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.6))
+    colors = ["#2a9d8f", "#e76f51", "#264653", "#e9c46a"][: len(results)]
+    ax1.bar(names, [r["accuracy"] for r in results], color=colors)
+    ax1.set_ylim(0, 1)
+    ax1.set_ylabel("validation accuracy")
+    for i, r in enumerate(results):
+        ax1.text(i, r["accuracy"] + 0.02, f"{r['accuracy']:.2f}", ha="center")
+    ax2.bar(names, [r["seconds"] for r in results], color=colors)
+    ax2.set_ylabel("seconds (fit + evaluate)")
+    fig.suptitle("Transfer vs scratch on the embedded Fashion-MNIST subset")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
