@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from .._errors import BackboneError, did_you_mean
 from ._base import Backbone
 
@@ -73,12 +75,13 @@ def split_spec(spec: str) -> tuple[str, str]:
     return prefix, name
 
 
-def create_backbone(spec: str, *, pretrained: bool = True, **kwargs: Any) -> Backbone:
+def create_backbone(spec: str, *, pretrained: bool = True, init_seed: int = 0, **kwargs: Any) -> Backbone:
     """Create a backbone from a prefixed spec.
 
     Args:
         spec: ``timm:<model>``, ``torchvision:<model>``, ``packaged:<name>`` or ``bundle:<dir>``.
         pretrained: False gives the same architecture randomly initialised (offline, the scratch baseline).
+        init_seed: seed of that random initialisation.
         **kwargs: source-specific options, e.g. ``weights_file=`` for timm.
 
     Returns:
@@ -93,7 +96,13 @@ def create_backbone(spec: str, *, pretrained: bool = True, **kwargs: Any) -> Bac
         1280
     """
     prefix, name = split_spec(spec)
-    backbone = _SOURCES[prefix].create(name, pretrained=pretrained, **kwargs)
+    if pretrained:
+        backbone = _SOURCES[prefix].create(name, pretrained=True, **kwargs)
+    else:
+        # A random initialisation is seeded, so "random init" is the same network every time (and cacheable).
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            backbone = _SOURCES[prefix].create(name, pretrained=False, **kwargs)
     return backbone.eval()
 
 
