@@ -71,7 +71,7 @@ def save_confusion_png(cm: np.ndarray, labels: list[str], path: str | os.PathLik
 
     size = max(5.0, 0.55 * len(labels) + 2)
     fig, ax = plt.subplots(figsize=(size, size))
-    ConfusionMatrixDisplay(cm, display_labels=labels).plot(ax=ax, colorbar=False, xticks_rotation=45)
+    ConfusionMatrixDisplay(cm, display_labels=labels).plot(ax=ax, colorbar=False, xticks_rotation=45, cmap="Blues")
     ax.set_title("Confusion matrix")
     fig.tight_layout()
     path = Path(path)

@@ -1,7 +1,14 @@
 """Backbones: one contract over timm, torchvision, packaged offline weights and your own bundles."""
 
 from ._base import DEFAULT_LAYER, Backbone, LayerGroup, Preprocessing, WeightsInfo
-from ._registry import SourceEntry, create_backbone, list_backbones, register_source, source_descriptions, split_spec
+from ._registry import (
+    SourceEntry,
+    create_backbone,
+    list_backbones,
+    register_source,
+    source_descriptions,
+    split_spec,
+)
 
 __all__ = [
     "DEFAULT_LAYER", "Backbone", "LayerGroup", "Preprocessing", "SourceEntry", "WeightsInfo", "create_backbone",

@@ -293,9 +293,11 @@ class Backbone(nn.Module):
             for group in self.layer_groups():
                 if group.name in self._frozen:
                     for m in group.modules:
-                        for mod in m.modules():
-                            if not (self.train_frozen_bn and isinstance(mod, nn.modules.batchnorm._BatchNorm)):
-                                mod.eval()
+                        m.eval()
+                        if self.train_frozen_bn:  # eval() above reached nested BatchNorm too: re-enable it
+                            for mod in m.modules():
+                                if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                                    mod.train()
         return self
 
     # -- description ----------------------------------------------------------------------------------

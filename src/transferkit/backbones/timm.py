@@ -147,7 +147,7 @@ def list_entries() -> list[SourceEntry]:
     ]
     rows.append(
         SourceEntry(
-            "timm:<any of %d architectures>" % len(timm.list_models()),
+            f"timm:<any of {len(timm.list_models())} architectures>",
             "per model (pretrained_cfg.license)",
             False,
             True,

@@ -40,7 +40,8 @@ def open_image(path: str | os.PathLike[str]) -> Image.Image:
                 img = ImageOps.exif_transpose(img) or img
                 return img.copy() if img.mode != "P" else img.convert("RGBA")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise BadImage(f"refused: more than {MAX_IMAGE_PIXELS} pixels (decompression bomb guard)") from None
+        limit = Image.MAX_IMAGE_PIXELS or MAX_IMAGE_PIXELS  # the limit in force, which may have been changed
+        raise BadImage(f"refused: more than {limit} pixels (decompression bomb guard)") from None
     except UnidentifiedImageError:
         raise BadImage("not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
@@ -74,7 +75,7 @@ def to_mode(img: Image.Image, channels: int) -> Image.Image:
         a = np.asarray(img, dtype=np.float64)
         if img.mode == "F":
             a = a * 255.0 if a.max(initial=0) <= 1.0 else a
-        elif a.max(initial=0) > 255:
+        elif img.mode.startswith("I;16") or a.max(initial=0) > 255:  # a dark 16-bit image is still 16-bit
             a = a / 257.0
         img = Image.fromarray(np.clip(a, 0, 255).round().astype(np.uint8), mode="L")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):

@@ -95,6 +95,10 @@ def from_arrays(
 ) -> ImageDataset:
     """In-memory images ``(N, H, W[, C])`` with integer labels (or class-name labels) and optional class names."""
     images = np.asarray(images)
+    if np.issubdtype(images.dtype, np.floating):
+        # one scale for the whole dataset (not per image): [0, 1] floats become 0..255 bytes
+        scale = 255.0 if images.size and np.nanmax(images) <= 1.0 else 1.0
+        images = np.clip(np.nan_to_num(images) * scale, 0, 255).round().astype(np.uint8)
     if images.ndim not in (3, 4):
         raise DataError(f"images must have shape (N, H, W) or (N, H, W, C). Got shape {images.shape} instead.")
     if labels is None:
@@ -108,18 +112,25 @@ def from_arrays(
         return ImageDataset(images, labels, names, name)
     names = sorted({str(v) for v in labels}) if classes is None else list(classes)
     index = {c: i for i, c in enumerate(names)}
-    unknown = [v for v in labels if str(v) not in index]
+    unknown = [str(v) for v in labels if str(v) not in index]  # str: not numpy's repr np.str_('x')
     if unknown:
         raise DataError(f"label {unknown[0]!r} is not one of classes {names}.")
     return ImageDataset(images, np.array([index[str(v)] for v in labels]), names, name)
 
 
 def _read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    try:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
+            data = f.read()
+        if len(data) < 4 or data[:3] != b"\x00\x00\x08":  # IDX magic: two zero bytes, 0x08 = unsigned byte
+            raise ValueError("not an IDX file of unsigned bytes")
+        ndim = data[3]
+        shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+        return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    except (OSError, ValueError, EOFError) as e:
+        raise DataError(
+            f"{str(path)!r} is not a readable IDX file ({e}); reinstall: apt-get install --reinstall dataset-fashion-mnist"
+        ) from None
 
 
 def load_fashion_mnist(split: str = "train", root: str | os.PathLike[str] | None = None) -> ImageDataset:

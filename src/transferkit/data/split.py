@@ -28,6 +28,16 @@ def stratified_split(ds: ImageDataset, val_fraction: float = 0.2, seed: int = 0)
     if len(ds) - n_val < n_classes:
         raise DataError(f"{len(ds)} images are too few to split {n_classes} classes into train and validation.")
     train_idx, val_idx = train_test_split(idx, test_size=n_val, stratify=ds.labels, random_state=seed)
+    # sklearn rounds small classes away from one side (e.g. 100/2/2 images at 0.2): move one image back.
+    rng = np.random.default_rng(seed)
+    for c in np.flatnonzero(counts >= 2):
+        in_train, in_val = train_idx[ds.labels[train_idx] == c], val_idx[ds.labels[val_idx] == c]
+        if len(in_val) == 0:
+            move = rng.choice(in_train)
+            train_idx, val_idx = train_idx[train_idx != move], np.append(val_idx, move)
+        elif len(in_train) == 0:
+            move = rng.choice(in_val)
+            val_idx, train_idx = val_idx[val_idx != move], np.append(train_idx, move)
     return ds.subset(np.sort(train_idx)), ds.subset(np.sort(val_idx))
 
 

@@ -28,7 +28,11 @@ def build_transform(pre: Preprocessing, augment: str = "none") -> Callable[[Imag
     height, width = pre.image_size
     interpolation = _INTERPOLATION.get(pre.interpolation, T.InterpolationMode.BILINEAR)
     if augment == "none":
-        resize = int(round(min(height, width) / pre.crop_pct))
+        # square targets keep the aspect ratio (short side); non-square ones resize both sides, as timm does
+        resize: int | tuple[int, int] = (
+            int(round(height / pre.crop_pct)) if height == width
+            else (int(round(height / pre.crop_pct)), int(round(width / pre.crop_pct)))
+        )
         spatial = [T.Resize(resize, interpolation=interpolation, antialias=True), T.CenterCrop((height, width))]
     elif augment == "light":
         spatial = [

@@ -1,0 +1,376 @@
+"""The fine-tuning loop: staged unfreezing, discriminative learning rates, warmup schedules, early stopping,
+atomic checkpoints with exact resume, clean Ctrl-C, ``metrics.jsonl`` and a training-curve plot.
+
+One loop serves fine-tuning, the from-scratch baseline and pretraining; strategies only choose the plan.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._errors import TransferkitError
+from .._progress import progress_bar
+from .._utils import atomic_path
+from ..data import ImageDataset, build_transform
+from ..data.loader import image_loader
+from .augment import batch_mix, train_transform
+from .checkpoint import load_checkpoint, load_optimizer_state, optimizer_state, rng_state, save_checkpoint, set_rng_state
+from .lr import make_scheduler
+from .plan import Stage, apply_stage, build_plan, param_groups
+
+
+class Interrupted(TransferkitError):
+    """Training was stopped by Ctrl-C after saving a checkpoint."""
+
+
+@dataclass
+class TrainConfig:
+    """How to train (every field has a sensible default; ``--json`` reports the values used).
+
+    Attributes:
+        schedule: ``two-stage``, ``gradual`` or ``full`` (see :mod:`transferkit.training.plan`).
+        head_epochs: epochs of the head-only stage.
+        epochs: epochs with the backbone unfrozen (after the last unfreezing for ``gradual``).
+        epochs_per_stage: ``gradual``: epochs between two unfreezings.
+        unfreeze_top: only the top K layer groups are ever trained (partial fine-tuning).
+        lr_head: learning rate of the new head.
+        lr_backbone: learning rate of the top backbone group.
+        lr_decay: discriminative factor per group going down (1.0 = the same rate everywhere).
+        scheduler: ``cosine``, ``one-cycle`` or ``constant``, each with linear warmup.
+        warmup_fraction: fraction of each stage's steps spent warming up.
+        weight_decay: AdamW weight decay (not applied to biases and norm weights).
+        label_smoothing: cross-entropy label smoothing.
+        class_weight: ``balanced`` weighs the loss by inverse class frequency; None for plain.
+        balanced_sampling: draw batches with equal class probability instead.
+        augment: ``none``, ``light``, ``medium`` or ``strong`` (see :mod:`transferkit.training.augment`).
+        train_bn: let BatchNorm layers of frozen groups keep learning (default: statistics frozen).
+        early_stopping: patience in epochs on ``monitor``; each stage stops early, the best weights are restored.
+        monitor: ``val_accuracy`` (higher is better) or ``val_loss`` (lower is better).
+        precision: ``auto`` (bf16 on CUDA, fp32 on CPU), ``bf16`` or ``fp32``.
+        batch_size: images per step.
+        checkpoint_every: also checkpoint every N steps (epochs always end with one when a run dir is given).
+        seed: seeds batch order, augmentation and initialisation of the head.
+        num_workers: DataLoader workers for decoding.
+    """
+
+    schedule: str = "two-stage"
+    head_epochs: int = 2
+    epochs: int = 5
+    epochs_per_stage: int = 1
+    unfreeze_top: int | None = None
+    lr_head: float = 1e-3
+    lr_backbone: float = 1e-4
+    lr_decay: float = 1.0
+    scheduler: str = "cosine"
+    warmup_fraction: float = 0.05
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.0
+    class_weight: str | None = None
+    balanced_sampling: bool = False
+    augment: str = "light"
+    train_bn: bool = False
+    early_stopping: int | None = None
+    monitor: str = "val_accuracy"
+    precision: str = "auto"
+    batch_size: int = 32
+    checkpoint_every: int | None = None
+    seed: int = 0
+    num_workers: int = 0
+
+
+@contextlib.contextmanager
+def _graceful_sigint() -> Iterator[dict[str, bool]]:
+    """First Ctrl-C sets a flag the loop checks after each step; a second one interrupts at once."""
+    flag = {"stop": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag["stop"]:
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        flag["stop"] = True
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class Trainer:
+    """Train ``model`` (a :class:`~transferkit.strategies._train.TransferModel`) on images.
+
+    Args:
+        config: a :class:`TrainConfig`.
+        device: where to train.
+        run_dir: where checkpoints, ``metrics.jsonl`` and ``training_curves.png`` go (None: nowhere).
+        progress: show progress bars.
+    """
+
+    def __init__(self, config: TrainConfig, device: torch.device, run_dir: Path | None = None, progress: bool = True):
+        self.config = config
+        self.device = device
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.progress = progress
+
+    # -- pieces ----------------------------------------------------------------------------------------
+    def plan(self, model: nn.Module) -> list[Stage]:
+        c = self.config
+        return build_plan(model.backbone, schedule=c.schedule, head_epochs=c.head_epochs, epochs=c.epochs,
+                          unfreeze_top=c.unfreeze_top, epochs_per_stage=c.epochs_per_stage)
+
+    def _loss(self, labels: torch.Tensor, num_classes: int) -> nn.Module:
+        weight = None
+        if self.config.class_weight == "balanced":
+            counts = torch.bincount(labels, minlength=num_classes).float()
+            weight = (counts.sum() / (num_classes * counts.clamp(min=1))).to(self.device)
+        elif self.config.class_weight is not None:
+            raise TransferkitError(f"class_weight must be 'balanced' or None. Got {self.config.class_weight!r}.")
+        return nn.CrossEntropyLoss(weight=weight, label_smoothing=self.config.label_smoothing)
+
+    def _epoch_order(self, labels: torch.Tensor, epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
+        if self.config.balanced_sampling:
+            counts = torch.bincount(labels).float()
+            weights = 1.0 / counts[labels]
+            return torch.multinomial(weights, len(labels), replacement=True, generator=g)
+        return torch.randperm(len(labels), generator=g)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        p = self.config.precision
+        if p not in ("auto", "bf16", "fp32"):
+            raise TransferkitError(f"precision must be auto, bf16 or fp32. Got {p!r} instead.")
+        use = p == "bf16" or (p == "auto" and self.device.type == "cuda")
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if use else contextlib.nullcontext()
+
+    def _optimizer(self, model: nn.Module, stage: Stage) -> torch.optim.Optimizer:
+        c = self.config
+        apply_stage(model.backbone, stage, train_bn=c.train_bn)
+        groups = param_groups(model.backbone, model.head, stage.trainable_groups, lr_head=c.lr_head,
+                              lr_backbone=c.lr_backbone, lr_decay=c.lr_decay, weight_decay=c.weight_decay)
+        return torch.optim.AdamW(groups)
+
+    @torch.inference_mode()
+    def validate(self, model: nn.Module, val: ImageDataset, loss_fn: nn.Module) -> dict[str, float]:
+        model.eval()
+        loader = image_loader(val, build_transform(model.backbone.preprocessing), batch_size=self.config.batch_size,
+                              num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda")
+        total, correct, loss_sum = 0, 0, 0.0
+        assert val.labels is not None
+        labels = torch.as_tensor(val.labels)
+        for batch in loader:
+            if not len(batch["index"]):
+                continue
+            y = labels[batch["index"]].to(self.device)
+            with self._autocast():
+                logits = model(batch["images"].to(self.device)).float()
+            loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(1) == y).sum())
+            total += len(y)
+        model.train()
+        return {"val_loss": loss_sum / max(total, 1), "val_accuracy": correct / max(total, 1)}
+
+    # -- the loop --------------------------------------------------------------------------------------
+    def fit(self, model: nn.Module, train: ImageDataset, val: ImageDataset | None = None,
+            resume: bool = False) -> list[dict[str, Any]]:
+        """Run the plan; returns one history row per epoch. With ``resume``, continue from ``run_dir``."""
+        c = self.config
+        assert train.labels is not None
+        model.to(self.device)
+        if self.device.type == "cuda":
+            model.to(memory_format=torch.channels_last)
+        plan = self.plan(model)
+        labels = torch.as_tensor(train.labels)
+        num_classes = len(train.classes)
+        loss_fn = self._loss(labels, num_classes)
+        mix = batch_mix(c.augment, num_classes)
+        transform = train_transform(model.backbone.preprocessing, c.augment)
+        steps_per_epoch = max(1, math.ceil(len(train) / c.batch_size))
+        higher_is_better = c.monitor != "val_loss"
+        if c.monitor not in ("val_accuracy", "val_loss"):
+            raise TransferkitError(f"monitor must be val_accuracy or val_loss. Got {c.monitor!r} instead.")
+
+        # Where the run is: stage, epoch within it, steps done in the current epoch (the sampler position),
+        # global epoch and step counters, and the running sums of the current epoch.
+        pos: dict[str, Any] = {"stage": 0, "epoch_in_stage": 0, "step_in_epoch": 0, "epoch": 0, "step": 0,
+                               "running": [0.0, 0, 0]}
+        es = {"best": None, "best_epoch": None, "bad_epochs": 0}
+        history: list[dict[str, Any]] = []
+        best_state: dict[str, torch.Tensor] | None = None
+        loaded = load_checkpoint(self.run_dir) if (resume and self.run_dir is not None) else None
+        if resume and loaded is None:
+            raise TransferkitError(f"Nothing to resume in {str(self.run_dir)!r}: it has no checkpoint.")
+        if loaded is not None:
+            tensors, meta = loaded
+            if meta["config"] != json.loads(json.dumps(asdict(c))):
+                raise TransferkitError(
+                    f"{str(self.run_dir)!r} was started with other training settings; resume with the same options "
+                    "or use a new --out directory."
+                )
+            model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+            best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+            best_state = best or None
+            pos, es, history = meta["position"], meta["early_stopping"], meta["history"]
+
+        with _graceful_sigint() as sigint:
+            for stage_index in range(pos["stage"], len(plan)):
+                stage = plan[stage_index]
+                optimizer = self._optimizer(model, stage)
+                scheduler = make_scheduler(optimizer, c.scheduler, stage.epochs * steps_per_epoch, c.warmup_fraction)
+                if loaded is not None and stage_index == pos["stage"]:
+                    tensors, meta = loaded
+                    load_optimizer_state(optimizer, tensors, meta["optimizer"])
+                    scheduler.load_state_dict(meta["scheduler"])
+                    set_rng_state(tensors, meta["rng"])
+                else:
+                    pos.update(stage=stage_index, epoch_in_stage=0, step_in_epoch=0)
+                    es["bad_epochs"] = 0
+                loaded = None
+                model.train()
+                while pos["epoch_in_stage"] < stage.epochs:
+                    if c.early_stopping is not None and es["bad_epochs"] >= c.early_stopping:
+                        history[-1]["early_stopped"] = True
+                        break
+                    if pos["step_in_epoch"] == 0:
+                        pos["epoch"] += 1
+                        pos["running"] = [0.0, 0, 0]
+                    row = self._train_epoch(model, train, labels, transform, mix, loss_fn, optimizer, scheduler,
+                                            stage, pos, es, history, best_state, sigint)
+                    if val is not None and len(val):
+                        row.update(self.validate(model, val, loss_fn))
+                    history.append(row)
+                    score = row.get(c.monitor)
+                    if score is not None:
+                        improved = es["best"] is None or (score > es["best"] if higher_is_better else score < es["best"])
+                        if improved:
+                            es.update(best=score, best_epoch=row["epoch"], bad_epochs=0)
+                            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                        else:
+                            es["bad_epochs"] += 1
+                    pos["epoch_in_stage"] += 1
+                    pos["step_in_epoch"] = 0
+                    self._write_metrics(history)
+                    self._checkpoint(model, optimizer, scheduler, pos, es, history, best_state)
+                if stage_index + 1 < len(plan):
+                    pos.update(stage=stage_index + 1, epoch_in_stage=0, step_in_epoch=0)
+        if best_state is not None and c.early_stopping is not None:
+            model.load_state_dict(best_state)
+        model.backbone.unfreeze()
+        model.eval()
+        self._write_metrics(history, final=True)
+        return history
+
+    def _train_epoch(self, model: nn.Module, train: ImageDataset, labels: torch.Tensor, transform: Any, mix: Any,
+                     loss_fn: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, stage: Stage,
+                     pos: dict[str, int], es: dict[str, Any], history: list[dict[str, Any]],
+                     best_state: dict[str, torch.Tensor] | None, sigint: dict[str, bool]) -> dict[str, Any]:
+        c = self.config
+        start = time.perf_counter()
+        order = self._epoch_order(labels, pos["epoch"])
+        skip = pos["step_in_epoch"] * c.batch_size
+        loader = image_loader(train, transform, indices=order[skip:].numpy(), batch_size=c.batch_size,
+                              num_workers=c.num_workers, pin_memory=self.device.type == "cuda")
+        running = pos["running"]  # [loss sum, correct, seen], kept in checkpoints so a resumed epoch reports the same
+        with progress_bar(len(order) - skip, f"{stage.name} epoch {pos['epoch']}", self.progress) as advance:
+            for batch in loader:
+                if len(batch["index"]):
+                    x = batch["images"].to(self.device, non_blocking=True)
+                    y = labels[batch["index"]].to(self.device)
+                    target = y
+                    if mix is not None and len(y) > 1:
+                        x, target = mix(x, y)
+                    with self._autocast():
+                        logits = model(x)
+                    loss = loss_fn(logits.float(), target)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    running[0] += float(loss.detach()) * len(y)
+                    running[1] += int((logits.detach().argmax(1) == y).sum())
+                    running[2] += len(y)
+                scheduler.step()
+                pos["step_in_epoch"] += 1
+                pos["step"] += 1
+                advance(len(batch["index"]) + len(batch["bad"]), loss=f"{running[0] / max(running[2], 1):.3f}")
+                if c.checkpoint_every and pos["step"] % c.checkpoint_every == 0:
+                    self._checkpoint(model, optimizer, scheduler, pos, es, history, best_state)
+                if sigint["stop"]:
+                    self._checkpoint(model, optimizer, scheduler, pos, es, history, best_state)
+                    where = f" (checkpoint in {self.run_dir})" if self.run_dir else ""
+                    raise Interrupted(f"Interrupted at step {pos['step']}{where}; continue with --resume.")
+        return {"epoch": pos["epoch"], "stage": stage.name, "loss": running[0] / max(running[2], 1),
+                "train_accuracy": running[1] / max(running[2], 1),
+                "lr": {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)},
+                "seconds": round(time.perf_counter() - start, 3)}
+
+    def _checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, pos: dict[str, int],
+                    es: dict[str, Any], history: list[dict[str, Any]],
+                    best_state: dict[str, torch.Tensor] | None) -> None:
+        if self.run_dir is None:
+            return
+        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+        if best_state is not None:
+            tensors.update({f"best.{k}": v for k, v in best_state.items()})
+        opt_tensors, opt_meta = optimizer_state(optimizer)
+        rng_tensors, rng_meta = rng_state()
+        tensors.update(opt_tensors)
+        tensors.update(rng_tensors)
+        meta = {"config": asdict(self.config), "position": dict(pos), "early_stopping": dict(es),
+                "history": history, "optimizer": opt_meta, "scheduler": scheduler.state_dict(), "rng": rng_meta}
+        save_checkpoint(self.run_dir, pos["step"], tensors, meta)
+
+    def _write_metrics(self, history: list[dict[str, Any]], final: bool = False) -> None:
+        if self.run_dir is None:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.run_dir / "metrics.jsonl") as tmp:
+            tmp.write_text("".join(json.dumps(row) + "\n" for row in history))
+        if final and history:
+            save_training_curves(history, self.run_dir / "training_curves.png")
+
+
+def save_training_curves(history: list[dict[str, Any]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax1.plot(epochs, [r["loss"] for r in history], "o-", label="train loss")
+    if any("val_loss" in r for r in history):
+        ax1.plot(epochs, [r.get("val_loss", np.nan) for r in history], "o-", label="val loss")
+    ax2.plot(epochs, [r["train_accuracy"] for r in history], "o-", label="train accuracy")
+    if any("val_accuracy" in r for r in history):
+        ax2.plot(epochs, [r.get("val_accuracy", np.nan) for r in history], "o-", label="val accuracy")
+    for ax in (ax1, ax2):
+        previous = None
+        for r in history:
+            if r["stage"] != previous and previous is not None:
+                ax.axvline(r["epoch"] - 0.5, color="grey", ls=":", lw=1)
+            previous = r["stage"]
+        ax.set_xlabel("epoch")
+        ax.legend()
+    ax1.set_title("loss")
+    ax2.set_title("accuracy (dotted lines: next stage)")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path

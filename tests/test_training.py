@@ -1,0 +1,222 @@
+"""The fine-tuning engine: plans, discriminative learning rates, schedules, LR finder, checkpoints, resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import transferkit as tk
+import transferkit.training.loop as loop_module
+from transferkit.heads import build_head_module
+from transferkit.strategies._train import TransferModel
+from transferkit.training import TrainConfig, Trainer, build_plan, load_checkpoint, lr_find, make_scheduler, param_groups
+
+from .conftest import COLORS, make_image, tiny_backbone
+
+
+def small_dataset(per_class: int = 8) -> tk.ImageDataset:
+    images, labels = [], []
+    for c, color in enumerate(COLORS.values()):
+        for i in range(per_class):
+            images.append(np.asarray(make_image(color, seed=100 * c + i)))
+            labels.append(c)
+    return tk.from_arrays(np.stack(images), np.array(labels))
+
+
+def small_model() -> TransferModel:
+    torch.manual_seed(0)
+    bb = tiny_backbone(32)
+    head = build_head_module({"type": "linear", "in_features": bb.num_features, "out_features": 3})
+    return TransferModel(bb, head, "pre_logits")
+
+
+def test_plans_follow_the_schedules():
+    bb = tiny_backbone()
+    groups = [g.name for g in bb.layer_groups()]
+    two = build_plan(bb, schedule="two-stage", head_epochs=2, epochs=3)
+    assert [(s.epochs, s.trainable_groups) for s in two] == [(2, ()), (3, tuple(groups))]
+    gradual = build_plan(bb, schedule="gradual", head_epochs=1, epochs=2)
+    assert gradual[0].trainable_groups == ()
+    assert [len(s.trainable_groups) for s in gradual[1:]] == list(range(1, len(groups) + 1))
+    assert gradual[1].trainable_groups == (groups[-1],)  # top group first
+    top2 = build_plan(bb, schedule="two-stage", unfreeze_top=2)
+    assert top2[-1].trainable_groups == tuple(groups[-2:])
+    with pytest.raises(tk.TransferkitError, match="unfreeze-top"):
+        build_plan(bb, unfreeze_top=99)
+    with pytest.raises(tk.TransferkitError, match="schedule"):
+        build_plan(bb, schedule="sideways")
+
+
+def test_discriminative_learning_rates_decay_towards_the_input():
+    model = small_model()
+    bb = model.backbone
+    names = tuple(g.name for g in bb.layer_groups())
+    bb.unfreeze()
+    groups = param_groups(bb, model.head, names, lr_head=1e-2, lr_backbone=1e-3, lr_decay=0.5, weight_decay=0.1)
+    lrs = {g["name"]: g["lr"] for g in groups if "no decay" not in g["name"]}
+    assert lrs["head"] == 1e-2
+    assert lrs[names[-1]] == pytest.approx(1e-3)
+    assert lrs[names[-2]] == pytest.approx(5e-4)
+    assert lrs[names[1]] == pytest.approx(1e-3 * 0.5 ** (len(names) - 2))
+    assert all(g["weight_decay"] == 0.0 for g in groups if "no decay" in g["name"])
+    # frozen groups contribute no parameters, hence no optimizer state
+    bb.freeze(list(names[:3]))
+    frozen_ids = {id(p) for g in bb.layer_groups()[:3] for p in g.parameters()}
+    groups = param_groups(bb, model.head, names[3:], lr_head=1e-2, lr_backbone=1e-3)
+    assert not frozen_ids & {id(p) for g in groups for p in g["params"]}
+
+
+@pytest.mark.parametrize("name", ["cosine", "one-cycle", "constant"])
+def test_schedulers_warm_up_and_keep_group_ratios(name):
+    params = [torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))]
+    opt = torch.optim.AdamW([{"params": [params[0]], "lr": 1e-2}, {"params": [params[1]], "lr": 1e-3}])
+    sched = make_scheduler(opt, name, total_steps=100, warmup_fraction=0.1)
+    seen = []
+    for _ in range(100):
+        seen.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    seen = np.array(seen)
+    assert seen[0, 0] < seen[10, 0]  # warmup
+    np.testing.assert_allclose(seen[:, 0] / seen[:, 1], 10.0, rtol=1e-6)
+    if name != "constant":
+        assert seen[-1, 0] < 0.1 * seen[:, 0].max()  # annealed
+
+
+def test_lr_find_changes_nothing_in_the_model():
+    model = small_model()
+    model.backbone.freeze(train_bn=False)
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = [p.requires_grad for p in model.parameters()]
+    modes = {n: m.training for n, m in model.named_modules()}
+    x = torch.randn(8, 3, 32, 32)
+    y = torch.arange(8) % 3
+    result = lr_find(model, [(x, y)] * 3, torch.nn.functional.cross_entropy, num_steps=20)
+    assert len(result["lrs"]) > 5 and result["lrs"][0] < result["lrs"][-1]
+    assert 1e-7 <= result["suggested_lr"] <= 1.0
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert flags == [p.requires_grad for p in model.parameters()]
+    assert modes == {n: m.training for n, m in model.named_modules()}
+
+
+def test_frozen_groups_are_bit_identical_after_the_head_stage():
+    model = small_model()
+    bb_before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    head_before = {k: v.clone() for k, v in model.head.state_dict().items()}
+    cfg = TrainConfig(schedule="two-stage", head_epochs=2, epochs=0, batch_size=8, augment="light")
+    Trainer(cfg, torch.device("cpu"), progress=False).fit(model, small_dataset())
+    after = model.backbone.state_dict()
+    assert all(torch.equal(bb_before[k], after[k]) for k in bb_before)  # weights and BN buffers
+    assert any(not torch.equal(head_before[k], v) for k, v in model.head.state_dict().items())
+
+
+def test_early_stopping_restores_the_best_weights(tmp_path, monkeypatch):
+    scores = iter([0.5, 0.9, 0.4, 0.3, 0.2, 0.1])
+    snapshots = {}
+
+    def fake_validate(self, model, val, loss_fn):
+        score = next(scores)
+        snapshots[score] = {k: v.clone() for k, v in model.state_dict().items()}
+        return {"val_accuracy": score, "val_loss": 1 - score}
+
+    monkeypatch.setattr(Trainer, "validate", fake_validate)
+    model = small_model()
+    cfg = TrainConfig(schedule="full", epochs=6, batch_size=8, early_stopping=2, augment="none")
+    history = Trainer(cfg, torch.device("cpu"), tmp_path, progress=False).fit(model, small_dataset(), small_dataset(2))
+    assert len(history) == 4  # stopped after two epochs without improvement
+    assert history[-1].get("early_stopped")
+    best = snapshots[0.9]
+    assert all(torch.equal(best[k], v) for k, v in model.state_dict().items())
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["val_accuracy"] for r in rows] == [0.5, 0.9, 0.4, 0.3]
+    assert (tmp_path / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_resume_after_a_crash_ends_with_the_same_weights(tmp_path, monkeypatch):
+    cfg = TrainConfig(schedule="gradual", head_epochs=1, epochs=1, batch_size=8, checkpoint_every=2,
+                      augment="strong", lr_decay=0.5)
+    data = small_dataset()
+    reference = small_model()
+    ref_history = Trainer(cfg, torch.device("cpu"), tmp_path / "a", progress=False).fit(reference, data)
+
+    original = Trainer._checkpoint
+    calls = {"n": 0}
+
+    def crash_after_fourth(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise RuntimeError("simulated kill -9")
+
+    monkeypatch.setattr(Trainer, "_checkpoint", crash_after_fourth)
+    with pytest.raises(RuntimeError, match="simulated"):
+        Trainer(cfg, torch.device("cpu"), tmp_path / "b", progress=False).fit(small_model(), data)
+    monkeypatch.setattr(Trainer, "_checkpoint", original)
+    assert load_checkpoint(tmp_path / "b") is not None
+    torch.manual_seed(1234)  # a different process state: everything must come from the checkpoint
+    resumed = small_model()
+    history = Trainer(cfg, torch.device("cpu"), tmp_path / "b", progress=False).fit(resumed, data, resume=True)
+    ref, got = reference.state_dict(), resumed.state_dict()
+    assert all(torch.equal(ref[k], got[k]) for k in ref)
+    assert [r["loss"] for r in history] == [r["loss"] for r in ref_history]
+
+
+def test_resume_refuses_other_settings_and_empty_dirs(tmp_path):
+    data = small_dataset(4)
+    Trainer(TrainConfig(schedule="full", epochs=1, batch_size=8), torch.device("cpu"), tmp_path, progress=False).fit(
+        small_model(), data)
+    with pytest.raises(tk.TransferkitError, match="other training settings"):
+        Trainer(TrainConfig(schedule="full", epochs=2, batch_size=8), torch.device("cpu"), tmp_path,
+                progress=False).fit(small_model(), data, resume=True)
+    with pytest.raises(tk.TransferkitError, match="no checkpoint"):
+        Trainer(TrainConfig(), torch.device("cpu"), tmp_path / "empty", progress=False).fit(
+            small_model(), data, resume=True)
+
+
+def test_a_damaged_checkpoint_is_reported_not_read(tmp_path):
+    data = small_dataset(4)
+    Trainer(TrainConfig(schedule="full", epochs=1, batch_size=8), torch.device("cpu"), tmp_path, progress=False).fit(
+        small_model(), data)
+    latest = tmp_path / "checkpoints" / (tmp_path / "checkpoints" / "latest").read_text()
+    (latest / "state.safetensors").write_bytes(b"garbage")
+    with pytest.raises(tk.TransferkitError, match="damaged"):
+        load_checkpoint(tmp_path)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_stops_cleanly(tmp_path, monkeypatch):
+    import signal
+
+    data = small_dataset()
+    original = loop_module.Trainer._train_epoch
+
+    def interrupting(self, *args, **kwargs):
+        signal.raise_signal(signal.SIGINT)  # delivered to our handler: the loop stops after the next step
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(loop_module.Trainer, "_train_epoch", interrupting)
+    cfg = TrainConfig(schedule="full", epochs=2, batch_size=8)
+    with pytest.raises(loop_module.Interrupted, match="--resume"):
+        Trainer(cfg, torch.device("cpu"), tmp_path, progress=False).fit(small_model(), data)
+    tensors, meta = load_checkpoint(tmp_path)
+    assert meta["position"]["step"] == 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_balanced_sampling_and_class_weights_run():
+    images, labels = [], []
+    for c, (n, color) in enumerate(zip([12, 3, 3], COLORS.values(), strict=True)):
+        for i in range(n):
+            images.append(np.asarray(make_image(color, seed=10 * c + i)))
+            labels.append(c)
+    data = tk.from_arrays(np.stack(images), np.array(labels))
+    trainer = Trainer(TrainConfig(balanced_sampling=True, class_weight="balanced"), torch.device("cpu"), progress=False)
+    order = trainer._epoch_order(torch.as_tensor(data.labels), epoch=1)
+    counts = np.bincount(data.labels[order.numpy()], minlength=3)
+    assert counts[1] + counts[2] > 3  # minority classes drawn more often than their share
+    loss = trainer._loss(torch.as_tensor(data.labels), 3)
+    assert loss.weight[1] > loss.weight[0]
