@@ -62,6 +62,8 @@ def save_bundle(model: Any, directory: str | os.PathLike[str], *, metrics: dict[
     backbone = model.backbone_
     tensors = {f"backbone.{k}": v.detach().cpu().contiguous() for k, v in backbone.trunk.state_dict().items()}
     head = head_record(model, directory)
+    if head["type"] != "sklearn":  # a head.skops left by an earlier save into this directory is not this model's
+        (directory / SKLEARN_HEAD_FILE).unlink(missing_ok=True)
     if head.get("module") is not None:
         tensors.update({f"head.{k}": v.detach().cpu().contiguous() for k, v in head.pop("module").state_dict().items()})
     else:

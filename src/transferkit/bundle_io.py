@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ._errors import BundleError
+from ._utils import sha256_file
 from .backbones._base import Backbone, Preprocessing, WeightsInfo, state_dict_checksum
 from .heads import build_head_module
 from .heads.persist import load_sklearn_head, save_sklearn_head
@@ -86,6 +87,9 @@ def restore(directory: Path, meta: dict[str, Any], tensors: dict[str, torch.Tens
         path = directory / head.get("file", SKLEARN_HEAD_FILE)
         if not path.is_file():
             raise BundleError(f"Bundle {str(directory)!r} is missing {path.name}; re-create it.")
+        expected = meta.get("files", {}).get(path.name)
+        if expected and sha256_file(path) != expected:
+            raise BundleError(f"{str(path)!r} does not match its recorded checksum; the bundle is damaged, re-create it.")
         est.head_ = load_sklearn_head(path)
         est.head_module_, est.head_config_ = None, None
     else:

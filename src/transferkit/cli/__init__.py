@@ -20,7 +20,7 @@ COMMANDS = (quickstart, fit, predict, evaluate, backbones)
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse's own code for usage errors)
-        stderr_console.print(f"[red]error:[/red] {message} (see `{self.prog} --help`)", highlight=False)
+        stderr_console.print(f"[red]error:[/red] {message} (see `{self.prog} --help`)", highlight=False, soft_wrap=True)
         raise SystemExit(2)
 
 

@@ -53,3 +53,38 @@ def per_class(ds: ImageDataset, n: int, seed: int = 0) -> ImageDataset:
         members = np.flatnonzero(ds.labels == c)
         keep.extend(rng.permutation(members)[:n].tolist())
     return ds.subset(np.sort(np.array(keep, dtype=np.int64)))
+
+
+def select_classes(ds: ImageDataset, classes: list[str] | str) -> ImageDataset:
+    """Keep only ``classes`` (names, or indices into ``ds.classes``; ``"0-4"`` and ``"a,b"`` strings work).
+
+    The kept classes are renumbered in the given order, e.g. to build a source task from Fashion-MNIST classes
+    0-4 and a target task from 5-9.
+    """
+    if ds.labels is None:
+        raise DataError("Selecting classes needs labels.")
+    if isinstance(classes, str):
+        wanted: list[str] = []
+        for part in (p.strip() for p in classes.split(",") if p.strip()):
+            lo, sep, hi = part.partition("-")
+            if sep and lo.isdigit() and hi.isdigit():
+                wanted.extend(str(i) for i in range(int(lo), int(hi) + 1))
+            else:
+                wanted.append(part)
+        classes = wanted
+    index = []
+    for c in classes:
+        if c in ds.classes:
+            index.append(ds.classes.index(c))
+        elif str(c).isdigit() and int(c) < len(ds.classes):
+            index.append(int(c))
+        else:
+            raise DataError(f"--classes: {c!r} is neither a class name nor an index of {ds.classes}.")
+    if len(set(index)) < 2:
+        raise DataError(f"--classes must name at least two distinct classes. Got {classes!r} instead.")
+    remap = {old: new for new, old in enumerate(dict.fromkeys(index))}
+    keep = np.flatnonzero(np.isin(ds.labels, list(remap)))
+    sub = ds.subset(keep)
+    sub.labels = np.array([remap[int(v)] for v in sub.labels], dtype=np.int64)
+    sub.classes = [ds.classes[old] for old in remap]
+    return sub

@@ -40,4 +40,10 @@ def load_sklearn_head(path: Path) -> Any:
         raise BundleError(
             f"Head file {str(path)!r} contains types outside scikit-learn/numpy ({refused[0]}); refusing to load it."
         )
-    return sio.loads(data, trusted=untrusted)
+    head = sio.loads(data, trusted=untrusted)
+    # skops trusts some builtins and collections by default: the object itself must be a scikit-learn classifier
+    if not (type(head).__module__.startswith("sklearn.") and hasattr(head, "predict_proba")):
+        raise BundleError(
+            f"Head file {str(path)!r} holds a {type(head).__name__}, not a scikit-learn classifier; refusing to load it."
+        )
+    return head

@@ -78,7 +78,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """Class names ``(N,)``."""
-        return np.asarray(self.classes_)[self.predict_proba(X).argmax(1)]
+        proba = self.predict_proba(X)  # first: raises NotFittedError before classes_ is read
+        return np.asarray(self.classes_)[proba.argmax(1)]
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """Accuracy on labeled images."""

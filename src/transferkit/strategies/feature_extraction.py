@@ -23,7 +23,12 @@ from ._base import TransferClassifier, as_dataset, full_proba
 
 def resolve_backbone(backbone: str | Backbone, pretrained: bool = True) -> Backbone:
     if isinstance(backbone, Backbone):
-        return backbone
+        if pretrained or not backbone.weights.pretrained:
+            return backbone
+        # pretrained=False means the architecture only, for a Backbone object too (the scratch baseline)
+        fresh = create_backbone(backbone.arch_spec, pretrained=False)
+        fresh.preprocessing = backbone.preprocessing
+        return fresh
     return create_backbone(backbone, pretrained=pretrained)
 
 

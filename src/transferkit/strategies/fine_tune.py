@@ -7,6 +7,7 @@ trained jointly with the backbone first sends large gradients into pretrained we
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Any
 
@@ -16,8 +17,8 @@ import torch
 from .._utils import resolve_device, set_seed
 from ..backbones import Backbone
 from ..data import ImageDataset, check_trainable
-from ..heads import build_head_module
 from ..features.extract import DEFAULT_MAX_BAD_FRACTION, check_bad_fraction
+from ..heads import build_head_module
 from ._base import TransferClassifier, as_dataset
 from ._train import Stage, TransferModel, predict_logits, scan_images, train_stages
 from .feature_extraction import resolve_backbone
@@ -103,6 +104,8 @@ class FineTuneClassifier(TransferClassifier):
 
             raise TransferkitError(f"augment must be 'none' or 'light'. Got {self.augment!r} instead.")
         backbone = resolve_backbone(self.backbone, self.pretrained)
+        if backbone is self.backbone:  # training changes weights and preprocessing: never the caller's object
+            backbone = copy.deepcopy(backbone)
         good, skipped = scan_images(ds, backbone.preprocessing.channels, self.num_workers)
         check_bad_fraction(len(skipped), len(ds), self.max_bad_fraction, ds.name or "the dataset")
         train = ds.subset(good)
