@@ -26,7 +26,8 @@ from transferkit import (
     from_folder,
 )
 from transferkit.heads import HEADS, head_to_module
-from transferkit.strategies._train import Stage, TransferModel, train_stages
+from transferkit.strategies._train import TransferModel
+from transferkit.training import TrainConfig, Trainer
 
 from .conftest import TINY, tiny_backbone
 
@@ -133,10 +134,9 @@ def test_freezing_a_subset_leaves_the_rest_learning(arrays, spy_adamw):
     frozen, trainable = groups[:2], groups[2:]
     before = {g.name: [snapshot(m) for m in g.modules] for g in groups}
     model = TransferModel(bb, nn.Linear(bb.num_features, 3), "pre_logits")
-    history = train_stages(
-        model, from_arrays(images, labels), [Stage("partial", 1, 1e-2, 1e-2, [g.name for g in trainable])],
-        device=torch.device("cpu"), batch_size=12, weight_decay=0.0, augment="none", seed=0, progress=False,
-    )
+    config = TrainConfig(schedule="two-stage", head_epochs=0, epochs=1, unfreeze_top=len(trainable), lr_head=1e-2,
+                         lr_backbone=1e-2, weight_decay=0.0, augment="none", batch_size=12)
+    history = Trainer(config, torch.device("cpu"), progress=False).fit(model, from_arrays(images, labels))
     assert len(history) == 1 and np.isfinite(history[0]["loss"])
     for g in frozen:
         assert all(changed(s, m) == [] for s, m in zip(before[g.name], g.modules, strict=True)), g.name
@@ -297,7 +297,7 @@ def test_scratch_trains_a_random_init(arrays):
     assert ScratchClassifier().pretrained is False
     assert "pretrained" not in ScratchClassifier().get_params()
     clf = ScratchClassifier(TINY, epochs=1, image_size=32, batch_size=12, progress=False).fit(images, labels)
-    assert [row["stage"] for row in clf.history_] == ["scratch"]
+    assert [row["stage"] for row in clf.history_] == ["full"]  # every group from the first step
     assert not clf.backbone_.weights.pretrained
     init = create_backbone(TINY, pretrained=False)  # the seeded random init it started from
     assert init.trunk.state_dict().keys() == clf.backbone_.trunk.state_dict().keys()

@@ -130,9 +130,8 @@ def extract_features(
     bad: set[int] = set()
     if len(missing):
         was_training = backbone.training
-        backbone.eval().to(dev)
-        if dev.type == "cuda":
-            backbone.to(memory_format=torch.channels_last)
+        # channels-last is faster for convolutions on CUDA and on CPU alike (measured: bench/results)
+        backbone.eval().to(dev).to(memory_format=torch.channels_last)
         if gpu_decode:
             loader = raw_jpeg_loader(dataset, missing.tolist(), batch_size, num_workers)
         else:
@@ -162,7 +161,7 @@ def extract_features(
                     bad.update(i for i, _ in batch["bad"])
                     if len(batch["index"]):
                         x = batch["images"].to(dev, non_blocking=True)
-                        if dev.type == "cuda":
+                        if x.ndim == 4:
                             x = x.contiguous(memory_format=torch.channels_last)
                         with autocast(dev):
                             feats = backbone(x, layer_name)

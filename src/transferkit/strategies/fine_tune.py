@@ -1,14 +1,19 @@
-"""Fine-tuning: train a new head on the frozen backbone, then unfreeze the backbone at a low learning rate.
+"""Fine-tuning: train a new head on the frozen backbone, then unfreeze the backbone at lower learning rates.
 
 The two-stage recipe of Yosinski et al., "How transferable are features in deep neural networks?" (NeurIPS
 2014) and Kumar et al., "Fine-Tuning can Distort Pretrained Features" (ICLR 2022; LP-FT): a random head
 trained jointly with the backbone first sends large gradients into pretrained weights, so the head goes first.
+Gradual unfreezing and discriminative learning rates follow ULMFiT (Howard & Ruder, ACL 2018). The loop is
+:class:`transferkit.training.Trainer`.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,29 +21,54 @@ import torch
 
 from .._utils import resolve_device, set_seed
 from ..backbones import Backbone
-from ..data import ImageDataset, check_trainable
+from ..data import ImageDataset, check_trainable, stratified_split
 from ..features.extract import DEFAULT_MAX_BAD_FRACTION, check_bad_fraction
 from ..heads import build_head_module
+from ..training import TrainConfig, Trainer
 from ._base import TransferClassifier, as_dataset
-from ._train import Stage, TransferModel, predict_logits, scan_images, train_stages
+from ._train import TransferModel, predict_logits, scan_images
 from .feature_extraction import resolve_backbone
+
+# TrainConfig fields that are also constructor parameters of the image-training strategies.
+_TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 class FineTuneClassifier(TransferClassifier):
-    """Head first with the backbone frozen, then the whole network at a lower learning rate.
+    """Fine-tune a pretrained backbone with a new linear head.
 
     Args:
         backbone: spec or :class:`Backbone`.
         layer: feature layer the head reads (default: pre-logits).
-        head_epochs: epochs of the first stage (backbone frozen, BatchNorm statistics fixed).
-        epochs: epochs of the second stage (all groups trainable).
-        lr_head: learning rate of the head in both stages.
-        lr_backbone: learning rate of the backbone in the second stage (typically 10-100x lower).
-        batch_size, weight_decay: optimiser settings (AdamW).
-        augment: ``light`` (random resized crop + flip) or ``none``.
+        schedule: ``two-stage`` (head, then all groups), ``gradual`` (head, then one more group per stage from
+            the top) or ``full`` (everything from the first step).
+        head_epochs: epochs of the head-only stage (backbone frozen, BatchNorm statistics fixed).
+        epochs: epochs with the backbone unfrozen (after the last unfreezing for ``gradual``).
+        epochs_per_stage: ``gradual``: epochs between two unfreezings.
+        unfreeze_top: only the top K layer groups ever learn (partial fine-tuning).
+        lr_head: learning rate of the head.
+        lr_backbone: learning rate of the top backbone group (typically 10-100x lower than the head's).
+        lr_decay: discriminative factor per group going down towards the input (1.0: one rate for all).
+        scheduler: ``cosine``, ``one-cycle`` or ``constant``, each with linear warmup of ``warmup_fraction``.
+        weight_decay, label_smoothing: regularisation.
+        class_weight: ``balanced`` weighs the loss by inverse class frequency.
+        balanced_sampling: sample batches with equal class probability.
+        augment: ``none``, ``light``, ``medium`` or ``strong`` (RandAugment + MixUp/CutMix).
+        train_bn: let BatchNorm in frozen groups keep learning (default: frozen statistics).
+        early_stopping: patience in epochs; needs validation data (``fit(validation=...)`` or, when absent,
+            ``validation_fraction`` of the training data is held out). The best weights are restored.
+        monitor: ``val_accuracy`` or ``val_loss``.
+        validation_fraction: held-out share used for early stopping when no validation set is given.
+        precision: ``auto`` (bf16 on CUDA, fp32 on CPU), ``bf16`` or ``fp32``.
+        batch_size: images per step.
         image_size: train and predict at this square size instead of the weights' own.
         pretrained: False trains the same architecture from a random initialisation.
-        device, num_workers, seed, progress: as everywhere.
+        run_dir: where checkpoints, ``metrics.jsonl`` and ``training_curves.png`` go; needed for ``resume``.
+        checkpoint_every: also checkpoint every N steps (every epoch always, when ``run_dir`` is set).
+        max_bad_fraction, device, num_workers, seed, progress: as everywhere.
+
+    Example:
+        >>> clf = FineTuneClassifier("packaged:efficientnet_lite0", schedule="gradual", lr_decay=0.5)
+        >>> clf.fit(train, validation=val).score(test)
     """
 
     strategy_name = "fine-tune"
@@ -47,15 +77,31 @@ class FineTuneClassifier(TransferClassifier):
         self,
         backbone: str | Backbone = "packaged:efficientnet_lite0",
         layer: str | None = None,
+        schedule: str = "two-stage",
         head_epochs: int = 2,
         epochs: int = 3,
+        epochs_per_stage: int = 1,
+        unfreeze_top: int | None = None,
         lr_head: float = 1e-3,
         lr_backbone: float = 1e-4,
-        batch_size: int = 32,
+        lr_decay: float = 1.0,
+        scheduler: str = "cosine",
+        warmup_fraction: float = 0.05,
         weight_decay: float = 1e-4,
+        label_smoothing: float = 0.0,
+        class_weight: str | None = None,
+        balanced_sampling: bool = False,
         augment: str = "light",
+        train_bn: bool = False,
+        early_stopping: int | None = None,
+        monitor: str = "val_accuracy",
+        validation_fraction: float = 0.1,
+        precision: str = "auto",
+        batch_size: int = 32,
         image_size: int | None = None,
         pretrained: bool = True,
+        run_dir: str | None = None,
+        checkpoint_every: int | None = None,
         max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
         device: str = "auto",
         num_workers: int = 0,
@@ -64,26 +110,41 @@ class FineTuneClassifier(TransferClassifier):
     ):
         self.backbone = backbone
         self.layer = layer
+        self.schedule = schedule
         self.head_epochs = head_epochs
         self.epochs = epochs
+        self.epochs_per_stage = epochs_per_stage
+        self.unfreeze_top = unfreeze_top
         self.lr_head = lr_head
         self.lr_backbone = lr_backbone
-        self.batch_size = batch_size
+        self.lr_decay = lr_decay
+        self.scheduler = scheduler
+        self.warmup_fraction = warmup_fraction
         self.weight_decay = weight_decay
+        self.label_smoothing = label_smoothing
+        self.class_weight = class_weight
+        self.balanced_sampling = balanced_sampling
         self.augment = augment
+        self.train_bn = train_bn
+        self.early_stopping = early_stopping
+        self.monitor = monitor
+        self.validation_fraction = validation_fraction
+        self.precision = precision
+        self.batch_size = batch_size
         self.image_size = image_size
         self.pretrained = pretrained
+        self.run_dir = run_dir
+        self.checkpoint_every = checkpoint_every
         self.max_bad_fraction = max_bad_fraction
         self.device = device
         self.num_workers = num_workers
         self.seed = seed
         self.progress = progress
 
-    def _stages(self) -> list[Stage]:
-        return [
-            Stage("head", self.head_epochs, self.lr_head, 0.0, trainable_groups=[]),
-            Stage("fine-tune", self.epochs, self.lr_head, self.lr_backbone, trainable_groups=None),
-        ]
+    def train_config(self) -> TrainConfig:
+        """The :class:`TrainConfig` these parameters describe."""
+        params = self.get_params(deep=False)
+        return TrainConfig(**{k: v for k, v in params.items() if k in _TRAIN_FIELDS})
 
     def _build(self, backbone: Backbone, n_classes: int) -> tuple[TransferModel, dict[str, Any]]:
         if self.image_size is not None:
@@ -93,16 +154,19 @@ class FineTuneClassifier(TransferClassifier):
                   "standardize": False}
         return TransferModel(backbone, build_head_module(config), layer), config
 
-    def fit(self, X: Any, y: Any = None, *, validation: Any = None) -> FineTuneClassifier:
-        """Train on ``X``; ``validation`` (optional) is evaluated after every epoch into ``history_``."""
+    def fit(self, X: Any, y: Any = None, *, validation: Any = None, resume: bool = False) -> FineTuneClassifier:
+        """Train on ``X``.
+
+        Args:
+            X, y: labeled images.
+            validation: labeled images evaluated after every epoch (history, early stopping).
+            resume: continue the interrupted run saved in ``run_dir``.
+        """
         start = time.perf_counter()
         set_seed(self.seed)
+        config = self.train_config()
         ds = as_dataset(X, y)
         check_trainable(ds)
-        if self.augment not in ("none", "light"):
-            from .._errors import TransferkitError
-
-            raise TransferkitError(f"augment must be 'none' or 'light'. Got {self.augment!r} instead.")
         backbone = resolve_backbone(self.backbone, self.pretrained)
         if backbone is self.backbone:  # training changes weights and preprocessing: never the caller's object
             backbone = copy.deepcopy(backbone)
@@ -110,14 +174,17 @@ class FineTuneClassifier(TransferClassifier):
         check_bad_fraction(len(skipped), len(ds), self.max_bad_fraction, ds.name or "the dataset")
         train = ds.subset(good)
         check_trainable(train)
-        device = resolve_device(self.device)
-        model, head_config = self._build(backbone, len(ds.classes))
         val = as_dataset(validation) if validation is not None else None
-        self.history_ = train_stages(
-            model, train, self._stages(), device=device, batch_size=self.batch_size,
-            weight_decay=self.weight_decay, augment=self.augment, seed=self.seed, num_workers=self.num_workers,
-            validation=val, progress=self.progress,
-        )
+        if val is None and self.early_stopping is not None:
+            train, val = stratified_split(train, self.validation_fraction, seed=self.seed)
+        device = resolve_device(self.device)
+        torch.manual_seed(self.seed)
+        model, head_config = self._build(backbone, len(ds.classes))
+        run_dir = Path(self.run_dir) if self.run_dir else None
+        trainer = Trainer(config, device, run_dir, progress=self.progress)
+        self.history_ = trainer.fit(model, train, val, resume=resume)
+        if run_dir is not None:  # the run finished: its checkpoints are superseded by the fitted model
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
         model.cpu()
         self.model_ = model
         self.backbone_ = model.backbone
@@ -128,7 +195,10 @@ class FineTuneClassifier(TransferClassifier):
         self.classes_ = np.asarray(ds.classes)
         self.fit_info_ = {
             "strategy": self.strategy_name, "train_images": int(len(train)),
+            "val_images": int(len(val)) if val is not None else 0,
             "skipped": [list(s) for s in ds.skipped + skipped], "history": self.history_,
+            "train_config": dataclasses.asdict(config),
+            "plan": [dataclasses.asdict(s) for s in trainer.plan(model)],
             "seconds": round(time.perf_counter() - start, 3),
         }
         return self

@@ -27,7 +27,14 @@ from .._utils import atomic_path
 from ..data import ImageDataset, build_transform
 from ..data.loader import image_loader
 from .augment import batch_mix, train_transform
-from .checkpoint import load_checkpoint, load_optimizer_state, optimizer_state, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (
+    load_checkpoint,
+    load_optimizer_state,
+    optimizer_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .lr import make_scheduler
 from .plan import Stage, apply_stage, build_plan, param_groups
 
@@ -192,9 +199,7 @@ class Trainer:
         """Run the plan; returns one history row per epoch. With ``resume``, continue from ``run_dir``."""
         c = self.config
         assert train.labels is not None
-        model.to(self.device)
-        if self.device.type == "cuda":
-            model.to(memory_format=torch.channels_last)
+        model.to(self.device).to(memory_format=torch.channels_last)
         plan = self.plan(model)
         labels = torch.as_tensor(train.labels)
         num_classes = len(train.classes)
@@ -290,7 +295,7 @@ class Trainer:
         with progress_bar(len(order) - skip, f"{stage.name} epoch {pos['epoch']}", self.progress) as advance:
             for batch in loader:
                 if len(batch["index"]):
-                    x = batch["images"].to(self.device, non_blocking=True)
+                    x = batch["images"].to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
                     y = labels[batch["index"]].to(self.device)
                     target = y
                     if mix is not None and len(y) > 1:

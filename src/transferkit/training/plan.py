@@ -69,18 +69,15 @@ def build_plan(
     else:
         candidates = groups
     if schedule == "full":
-        return [Stage("full", epochs, tuple(candidates))]
-    plan = [Stage("head", head_epochs, ())] if head_epochs > 0 else []
-    if schedule == "two-stage":
+        plan = [Stage("full", epochs, tuple(candidates))]
+    else:
+        plan = [Stage("head", head_epochs, ())]
+        if schedule == "gradual":  # top group first, one more per stage, then all candidates
+            for k in range(1, len(candidates)):
+                plan.append(Stage(f"unfreeze {candidates[-k]}", epochs_per_stage, tuple(candidates[-k:])))
         if candidates:
             plan.append(Stage("fine-tune", epochs, tuple(candidates)))
-        return plan
-    # gradual: top group first, one more per stage, then the remaining epochs with all candidates
-    for k in range(1, len(candidates)):
-        plan.append(Stage(f"unfreeze {candidates[-k]}", epochs_per_stage, tuple(candidates[-k:])))
-    if candidates:
-        plan.append(Stage("fine-tune", epochs, tuple(candidates)))
-    return plan
+    return [stage for stage in plan if stage.epochs > 0]
 
 
 def param_groups(
