@@ -13,7 +13,7 @@ from typing import Any
 
 from ._errors import TransferkitError, did_you_mean
 from .bundle import save_bundle
-from .data import ImageDataset, load_embedded, open_dataset, per_class, stratified_split
+from .data import ImageDataset, load_embedded, open_dataset, per_class, select_classes, stratified_split
 from .evaluation import evaluate
 from .features.extract import DEFAULT_MAX_BAD_FRACTION
 from .strategies import STRATEGIES, FeatureExtractionClassifier, ScratchClassifier
@@ -45,6 +45,10 @@ class FitConfig:
         max_bad_fraction: fail when more than this fraction of images is unreadable.
         cache: use the on-disk feature cache.
         progress: show progress bars.
+        classes: keep only these classes (names or indices, ``"0-4"`` or ``"Bag,Coat"``), e.g. a source task.
+        resume: continue an interrupted fine-tune/scratch run from the checkpoints in ``out``.
+        train: fine-tune/scratch settings, by constructor parameter name of the strategy (``schedule``,
+            ``lr_decay``, ``early_stopping``, ...); anything not given keeps the strategy's default.
     """
 
     data: str
@@ -65,6 +69,9 @@ class FitConfig:
     max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION
     cache: bool = True
     progress: bool = True
+    classes: str | None = None
+    resume: bool = False
+    train: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def make_strategy(cfg: FitConfig) -> Any:
@@ -84,17 +91,23 @@ def make_strategy(cfg: FitConfig) -> Any:
                                            cache=cfg.cache, **common)
     if cfg.head != "logistic":
         raise TransferkitError(f"--head applies to feature-extraction; {cfg.strategy} trains a linear head.")
-    if cfg.strategy == "scratch":
-        extra = {"epochs": cfg.epochs} if cfg.epochs else {}
-        return ScratchClassifier(cfg.backbone, image_size=cfg.image_size, **extra, **common)
-    extra = {"epochs": cfg.epochs} if cfg.epochs else {}
-    return STRATEGIES["fine-tune"](cfg.backbone, layer=cfg.layer, image_size=cfg.image_size,
-                                   pretrained=not cfg.random_init, **extra, **common)
+    cls = STRATEGIES[cfg.strategy]
+    accepted = set(cls().get_params())
+    extra: dict[str, Any] = {"epochs": cfg.epochs} if cfg.epochs else {}
+    if cfg.strategy == "fine-tune":
+        extra.update(layer=cfg.layer, pretrained=not cfg.random_init)
+    unknown = sorted(set(cfg.train) - accepted)
+    if unknown:
+        raise TransferkitError(f"{cfg.strategy} has no setting {unknown[0]!r}.{did_you_mean(unknown[0], accepted)}")
+    extra.update({k: v for k, v in cfg.train.items() if v is not None})
+    return cls(cfg.backbone, image_size=cfg.image_size, run_dir=cfg.out, **extra, **common)
 
 
 def prepare_data(cfg: FitConfig) -> tuple[ImageDataset, ImageDataset, ImageDataset]:
     """``(all data, train split, validation split)`` after optional few-shot subsampling."""
     data = open_dataset(cfg.data)
+    if cfg.classes:
+        data = select_classes(data, cfg.classes)
     if cfg.per_class is not None:
         data = per_class(data, cfg.per_class, seed=cfg.seed)
     train, val = stratified_split(data, cfg.val_fraction, seed=cfg.seed)
@@ -111,7 +124,15 @@ def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
     start = time.perf_counter()
     estimator = make_strategy(cfg)
     data, train, val = prepare_data(cfg)
-    estimator.fit(train)
+    if cfg.resume and cfg.strategy == "feature-extraction":
+        raise TransferkitError("--resume applies to fine-tune and scratch; feature extraction resumes by itself "
+                               "through the feature cache.")
+    if cfg.strategy == "feature-extraction":
+        estimator.fit(train)
+    else:
+        # With early stopping the strategy holds out part of train itself, so the reported metrics stay unbiased.
+        early = cfg.train.get("early_stopping") is not None
+        estimator.fit(train, validation=None if early else val, resume=cfg.resume)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     metrics = evaluate(estimator, val, confusion_png=out / "confusion_matrix.png")
@@ -134,7 +155,29 @@ def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
         "confusion_png": metrics.get("confusion_png"),
         "seconds": round(time.perf_counter() - start, 2),
         "metrics": metrics,
+        **_training_report(estimator, out),
     }
+
+
+def _training_report(estimator: Any, out: Path) -> dict[str, Any]:
+    """What a trained strategy used (settings and plan) and where its curves are."""
+    info = getattr(estimator, "fit_info_", {})
+    if "train_config" not in info:
+        return {}
+    report: dict[str, Any] = {"train_config": info["train_config"], "plan": info["plan"],
+                              "epochs_run": len(info["history"])}
+    if (out / "metrics.jsonl").is_file():
+        report["metrics_jsonl"] = str(out / "metrics.jsonl")
+    if (out / "training_curves.png").is_file():
+        report["training_curves_png"] = str(out / "training_curves.png")
+    return report
+
+
+def pretrain_bundle(cfg: FitConfig) -> dict[str, Any]:
+    """Train your own source model from scratch (``transferkit pretrain``); reuse it as ``bundle:<out>``."""
+    result = fit_bundle(dataclasses.replace(cfg, strategy="scratch"))
+    result["reuse_as"] = f"bundle:{cfg.out}"
+    return result
 
 
 def _skipped(estimator: Any) -> list[list[str]]:

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from .._errors import TransferkitError
 from .._progress import stderr_console
 from .._version import __version__
-from . import backbones, evaluate, fit, predict, quickstart
+from ..training import Interrupted
+from . import backbones, evaluate, fit, predict, pretrain, quickstart
 
-COMMANDS = (quickstart, fit, predict, evaluate, backbones)
+COMMANDS = (quickstart, fit, predict, evaluate, pretrain, backbones)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
+    except Interrupted as e:
+        stderr_console.print(f"[yellow]interrupted:[/yellow] {e}", highlight=False, soft_wrap=True)
+        return 130
     except TransferkitError as e:
         stderr_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
         return 2

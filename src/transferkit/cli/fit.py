@@ -11,6 +11,7 @@ from rich.table import Table
 from ..strategies import STRATEGIES
 from ..workflows import DEFAULT_BACKBONE, FitConfig, fit_bundle
 from ._common import add_runtime_options, emit, fraction, positive_int
+from ._train_options import add_train_options, train_overrides
 
 
 def register(sub: Any) -> None:
@@ -31,6 +32,8 @@ def register(sub: Any) -> None:
     p.add_argument("--image-size", type=positive_int, default=None, help="square input size (fine-tune, scratch)")
     p.add_argument("--max-bad", type=fraction, default=0.1, help="fail when more than this fraction is unreadable")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    p.add_argument("--classes", default=None, help="keep only these classes: names or indices, e.g. 0-4 or Bag,Coat")
+    add_train_options(p)
     add_runtime_options(p)
     p.set_defaults(run=run)
 
@@ -41,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         per_class=args.per_class, val_fraction=args.val_fraction, seed=args.seed, random_init=args.random_init,
         epochs=args.epochs, image_size=args.image_size, device=args.device, batch_size=args.batch_size,
         num_workers=args.num_workers, max_bad_fraction=args.max_bad, cache=not args.no_cache,
-        progress=not args.no_progress,
+        progress=not args.no_progress, classes=args.classes, resume=args.resume,
+        train=train_overrides(args, args.strategy),
     )
     result = fit_bundle(cfg)
     emit(args, result, render)
@@ -57,6 +61,11 @@ def render(console: Console, r: dict[str, Any]) -> None:
     table.add_row("seconds", f"{r['seconds']:.1f}")
     table.add_row("bundle", r["bundle"])
     table.add_row("confusion matrix", str(r["confusion_png"]))
+    if "training_curves_png" in r:
+        table.add_row("training curves", r["training_curves_png"])
+        table.add_row("plan", " → ".join(f"{s['name']} ({s['epochs']})" for s in r["plan"]))
+    if "reuse_as" in r:
+        table.add_row("reuse as backbone", r["reuse_as"])
     console.print(table)
     if r["skipped"]:
         console.print(f"[yellow]{len(r['skipped'])} unreadable input(s) skipped:[/yellow]")

@@ -1,0 +1,108 @@
+"""Fine-tune/scratch through the strategies and the CLI: settings reach the loop, runs resume, own sources."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import transferkit as tk
+from transferkit.cli import main
+
+from .conftest import TINY, tiny_backbone
+
+FAST = ["--backbone", TINY, "--random-init", "--image-size", "32", "--no-progress", "--json"]
+
+
+def test_strategy_settings_reach_the_training_config(arrays):
+    images, labels = arrays
+    clf = tk.FineTuneClassifier(tiny_backbone(), schedule="gradual", head_epochs=1, epochs=1, lr_decay=0.3,
+                                label_smoothing=0.1, augment="medium", batch_size=12, progress=False)
+    clf.fit(images, labels)
+    used = clf.fit_info_["train_config"]
+    assert used["schedule"] == "gradual" and used["lr_decay"] == 0.3 and used["label_smoothing"] == 0.1
+    assert clf.fit_info_["plan"][0]["name"] == "head"
+    assert len(clf.history_) == len(clf.fit_info_["plan"])
+
+
+def test_early_stopping_holds_out_validation_data_itself(arrays):
+    images, labels = arrays
+    clf = tk.FineTuneClassifier(tiny_backbone(), head_epochs=1, epochs=2, early_stopping=1,
+                                validation_fraction=0.25, batch_size=12, progress=False).fit(images, labels)
+    assert clf.fit_info_["val_images"] == 9 and clf.fit_info_["train_images"] == 27
+    assert all("val_accuracy" in row for row in clf.history_)
+
+
+def test_cli_fine_tune_reports_settings_and_writes_curves(image_folder, tmp_path, capsys):
+    out = tmp_path / "ft"
+    code = main(["fit", str(image_folder), "--strategy", "fine-tune", "--out", str(out), "--epochs", "1",
+                 "--head-epochs", "1", "--schedule", "two-stage", "--lr-decay", "0.5", "--augment", "strong",
+                 "--val-fraction", "0.34", *FAST])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["train_config"]["lr_decay"] == 0.5 and result["train_config"]["augment"] == "strong"
+    assert [s["name"] for s in result["plan"]] == ["head", "fine-tune"]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == result["epochs_run"] == 2 and "val_accuracy" in rows[0]
+    assert (out / "training_curves.png").is_file()
+    assert not (out / "checkpoints").exists()  # finished runs keep the bundle, not the checkpoints
+
+
+def test_cli_resume_continues_an_interrupted_run(image_folder, tmp_path, capsys, monkeypatch):
+    from transferkit.training import Trainer
+
+    out = tmp_path / "run"
+    args = ["fit", str(image_folder), "--strategy", "scratch", "--out", str(out), "--epochs", "3",
+            "--val-fraction", "0.34", *FAST]
+    original = Trainer._checkpoint
+    calls = {"n": 0}
+
+    def crash(self, *a, **k):
+        original(self, *a, **k)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # as if killed after the second epoch's checkpoint
+
+    monkeypatch.setattr(Trainer, "_checkpoint", crash)
+    assert main(args) == 130
+    monkeypatch.setattr(Trainer, "_checkpoint", original)
+    assert (out / "checkpoints" / "latest").is_file()
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["epochs_run"] == 3
+    assert [r["epoch"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())] == [1, 2, 3]
+
+
+def test_cli_refuses_resume_for_feature_extraction_and_unknown_settings(image_folder, tmp_path, capsys):
+    assert main(["fit", str(image_folder), "--out", str(tmp_path / "x"), "--resume", *FAST[:3]]) == 2
+    assert "--resume applies to fine-tune" in capsys.readouterr().err
+
+
+def test_pretrain_then_transfer_from_the_bundle(tmp_path, capsys):
+    """Your own source model: pretrain on some classes, reuse it as bundle:DIR on the others."""
+    source = tmp_path / "source"
+    code = main(["pretrain", "embedded", "--arch", TINY, "--classes", "0-4", "--per-class", "6", "--epochs", "1",
+                 "--image-size", "32", "--out", str(source), "--no-progress", "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["reuse_as"] == f"bundle:{source}"
+    meta = json.loads((source / "transferkit.json").read_text())
+    assert meta["classes"] == ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat"]
+    assert main(["fit", "embedded", "--classes", "5-9", "--per-class", "6", "--backbone", f"bundle:{source}",
+                 "--out", str(tmp_path / "target"), "--no-progress", "--json"]) == 0
+    target = json.loads(capsys.readouterr().out)
+    assert target["backbone"] == f"bundle:{source}"
+    bb = tk.create_backbone(f"bundle:{source}")
+    assert bb.preprocessing.image_size == (32, 32)  # the source's own preprocessing travels with it
+    assert np.isfinite(target["accuracy"])
+
+
+@pytest.mark.parametrize("bad", [["--lr-decay", "x"], ["--augment", "extreme"], ["--schedule", "sideways"]])
+def test_bad_training_options_are_one_line_errors(image_folder, tmp_path, capsys, bad):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", str(image_folder), "--strategy", "fine-tune", "--out", str(tmp_path / "y"), *bad])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and len(err.strip().splitlines()) == 1
