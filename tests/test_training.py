@@ -12,7 +12,15 @@ import transferkit as tk
 import transferkit.training.loop as loop_module
 from transferkit.heads import build_head_module
 from transferkit.strategies._train import TransferModel
-from transferkit.training import TrainConfig, Trainer, build_plan, load_checkpoint, lr_find, make_scheduler, param_groups
+from transferkit.training import (
+    TrainConfig,
+    Trainer,
+    build_plan,
+    load_checkpoint,
+    lr_find,
+    make_scheduler,
+    param_groups,
+)
 
 from .conftest import COLORS, make_image, tiny_backbone
 

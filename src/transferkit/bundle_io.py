@@ -68,7 +68,7 @@ def restore(directory: Path, meta: dict[str, Any], tensors: dict[str, torch.Tens
     if strategy not in STRATEGIES:
         raise BundleError(f"Bundle {str(directory)!r} has unknown strategy {strategy!r}; upgrade transferkit.")
     cls = STRATEGIES[strategy]
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    accepted = set(inspect.signature(cls).parameters)
     params = {k: v for k, v in meta.get("params", {}).items() if k in accepted}
     params["backbone"] = f"bundle:{directory}"
     if "head" in accepted:

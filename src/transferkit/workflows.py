@@ -80,7 +80,7 @@ def make_strategy(cfg: FitConfig) -> Any:
         raise TransferkitError(
             f"Unknown strategy {cfg.strategy!r}; strategies are: {', '.join(STRATEGIES)}.{did_you_mean(cfg.strategy, STRATEGIES)}"
         )
-    common = {"device": cfg.device, "num_workers": cfg.num_workers, "seed": cfg.seed, "progress": cfg.progress,
+    common: dict[str, Any] = {"device": cfg.device, "num_workers": cfg.num_workers, "seed": cfg.seed, "progress": cfg.progress,
               "max_bad_fraction": cfg.max_bad_fraction}
     if cfg.batch_size:
         common["batch_size"] = cfg.batch_size

@@ -46,7 +46,7 @@ class PackagedWeights:
 
 
 def _build_timm_in_order(entry: PackagedWeights, path: Path, pretrained: bool) -> Backbone:
-    model = timm.create_model(entry.timm_arch, pretrained=False, num_classes=entry.num_source_classes)
+    model: Any = timm.create_model(entry.timm_arch, pretrained=False, num_classes=entry.num_source_classes)
     weights = WeightsInfo(
         source="packaged",
         pretrained=pretrained,
@@ -76,7 +76,7 @@ def _build_timm_in_order(entry: PackagedWeights, path: Path, pretrained: bool) -
         weights = WeightsInfo(**{**weights.to_dict(), "checksum": sha256_file(path)})
     # The package says nothing about preprocessing; timm's config for this architecture (ImageNet mean/std,
     # bicubic, crop 0.875) is what these weights predict correctly with (checked on real photos in the slow tests).
-    cfg = model.pretrained_cfg
+    cfg: dict[str, Any] = dict(model.pretrained_cfg)
     preprocessing = Preprocessing(
         input_size=tuple(cfg["input_size"]),
         mean=tuple(cfg["mean"]),

@@ -13,7 +13,6 @@ import socket
 from typing import Any
 
 import timm
-from torch import nn
 
 from .._errors import BackboneError, OfflineError, did_you_mean
 from ._base import Backbone, Preprocessing, WeightsInfo, state_dict_checksum
@@ -37,7 +36,7 @@ def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
         socket.setdefaulttimeout(None)
 
 
-def _create_timm_model(name: str, pretrained: bool, weights_file: str | None) -> nn.Module:
+def _create_timm_model(name: str, pretrained: bool, weights_file: str | None) -> Any:
     if weights_file is not None:
         if not os.path.isfile(weights_file):
             raise BackboneError(f"Weights file {weights_file!r} does not exist; pass a .safetensors or .pth path.")
@@ -69,7 +68,7 @@ def _create_timm_model(name: str, pretrained: bool, weights_file: str | None) ->
 
 
 def backbone_from_timm_model(
-    model: nn.Module, *, spec: str, arch: str, weights: WeightsInfo, preprocessing: Preprocessing | None = None
+    model: Any, *, spec: str, arch: str, weights: WeightsInfo, preprocessing: Preprocessing | None = None
 ) -> Backbone:
     """Wrap a timm model: keep its classifier aside as the source head, expose timm's groups and feature info."""
     num_source_classes = weights.num_source_classes

@@ -54,7 +54,7 @@ def create(name: str, *, pretrained: bool = True, **_: Any) -> Backbone:
             f"torchvision has no classification model named {name!r}; see `transferkit backbones`."
             f"{did_you_mean(name, known)}"
         )
-    weights_enum = torchvision.models.get_model_weights(name).DEFAULT if pretrained else None
+    weights_enum: Any = torchvision.models.get_model_weights(name).DEFAULT if pretrained else None
     try:
         model = torchvision.models.get_model(name, weights=weights_enum)
     except (URLError, OSError) as e:

@@ -9,6 +9,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from .._errors import TransferkitError
 from .._progress import stderr_console
@@ -20,7 +21,7 @@ COMMANDS = (quickstart, fit, predict, evaluate, pretrain, backbones)
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse's own code for usage errors)
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse's own code for usage errors)
         stderr_console.print(f"[red]error:[/red] {message} (see `{self.prog} --help`)", highlight=False, soft_wrap=True)
         raise SystemExit(2)
 

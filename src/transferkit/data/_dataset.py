@@ -52,7 +52,7 @@ class ImageDataset:
 
     def load(self, i: int) -> Image.Image:
         """The i-th image decoded (mode not yet normalised). Raises ``BadImage`` for unusable inputs."""
-        if self.is_array:
+        if isinstance(self.items, np.ndarray):
             return array_to_image(self.items[i])
         return open_image(self.items[i])
 
@@ -74,7 +74,7 @@ class ImageDataset:
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> ImageDataset:
         idx = np.asarray(indices, dtype=np.int64)
-        items = self.items[idx] if self.is_array else [self.items[i] for i in idx]
+        items = self.items[idx] if isinstance(self.items, np.ndarray) else [self.items[int(i)] for i in idx]
         labels = None if self.labels is None else self.labels[idx]
         return ImageDataset(items, labels, list(self.classes), self.name, [])
 

@@ -35,9 +35,9 @@ def open_image(path: str | os.PathLike[str]) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                img.load()
-                img = ImageOps.exif_transpose(img) or img
+            with Image.open(path) as raw:
+                raw.load()
+                img: Image.Image = ImageOps.exif_transpose(raw) or raw
                 return img.copy() if img.mode != "P" else img.convert("RGBA")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         limit = Image.MAX_IMAGE_PIXELS or MAX_IMAGE_PIXELS  # the limit in force, which may have been changed

@@ -85,6 +85,6 @@ def select_classes(ds: ImageDataset, classes: list[str] | str) -> ImageDataset:
     remap = {old: new for new, old in enumerate(dict.fromkeys(index))}
     keep = np.flatnonzero(np.isin(ds.labels, list(remap)))
     sub = ds.subset(keep)
-    sub.labels = np.array([remap[int(v)] for v in sub.labels], dtype=np.int64)
+    sub.labels = np.array([remap[int(v)] for v in ds.labels[keep]], dtype=np.int64)
     sub.classes = [ds.classes[old] for old in remap]
     return sub

@@ -124,8 +124,13 @@ def extract_features(
     if store is not None and not return_features:
         found = {k: np.empty(0) for k in keys if k in store}
     missing = np.array([i for i, k in enumerate(keys) if k not in found], dtype=np.int64)
-
-    computed: dict[int, np.ndarray] = {}
+    # One preallocated result, filled from the cache and then batch by batch: no second copy of the features.
+    out = np.empty((len(dataset), backbone.layer_dim(layer_name)), dtype=np.float32) if return_features else None
+    if out is not None:
+        for i, k in enumerate(keys):
+            if k in found:
+                out[i] = found[k]
+    found = {}
     skipped: list[tuple[str, str]] = []
     bad: set[int] = set()
     if len(missing):
@@ -166,9 +171,8 @@ def extract_features(
                         with autocast(dev):
                             feats = backbone(x, layer_name)
                         feats_np = feats.float().cpu().numpy()
-                        for row, i in enumerate(batch["index"].tolist()):
-                            if return_features:
-                                computed[i] = feats_np[row]
+                        if out is not None:
+                            out[batch["index"].numpy()] = feats_np
                         pending_keys.extend(keys[i] for i in batch["index"].tolist())
                         pending.append(feats_np)
                         if len(pending_keys) >= shard_size:
@@ -182,12 +186,7 @@ def extract_features(
         check_bad_fraction(len(skipped), len(dataset), max_bad_fraction, dataset.name or "the dataset")
 
     index = np.array([i for i in range(len(dataset)) if i not in bad], dtype=np.int64)
-    features = None
-    if return_features:
-        dim = backbone.layer_dim(layer_name)
-        features = np.empty((len(index), dim), dtype=np.float32)
-        for row, i in enumerate(index.tolist()):
-            features[row] = computed[i] if i in computed else found[keys[i]]
+    features = out if (out is None or not bad) else out[index]
     return ExtractedFeatures(
         features=features, index=index, skipped=list(dataset.skipped) + skipped,
         cached=len(keys) - len(missing), computed=len(missing) - len(skipped), seconds=time.perf_counter() - start,

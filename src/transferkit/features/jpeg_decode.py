@@ -72,11 +72,12 @@ def decode_jpeg_batch(raw: list[torch.Tensor], index: list[int], pre: Preprocess
                       device: torch.device) -> tuple[torch.Tensor, list[int], list[tuple[int, str]]]:
     """Decode and preprocess a batch on ``device``: ``(images (B, C, H, W) float, kept indices, bad items)``."""
     mode = ImageReadMode.RGB if pre.channels == 3 else ImageReadMode.GRAY
+    bad: list[tuple[int, str]] = []
     try:
         decoded = decode_jpeg(raw, mode=mode, device=device, apply_exif_orientation=True)
-        kept, bad = list(index), []
+        kept = list(index)
     except RuntimeError:  # one corrupt file fails the whole batch: decode one by one to find it
-        decoded, kept, bad = [], [], []
+        decoded, kept = [], []
         for data, i in zip(raw, index, strict=True):
             try:
                 decoded.append(decode_jpeg(data, mode=mode, device=device, apply_exif_orientation=True))

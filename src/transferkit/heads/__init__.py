@@ -77,7 +77,8 @@ def head_to_module(head: Any) -> tuple[nn.Module, dict[str, Any]] | None:
     config = {"type": "linear", "in_features": coef.shape[1], "out_features": coef.shape[0], "standardize": True}
     module = build_head_module(config)
     std, linear = module[0], module[1]
-    assert isinstance(std, Standardize) and isinstance(linear, nn.Linear)
+    if not (isinstance(std, Standardize) and isinstance(linear, nn.Linear)):  # pragma: no cover - internal invariant
+        raise TypeError("unexpected head layout")
     if scaler is not None:
         std.mean.copy_(torch.as_tensor(scaler.mean_ if scaler.with_mean else 0.0, dtype=torch.float32))
         std.scale.copy_(torch.as_tensor(scaler.scale_ if scaler.with_std else 1.0, dtype=torch.float32))

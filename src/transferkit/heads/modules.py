@@ -11,6 +11,9 @@ from torch import nn
 class Standardize(nn.Module):
     """``(x - mean) / scale`` with fixed buffers (a fitted StandardScaler as a layer)."""
 
+    mean: torch.Tensor
+    scale: torch.Tensor
+
     def __init__(self, num_features: int):
         super().__init__()
         self.register_buffer("mean", torch.zeros(num_features))
@@ -20,7 +23,7 @@ class Standardize(nn.Module):
         return (x - self.mean) / self.scale
 
 
-def build_head_module(config: dict[str, Any]) -> nn.Module:
+def build_head_module(config: dict[str, Any]) -> nn.Sequential:
     """Rebuild a head from its config.
 
     Config keys: ``type`` (``linear`` or ``mlp``), ``in_features``, ``out_features``, ``standardize`` (bool),

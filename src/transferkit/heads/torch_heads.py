@@ -50,7 +50,7 @@ class TorchHeadClassifier(ClassifierMixin, BaseEstimator):
         g = torch.Generator().manual_seed(self.random_state)
         torch.manual_seed(self.random_state)
         module = build_head_module(self.config_)
-        std = module[0]
+        std: Any = module[0]
         std.mean.copy_(torch.from_numpy(X.mean(0)))
         std.scale.copy_(torch.from_numpy(X.std(0) + 1e-6))
         xt, yt = torch.from_numpy(X), torch.from_numpy(y_idx.astype(np.int64))

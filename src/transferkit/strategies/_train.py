@@ -52,7 +52,9 @@ def predict_logits(model: TransferModel, ds: ImageDataset, device: torch.device,
     model.eval().to(device)
     loader = image_loader(ds, build_transform(model.backbone.preprocessing), batch_size=batch_size,
                           num_workers=num_workers, pin_memory=device.type == "cuda")
-    outs, index, skipped = [], [], []
+    outs: list[np.ndarray] = []
+    index: list[int] = []
+    skipped: list[tuple[str, str]] = []
     with progress_bar(len(ds), "predict", progress) as advance:
         for batch in loader:
             skipped.extend((ds.describe(i), reason) for i, reason in batch["bad"])

@@ -96,6 +96,7 @@ class FeatureExtractionClassifier(TransferClassifier):
         self.backbone_ = resolve_backbone(self.backbone, self.pretrained)
         self.layer_ = self.backbone_._check_layer(self.layer)
         extracted = self._extract(ds)
+        assert extracted.features is not None and ds.labels is not None  # fit extracts with return_features=True
         labels = ds.labels[extracted.index]
         check_trainable(ImageDataset(extracted.index, labels, ds.classes, ds.name))
         head = make_head(self.head, self.seed)
@@ -107,7 +108,8 @@ class FeatureExtractionClassifier(TransferClassifier):
         self.head_ = head
         self.head_classes_ = np.asarray(head.classes_, dtype=np.int64)
         exported = head_to_module(head)
-        self.head_module_, self.head_config_ = exported if exported else (None, None)
+        self.head_module_: Any = exported[0] if exported else None
+        self.head_config_: Any = exported[1] if exported else None
         self.classes_ = np.asarray(ds.classes)
         self.fit_info_ = {
             "strategy": self.strategy_name,
@@ -135,6 +137,6 @@ class FeatureExtractionClassifier(TransferClassifier):
             self.backbone_, ds, layer=self.layer_, cache=self.cache, batch_size=self.batch_size,
             num_workers=self.num_workers, device=self.device, progress=self.progress, max_bad_fraction=1.0,
         )
-        if not len(extracted.index):
+        if not len(extracted.index) or extracted.features is None:
             return np.zeros((0, len(self.classes_))), extracted.index, extracted.skipped
         return self._head_proba(extracted.features), extracted.index, extracted.skipped

@@ -137,7 +137,7 @@ class Trainer:
         self.progress = progress
 
     # -- pieces ----------------------------------------------------------------------------------------
-    def plan(self, model: nn.Module) -> list[Stage]:
+    def plan(self, model: Any) -> list[Stage]:
         c = self.config
         return build_plan(model.backbone, schedule=c.schedule, head_epochs=c.head_epochs, epochs=c.epochs,
                           unfreeze_top=c.unfreeze_top, epochs_per_stage=c.epochs_per_stage)
@@ -166,7 +166,7 @@ class Trainer:
         use = p == "bf16" or (p == "auto" and self.device.type == "cuda")
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if use else contextlib.nullcontext()
 
-    def _optimizer(self, model: nn.Module, stage: Stage) -> torch.optim.Optimizer:
+    def _optimizer(self, model: Any, stage: Stage) -> torch.optim.Optimizer:
         c = self.config
         apply_stage(model.backbone, stage, train_bn=c.train_bn)
         groups = param_groups(model.backbone, model.head, stage.trainable_groups, lr_head=c.lr_head,
@@ -174,7 +174,7 @@ class Trainer:
         return torch.optim.AdamW(groups)
 
     @torch.inference_mode()
-    def validate(self, model: nn.Module, val: ImageDataset, loss_fn: nn.Module) -> dict[str, float]:
+    def validate(self, model: Any, val: ImageDataset, loss_fn: nn.Module) -> dict[str, float]:
         model.eval()
         loader = image_loader(val, build_transform(model.backbone.preprocessing), batch_size=self.config.batch_size,
                               num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda")
@@ -194,7 +194,7 @@ class Trainer:
         return {"val_loss": loss_sum / max(total, 1), "val_accuracy": correct / max(total, 1)}
 
     # -- the loop --------------------------------------------------------------------------------------
-    def fit(self, model: nn.Module, train: ImageDataset, val: ImageDataset | None = None,
+    def fit(self, model: Any, train: ImageDataset, val: ImageDataset | None = None,
             resume: bool = False) -> list[dict[str, Any]]:
         """Run the plan; returns one history row per epoch. With ``resume``, continue from ``run_dir``."""
         c = self.config
@@ -215,7 +215,7 @@ class Trainer:
         # global epoch and step counters, and the running sums of the current epoch.
         pos: dict[str, Any] = {"stage": 0, "epoch_in_stage": 0, "step_in_epoch": 0, "epoch": 0, "step": 0,
                                "running": [0.0, 0, 0]}
-        es = {"best": None, "best_epoch": None, "bad_epochs": 0}
+        es: dict[str, Any] = {"best": None, "best_epoch": None, "bad_epochs": 0}
         history: list[dict[str, Any]] = []
         best_state: dict[str, torch.Tensor] | None = None
         loaded = load_checkpoint(self.run_dir) if (resume and self.run_dir is not None) else None
@@ -281,9 +281,9 @@ class Trainer:
         self._write_metrics(history, final=True)
         return history
 
-    def _train_epoch(self, model: nn.Module, train: ImageDataset, labels: torch.Tensor, transform: Any, mix: Any,
+    def _train_epoch(self, model: Any, train: ImageDataset, labels: torch.Tensor, transform: Any, mix: Any,
                      loss_fn: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, stage: Stage,
-                     pos: dict[str, int], es: dict[str, Any], history: list[dict[str, Any]],
+                     pos: dict[str, Any], es: dict[str, Any], history: list[dict[str, Any]],
                      best_state: dict[str, torch.Tensor] | None, sigint: dict[str, bool]) -> dict[str, Any]:
         c = self.config
         start = time.perf_counter()
@@ -324,7 +324,7 @@ class Trainer:
                 "lr": {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)},
                 "seconds": round(time.perf_counter() - start, 3)}
 
-    def _checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, pos: dict[str, int],
+    def _checkpoint(self, model: Any, optimizer: torch.optim.Optimizer, scheduler: Any, pos: dict[str, Any],
                     es: dict[str, Any], history: list[dict[str, Any]],
                     best_state: dict[str, torch.Tensor] | None) -> None:
         if self.run_dir is None:
