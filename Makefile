@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # machine that brings its own torch (e.g. a GPU box) can `pip install --no-deps -e .`.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup quickstart test test-slow test-all bench lint data clean
+.PHONY: setup quickstart test test-slow test-dist test-all bench lint data clean
 
 setup: $(VENV)/.installed
 
@@ -27,8 +27,12 @@ test: setup
 test-slow: setup
 	$(PY) -m pytest -m slow
 
+# Two CPU processes (gloo) under torchrun: DDP training and sharded extraction agree with one process.
+test-dist: setup
+	$(PY) -m pytest -m dist
+
 test-all: setup
-	$(PY) -m pytest -m "not gpu and not dist"
+	$(PY) -m pytest -m "not gpu"
 
 data:
 	apt-get install -y dataset-fashion-mnist || (apt-get update && apt-get install -y dataset-fashion-mnist)

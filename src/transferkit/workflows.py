@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._dist import barrier, is_main_process, rank_and_world
 from ._errors import TransferkitError, did_you_mean
 from .bundle import save_bundle
 from .data import ImageDataset, load_embedded, open_dataset, per_class, select_classes, stratified_split
@@ -133,6 +134,9 @@ def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
         # With early stopping the strategy holds out part of train itself, so the reported metrics stay unbiased.
         early = cfg.train.get("early_stopping") is not None
         estimator.fit(train, validation=None if early else val, resume=cfg.resume)
+    if not is_main_process():  # under torchrun/accelerate only rank 0 evaluates and writes
+        barrier()
+        return {"rank": rank_and_world()[0]}
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     metrics = evaluate(estimator, val, confusion_png=out / "confusion_matrix.png")
@@ -141,6 +145,7 @@ def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
                  "per_class": cfg.per_class, "val_fraction": cfg.val_fraction, "seed": cfg.seed,
                  "skipped": [list(s) for s in skipped]}
     save_bundle(estimator, out, metrics=metrics, data=data_info, extra={"config": dataclasses.asdict(cfg)})
+    barrier()
     return {
         "bundle": str(out),
         "strategy": cfg.strategy,

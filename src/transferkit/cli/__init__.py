@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from .._dist import init_distributed
 from .._errors import TransferkitError
 from .._progress import stderr_console
 from .._version import __version__
@@ -40,6 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        init_distributed()
         return int(args.run(args) or 0)
     except Interrupted as e:
         stderr_console.print(f"[yellow]interrupted:[/yellow] {e}", highlight=False, soft_wrap=True)

@@ -20,6 +20,8 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
 
 
 def emit(args: argparse.Namespace, result: dict[str, Any], render: Callable[[Console, dict[str, Any]], None]) -> None:
+    if "rank" in result:  # a non-zero rank of a distributed run: rank 0 reports
+        return
     if args.json:
         sys.stdout.write(json.dumps(result, default=str) + "\n")
     else:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._dist import all_gather_objects, barrier, rank_and_world
 from .._errors import DataError
 from .._progress import progress_bar
 from .._utils import autocast, resolve_device
@@ -81,6 +82,7 @@ def extract_features(
     shard_size: int = 2048,
     return_features: bool = True,
     gpu_decode: bool | None = None,
+    shard: bool = True,
 ) -> ExtractedFeatures:
     """Pooled features of every usable image at ``layer``, through the feature cache.
 
@@ -96,6 +98,8 @@ def extract_features(
         return_features: False only fills the cache (constant memory), e.g. ahead of a run.
         gpu_decode: decode JPEG files in batches on ``device`` (nvJPEG on CUDA) instead of PIL in the loader;
             default: on when the device is CUDA and every image to compute is a JPEG file.
+        shard: under torchrun/accelerate, split the work over the processes and gather it (a collective call:
+            every rank must make it); False computes everything in this process.
 
     Returns:
         :class:`ExtractedFeatures` with ``features`` of shape ``(n_good, layer_dim)``.
@@ -133,6 +137,14 @@ def extract_features(
     found = {}
     skipped: list[tuple[str, str]] = []
     bad: set[int] = set()
+    rank, world = rank_and_world() if shard else (0, 1)
+    progress = progress and rank == 0
+    total_missing = len(missing)
+    mine: list[tuple[np.ndarray, np.ndarray]] = []  # (indices, features) this rank computed, for the gather
+    writer = store
+    if world > 1:  # under torchrun/accelerate: each rank extracts every world-th missing image
+        missing = missing[rank::world]
+        store = None  # rank 0 writes everything after the gather
     if len(missing):
         was_training = backbone.training
         # channels-last is faster for convolutions on CUDA and on CPU alike (measured: bench/results)
@@ -173,6 +185,8 @@ def extract_features(
                         feats_np = feats.float().cpu().numpy()
                         if out is not None:
                             out[batch["index"].numpy()] = feats_np
+                        if world > 1:
+                            mine.append((batch["index"].numpy(), feats_np))
                         pending_keys.extend(keys[i] for i in batch["index"].tolist())
                         pending.append(feats_np)
                         if len(pending_keys) >= shard_size:
@@ -183,11 +197,26 @@ def extract_features(
                 flush()  # keep what was computed, even when interrupted
             finally:
                 backbone.train(was_training)
+    if world > 1:
+        gathered = all_gather_objects((mine, skipped, sorted(bad)))
+        skipped, bad = [], set()
+        for rank_results, rank_skipped, rank_bad in gathered:
+            skipped.extend(rank_skipped)
+            bad.update(rank_bad)
+            for idx, feats_np in rank_results:
+                if out is not None:
+                    out[idx] = feats_np
+                if rank == 0 and writer is not None:
+                    for start_row in range(0, len(idx), shard_size):
+                        writer.add([keys[i] for i in idx[start_row:start_row + shard_size]],
+                                   feats_np[start_row:start_row + shard_size])
+        barrier()
+    if total_missing:
         check_bad_fraction(len(skipped), len(dataset), max_bad_fraction, dataset.name or "the dataset")
 
     index = np.array([i for i in range(len(dataset)) if i not in bad], dtype=np.int64)
     features = out if (out is None or not bad) else out[index]
     return ExtractedFeatures(
         features=features, index=index, skipped=list(dataset.skipped) + skipped,
-        cached=len(keys) - len(missing), computed=len(missing) - len(skipped), seconds=time.perf_counter() - start,
+        cached=len(keys) - total_missing, computed=total_missing - len(skipped), seconds=time.perf_counter() - start,
     )

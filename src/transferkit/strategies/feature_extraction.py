@@ -136,6 +136,7 @@ class FeatureExtractionClassifier(TransferClassifier):
         extracted = extract_features(
             self.backbone_, ds, layer=self.layer_, cache=self.cache, batch_size=self.batch_size,
             num_workers=self.num_workers, device=self.device, progress=self.progress, max_bad_fraction=1.0,
+            shard=False,  # prediction is not collective: in a distributed run only rank 0 evaluates
         )
         if not len(extracted.index) or extracted.features is None:
             return np.zeros((0, len(self.classes_))), extracted.index, extracted.skipped

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._dist import is_main_process
 from .._utils import resolve_device, set_seed
 from ..backbones import Backbone
 from ..data import ImageDataset, check_trainable, stratified_split
@@ -183,7 +184,7 @@ class FineTuneClassifier(TransferClassifier):
         run_dir = Path(self.run_dir) if self.run_dir else None
         trainer = Trainer(config, device, run_dir, progress=self.progress)
         self.history_ = trainer.fit(model, train, val, resume=resume)
-        if run_dir is not None:  # the run finished: its checkpoints are superseded by the fitted model
+        if run_dir is not None and is_main_process():  # finished: the fitted model supersedes the checkpoints
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
         model.cpu()
         self.model_ = model

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._dist import accelerator, all_reduce_sum, is_main_process, launched_distributed, rank_and_world
 from .._errors import TransferkitError
 from .._progress import progress_bar
 from .._utils import atomic_path
@@ -131,6 +132,7 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig, device: torch.device, run_dir: Path | None = None, progress: bool = True):
+        self.distributed = False
         self.config = config
         self.device = device
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -176,6 +178,9 @@ class Trainer:
     @torch.inference_mode()
     def validate(self, model: Any, val: ImageDataset, loss_fn: nn.Module) -> dict[str, float]:
         model.eval()
+        rank, world = rank_and_world()
+        if world > 1:
+            val = val.subset(np.arange(rank, len(val), world))
         loader = image_loader(val, build_transform(model.backbone.preprocessing), batch_size=self.config.batch_size,
                               num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda")
         total, correct, loss_sum = 0, 0, 0.0
@@ -191,7 +196,8 @@ class Trainer:
             correct += int((logits.argmax(1) == y).sum())
             total += len(y)
         model.train()
-        return {"val_loss": loss_sum / max(total, 1), "val_accuracy": correct / max(total, 1)}
+        sums = all_reduce_sum([loss_sum, correct, total])
+        return {"val_loss": sums[0] / max(sums[2], 1), "val_accuracy": sums[1] / max(sums[2], 1)}
 
     # -- the loop --------------------------------------------------------------------------------------
     def fit(self, model: Any, train: ImageDataset, val: ImageDataset | None = None,
@@ -199,6 +205,9 @@ class Trainer:
         """Run the plan; returns one history row per epoch. With ``resume``, continue from ``run_dir``."""
         c = self.config
         assert train.labels is not None
+        self.distributed = launched_distributed()
+        if self.distributed and self.device.type == "cuda":  # Accelerate owns the process group and rank's GPU
+            self.device = accelerator().device
         model.to(self.device).to(memory_format=torch.channels_last)
         plan = self.plan(model)
         labels = torch.as_tensor(train.labels)
@@ -233,10 +242,14 @@ class Trainer:
             best_state = best or None
             pos, es, history = meta["position"], meta["early_stopping"], meta["history"]
 
-        with _graceful_sigint() as sigint:
+        sigint_guard = contextlib.nullcontext({"stop": False}) if self.distributed else _graceful_sigint()
+        with sigint_guard as sigint:
             for stage_index in range(pos["stage"], len(plan)):
                 stage = plan[stage_index]
                 optimizer = self._optimizer(model, stage)
+                # Freeze first, then wrap: DDP registers only trainable parameters, so frozen groups cause no
+                # unused-parameter errors and no find_unused_parameters cost; each stage re-wraps.
+                net = accelerator().prepare_model(model) if self.distributed else model
                 scheduler = make_scheduler(optimizer, c.scheduler, stage.epochs * steps_per_epoch, c.warmup_fraction)
                 if loaded is not None and stage_index == pos["stage"]:
                     tensors, meta = loaded
@@ -255,7 +268,7 @@ class Trainer:
                     if pos["step_in_epoch"] == 0:
                         pos["epoch"] += 1
                         pos["running"] = [0.0, 0, 0]
-                    row = self._train_epoch(model, train, labels, transform, mix, loss_fn, optimizer, scheduler,
+                    row = self._train_epoch(net, model, train, labels, transform, mix, loss_fn, optimizer, scheduler,
                                             stage, pos, es, history, best_state, sigint)
                     if val is not None and len(val):
                         row.update(self.validate(model, val, loss_fn))
@@ -281,18 +294,25 @@ class Trainer:
         self._write_metrics(history, final=True)
         return history
 
-    def _train_epoch(self, model: Any, train: ImageDataset, labels: torch.Tensor, transform: Any, mix: Any,
+    def _train_epoch(self, net: Any, model: Any, train: ImageDataset, labels: torch.Tensor, transform: Any, mix: Any,
                      loss_fn: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, stage: Stage,
                      pos: dict[str, Any], es: dict[str, Any], history: list[dict[str, Any]],
                      best_state: dict[str, torch.Tensor] | None, sigint: dict[str, bool]) -> dict[str, Any]:
         c = self.config
         start = time.perf_counter()
         order = self._epoch_order(labels, pos["epoch"])
+        rank, world = rank_and_world()
+        if world > 1:  # every rank takes every world-th image of the same order (padded: equal step counts)
+            pad = (-len(order)) % world
+            order = torch.cat([order, order[:pad]])[rank::world]
+            if pos["step_in_epoch"] == 0:
+                torch.manual_seed(c.seed * 100_003 + pos["epoch"] * world + rank)  # per-rank augmentation
         skip = pos["step_in_epoch"] * c.batch_size
         loader = image_loader(train, transform, indices=order[skip:].numpy(), batch_size=c.batch_size,
                               num_workers=c.num_workers, pin_memory=self.device.type == "cuda")
         running = pos["running"]  # [loss sum, correct, seen], kept in checkpoints so a resumed epoch reports the same
-        with progress_bar(len(order) - skip, f"{stage.name} epoch {pos['epoch']}", self.progress) as advance:
+        with progress_bar(len(order) - skip, f"{stage.name} epoch {pos['epoch']}",
+                          self.progress and is_main_process()) as advance:
             for batch in loader:
                 if len(batch["index"]):
                     x = batch["images"].to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
@@ -301,7 +321,7 @@ class Trainer:
                     if mix is not None and len(y) > 1:
                         x, target = mix(x, y)
                     with self._autocast():
-                        logits = model(x)
+                        logits = net(x)
                     loss = loss_fn(logits.float(), target)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
@@ -319,15 +339,16 @@ class Trainer:
                     self._checkpoint(model, optimizer, scheduler, pos, es, history, best_state)
                     where = f" (checkpoint in {self.run_dir})" if self.run_dir else ""
                     raise Interrupted(f"Interrupted at step {pos['step']}{where}; continue with --resume.")
-        return {"epoch": pos["epoch"], "stage": stage.name, "loss": running[0] / max(running[2], 1),
-                "train_accuracy": running[1] / max(running[2], 1),
+        totals = all_reduce_sum(list(running))
+        return {"epoch": pos["epoch"], "stage": stage.name, "loss": totals[0] / max(totals[2], 1),
+                "train_accuracy": totals[1] / max(totals[2], 1),
                 "lr": {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)},
                 "seconds": round(time.perf_counter() - start, 3)}
 
     def _checkpoint(self, model: Any, optimizer: torch.optim.Optimizer, scheduler: Any, pos: dict[str, Any],
                     es: dict[str, Any], history: list[dict[str, Any]],
                     best_state: dict[str, torch.Tensor] | None) -> None:
-        if self.run_dir is None:
+        if self.run_dir is None or not is_main_process():
             return
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
         if best_state is not None:
@@ -341,7 +362,7 @@ class Trainer:
         save_checkpoint(self.run_dir, pos["step"], tensors, meta)
 
     def _write_metrics(self, history: list[dict[str, Any]], final: bool = False) -> None:
-        if self.run_dir is None:
+        if self.run_dir is None or not is_main_process():
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.run_dir / "metrics.jsonl") as tmp:
