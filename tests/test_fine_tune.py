@@ -106,3 +106,12 @@ def test_bad_training_options_are_one_line_errors(image_folder, tmp_path, capsys
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and len(err.strip().splitlines()) == 1
+
+
+def test_lr_find_sets_the_head_rate_and_reports_it(image_folder, tmp_path, capsys):
+    assert main(["fit", str(image_folder), "--strategy", "fine-tune", "--out", str(tmp_path / "lr"), "--epochs", "1",
+                 "--head-epochs", "1", "--lr-find", "--val-fraction", "0.34", *FAST]) == 0
+    result = json.loads(capsys.readouterr().out)
+    suggested = result["lr_find"]["suggested_lr"]
+    assert 1e-6 <= suggested <= 1.0
+    assert result["train_config"]["lr_head"] == suggested

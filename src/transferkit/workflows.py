@@ -170,7 +170,7 @@ def _training_report(estimator: Any, out: Path) -> dict[str, Any]:
     if "train_config" not in info:
         return {}
     report: dict[str, Any] = {"train_config": info["train_config"], "plan": info["plan"],
-                              "epochs_run": len(info["history"])}
+                              "epochs_run": len(info["history"]), "lr_find": info.get("lr_find")}
     if (out / "metrics.jsonl").is_file():
         report["metrics_jsonl"] = str(out / "metrics.jsonl")
     if (out / "training_curves.png").is_file():

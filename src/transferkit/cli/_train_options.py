@@ -30,6 +30,8 @@ TRAIN_OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("--monitor", "monitor", {"choices": ["val_accuracy", "val_loss"]}),
     ("--precision", "precision", {"choices": ["auto", "bf16", "fp32"]}),
     ("--checkpoint-every", "checkpoint_every", {"type": positive_int, "metavar": "STEPS"}),
+    ("--lr-find", "lr_find", {"action": "store_true", "default": None,
+                              "help": "pick the head learning rate with a range test (model left untouched)"}),
 ]
 
 

@@ -65,6 +65,8 @@ class FineTuneClassifier(TransferClassifier):
         pretrained: False trains the same architecture from a random initialisation.
         run_dir: where checkpoints, ``metrics.jsonl`` and ``training_curves.png`` go; needed for ``resume``.
         checkpoint_every: also checkpoint every N steps (every epoch always, when ``run_dir`` is set).
+        lr_find: run a learning-rate range test for the head (backbone frozen) first and use its suggestion as
+            ``lr_head``; the model is restored exactly afterwards (see :func:`transferkit.training.lr_find`).
         max_bad_fraction, device, num_workers, seed, progress: as everywhere.
 
     Example:
@@ -103,12 +105,14 @@ class FineTuneClassifier(TransferClassifier):
         pretrained: bool = True,
         run_dir: str | None = None,
         checkpoint_every: int | None = None,
+        lr_find: bool = False,
         max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
         device: str = "auto",
         num_workers: int = 0,
         seed: int = 0,
         progress: bool = True,
     ):
+        self.lr_find = lr_find
         self.backbone = backbone
         self.layer = layer
         self.schedule = schedule
@@ -182,6 +186,9 @@ class FineTuneClassifier(TransferClassifier):
         torch.manual_seed(self.seed)
         model, head_config = self._build(backbone, len(ds.classes))
         run_dir = Path(self.run_dir) if self.run_dir else None
+        lr_found = self._find_head_lr(model, train) if self.lr_find and not resume else None
+        if lr_found is not None:
+            config = dataclasses.replace(config, lr_head=lr_found["suggested_lr"])
         trainer = Trainer(config, device, run_dir, progress=self.progress)
         self.history_ = trainer.fit(model, train, val, resume=resume)
         if run_dir is not None and is_main_process():  # finished: the fitted model supersedes the checkpoints
@@ -200,9 +207,28 @@ class FineTuneClassifier(TransferClassifier):
             "skipped": [list(s) for s in ds.skipped + skipped], "history": self.history_,
             "train_config": dataclasses.asdict(config),
             "plan": [dataclasses.asdict(s) for s in trainer.plan(model)],
+            "lr_find": lr_found,
             "seconds": round(time.perf_counter() - start, 3),
         }
         return self
+
+    def _find_head_lr(self, model: TransferModel, train: ImageDataset) -> dict[str, Any]:
+        from ..data import build_transform
+        from ..data.loader import image_loader
+        from ..training import lr_find
+
+        assert train.labels is not None
+        labels = torch.as_tensor(train.labels)
+        loader = image_loader(train, build_transform(model.backbone.preprocessing), batch_size=self.batch_size,
+                              shuffle=True, seed=self.seed)
+        batches = [(b["images"], labels[b["index"]]) for b in loader if len(b["index"])]
+        model.backbone.freeze()
+        try:
+            found = lr_find(model, batches, torch.nn.functional.cross_entropy, start_lr=1e-6, end_lr=1.0,
+                            num_steps=min(60, 4 * len(batches) + 20))
+        finally:
+            model.backbone.unfreeze()
+        return {"suggested_lr": found["suggested_lr"], "steps": len(found["lrs"])}
 
     def _predict_proba_dataset(self, ds: ImageDataset) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
         device = resolve_device(self.device)

@@ -34,6 +34,7 @@ class ScratchClassifier(FineTuneClassifier):
     unfreeze_top = None
     lr_decay = 1.0
     train_bn = False
+    lr_find = False
 
     def __init__(
         self,
