@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from transferkit import DataError
+from transferkit import DataError, TransferkitError
 from transferkit.backbones._base import Preprocessing
 from transferkit.data import (
     BadImage,
@@ -155,11 +155,15 @@ def test_transform_normalises_with_the_preprocessing_mean_std(pre: Preprocessing
     assert torch.allclose(out.mean(dim=(1, 2)), torch.tensor(expected), atol=1e-4)
 
 
-def test_light_augmentation_keeps_shape_and_unknown_augment_is_refused():
+@pytest.mark.parametrize("preset", ["none", "light", "medium", "strong"])
+def test_augmentation_presets_keep_the_shape_and_unknown_ones_are_refused(preset: str):
+    from transferkit.training import train_transform
+
     img = make_image((10, 200, 10), seed=1, size=50)
-    assert tuple(build_transform(RGB_32, augment="light")(img).shape) == (3, 32, 32)
-    with pytest.raises(ValueError, match="augment must be"):
-        build_transform(RGB_32, augment="heavy")
+    assert tuple(train_transform(RGB_32, preset)(img).shape) == (3, 32, 32)
+    assert tuple(train_transform(GRAY_28, preset)(img.convert("L")).shape) == (1, 28, 28)
+    with pytest.raises(TransferkitError, match="augment must be"):
+        train_transform(RGB_32, "heavy")
 
 
 # -- unusable files ---------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Preprocessing from the weights' spec, plus the light augmentation used when training on images."""
+"""Inference preprocessing from the weights' spec: what every backbone sees outside training."""
 
 from __future__ import annotations
 
@@ -18,32 +18,22 @@ _INTERPOLATION = {
 }
 
 
-def build_transform(pre: Preprocessing, augment: str = "none") -> Callable[[Image.Image], torch.Tensor]:
-    """PIL image of any mode → normalised ``(C, H, W)`` float tensor as the weights expect.
+def build_transform(pre: Preprocessing) -> Callable[[Image.Image], torch.Tensor]:
+    """PIL image of any mode → normalised ``(C, H, W)`` float tensor as the weights expect (resize + centre crop).
 
-    Args:
-        pre: the backbone's preprocessing spec.
-        augment: ``none`` (resize + centre crop) or ``light`` (random resized crop + horizontal flip).
+    Training augmentation presets build on the same spec: :func:`transferkit.training.train_transform`.
     """
     height, width = pre.image_size
     interpolation = _INTERPOLATION.get(pre.interpolation, T.InterpolationMode.BILINEAR)
-    if augment == "none":
-        # square targets keep the aspect ratio (short side); non-square ones resize both sides, as timm does
-        resize: int | tuple[int, int] = (
-            int(round(height / pre.crop_pct)) if height == width
-            else (int(round(height / pre.crop_pct)), int(round(width / pre.crop_pct)))
-        )
-        spatial = [T.Resize(resize, interpolation=interpolation, antialias=True), T.CenterCrop((height, width))]
-    elif augment == "light":
-        spatial = [
-            T.RandomResizedCrop((height, width), scale=(0.7, 1.0), interpolation=interpolation, antialias=True),
-            T.RandomHorizontalFlip(),
-        ]
-    else:
-        raise ValueError(f"augment must be 'none' or 'light'. Got {augment!r} instead.")
-    pipeline = T.Compose(
-        [*spatial, T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(list(pre.mean), list(pre.std))]
+    # square targets keep the aspect ratio (short side); non-square ones resize both sides, as timm does
+    resize: int | tuple[int, int] = (
+        int(round(height / pre.crop_pct)) if height == width
+        else (int(round(height / pre.crop_pct)), int(round(width / pre.crop_pct)))
     )
+    pipeline = T.Compose([
+        T.Resize(resize, interpolation=interpolation, antialias=True), T.CenterCrop((height, width)),
+        T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(list(pre.mean), list(pre.std)),
+    ])
     channels = pre.channels
 
     def transform(img: Image.Image) -> torch.Tensor:

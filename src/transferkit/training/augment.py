@@ -31,7 +31,7 @@ def train_transform(pre: Preprocessing, preset: str) -> Callable[[Image.Image], 
     if preset not in PRESETS:
         raise TransferkitError(f"augment must be one of {', '.join(PRESETS)}. Got {preset!r} instead.")
     if preset == "none":
-        return build_transform(pre, "none")
+        return build_transform(pre)
     size = pre.image_size
     interpolation = _INTERPOLATION.get(pre.interpolation, T.InterpolationMode.BILINEAR)
     scale = {"light": (0.7, 1.0), "medium": (0.4, 1.0), "strong": (0.25, 1.0)}[preset]
