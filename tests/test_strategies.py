@@ -228,7 +228,7 @@ def test_feature_extraction_on_a_folder(image_folder):
 def test_feature_extraction_on_arrays(arrays):
     images, labels = arrays
     clf = FeatureExtractionClassifier(tiny_backbone(), progress=False).fit(images, labels)
-    assert list(clf.classes_) == ["0", "1", "2"]
+    assert list(clf.classes_) == [0, 1, 2]  # integer labels stay integers, as in scikit-learn
     assert clf.score(images, labels) > 0.6
     assert clf.fit_info_["train_images"] == len(images)
     assert clf.transform(images).shape == (len(images), clf.backbone_.num_features)
@@ -320,3 +320,17 @@ def test_scratch_ignores_the_weights_of_a_backbone_object(arrays):
     far_from_init = [k for k, v in clf.backbone_.trunk.named_parameters()
                      if not torch.allclose(v, init_params[k], atol=0.05)]
     assert not far_from_init  # one epoch from the random init, not from the 0.01-filled weights
+
+
+def test_integer_labels_come_back_as_integers_like_scikit_learn(arrays, tmp_path):
+    from sklearn.metrics import accuracy_score
+
+    images, labels = arrays
+    clf = FeatureExtractionClassifier(tiny_backbone(), progress=False).fit(images, labels)
+    predicted = clf.predict(images)
+    assert predicted.dtype.kind == "i" and set(predicted) <= {0, 1, 2}
+    assert accuracy_score(labels, predicted) == clf.score(images, labels)
+    clf.save(tmp_path / "b")
+    from transferkit import load_bundle
+
+    assert np.array_equal(load_bundle(tmp_path / "b", progress=False).predict(images), predicted)

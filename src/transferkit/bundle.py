@@ -79,6 +79,7 @@ def save_bundle(model: Any, directory: str | os.PathLike[str], *, metrics: dict[
         "backbone": {**backbone.describe(), "layer": model.layer_},
         "head": head,
         "classes": [str(c) for c in model.classes_],
+        "classes_are_integers": bool(np.asarray(model.classes_).dtype.kind in "iu"),
         "head_classes": [int(c) for c in model.head_classes_],
         "preprocessing": backbone.preprocessing.to_dict(),
         "licence": backbone.weights.licence,

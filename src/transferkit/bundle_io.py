@@ -81,6 +81,8 @@ def restore(directory: Path, meta: dict[str, Any], tensors: dict[str, torch.Tens
     est.backbone_ = backbone
     est.layer_ = layer
     est.classes_ = np.asarray(meta["classes"])
+    if meta.get("classes_are_integers"):
+        est.classes_ = est.classes_.astype(np.int64)
     est.head_classes_ = np.asarray(meta.get("head_classes", list(range(len(meta["classes"])))), dtype=np.int64)
     est.fit_info_ = meta.get("fit", {})
     if head.get("type") == "sklearn":

@@ -40,6 +40,13 @@ def as_dataset(X: Any, y: Any = None) -> ImageDataset:
     )
 
 
+def class_values(ds: ImageDataset, y: Any) -> np.ndarray:
+    """``classes_`` as scikit-learn expects: the integer labels themselves when ``y`` was integers, else names."""
+    if y is not None and np.asarray(y).dtype.kind in "iu" and ds.classes == [str(i) for i in range(len(ds.classes))]:
+        return np.arange(len(ds.classes))
+    return np.asarray(ds.classes)
+
+
 def full_proba(proba: np.ndarray, head_classes: np.ndarray, n_classes: int) -> np.ndarray:
     """Place a head's probability columns (for the classes it saw) into all ``n_classes`` columns."""
     if proba.shape[1] == n_classes and np.array_equal(head_classes, np.arange(n_classes)):
@@ -88,7 +95,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             raise DataError("score needs labels.")
         proba, index, _ = self.predict_proba_details(ds)
         truth = np.asarray(ds.classes)[ds.labels[index]]
-        return float(np.mean(np.asarray(self.classes_)[proba.argmax(1)] == truth))
+        # compared as names: integer classes_ (fitted on int labels) match the "0", "1", ... of a dataset
+        return float(np.mean(np.asarray(self.classes_).astype(str)[proba.argmax(1)] == truth))
 
     def _predict_proba_dataset(self, ds: ImageDataset) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
         raise NotImplementedError

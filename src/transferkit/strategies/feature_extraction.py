@@ -18,7 +18,7 @@ from ..data import ImageDataset, check_trainable
 from ..features import extract_features
 from ..features.extract import DEFAULT_MAX_BAD_FRACTION
 from ..heads import ModuleHead, head_to_module, make_head
-from ._base import TransferClassifier, as_dataset, full_proba
+from ._base import TransferClassifier, as_dataset, class_values, full_proba
 
 
 def resolve_backbone(backbone: str | Backbone, pretrained: bool = True) -> Backbone:
@@ -110,7 +110,7 @@ class FeatureExtractionClassifier(TransferClassifier):
         exported = head_to_module(head)
         self.head_module_: Any = exported[0] if exported else None
         self.head_config_: Any = exported[1] if exported else None
-        self.classes_ = np.asarray(ds.classes)
+        self.classes_ = class_values(ds, y)
         self.fit_info_ = {
             "strategy": self.strategy_name,
             "train_images": int(len(extracted.index)),

@@ -26,7 +26,7 @@ from ..data import ImageDataset, check_trainable, stratified_split
 from ..features.extract import DEFAULT_MAX_BAD_FRACTION, check_bad_fraction
 from ..heads import build_head_module
 from ..training import TrainConfig, Trainer
-from ._base import TransferClassifier, as_dataset
+from ._base import TransferClassifier, as_dataset, class_values
 from ._train import TransferModel, predict_logits, scan_images
 from .feature_extraction import resolve_backbone
 
@@ -200,7 +200,7 @@ class FineTuneClassifier(TransferClassifier):
         self.head_module_ = model.head
         self.head_config_ = head_config
         self.head_classes_ = np.arange(len(ds.classes))
-        self.classes_ = np.asarray(ds.classes)
+        self.classes_ = class_values(ds, y)
         self.fit_info_ = {
             "strategy": self.strategy_name, "train_images": int(len(train)),
             "val_images": int(len(val)) if val is not None else 0,
