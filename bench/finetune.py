@@ -131,10 +131,26 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def load_splits(per_class: int, seed: int, test_size: int) -> tuple[Any, Any]:
+def load_splits(per_class: int, seed: int, test_size: int, evaluate_on: str = "test") -> tuple[Any, Any]:
+    """The training subset and the scoring set.
+
+    ``evaluate_on="validation"`` scores on images of the *train* split that the training subset does not use, so
+    settings can be tuned without ever looking at the test set; the final numbers use ``"test"``.
+    """
     import transferkit as tk
 
-    train = tk.per_class(tk.load_fashion_mnist("train"), per_class, seed=seed)
+    train_full = tk.load_fashion_mnist("train")
+    train = tk.per_class(train_full, per_class, seed=seed)
+    if evaluate_on == "validation":
+        # Same draw as tk.per_class (one permutation per class from default_rng(seed)), continued past ``per_class``.
+        rng = np.random.default_rng(seed)
+        per = max(1, test_size // len(train_full.classes))
+        perms = [rng.permutation(np.flatnonzero(train_full.labels == c)) for c in range(len(train_full.classes))]
+        used = np.sort(np.concatenate([p[:per_class] for p in perms]))
+        if not np.array_equal(np.asarray(train.items), np.asarray(train_full.items)[used]):
+            raise SystemExit("error: tk.per_class no longer draws as this script assumes; update load_splits")
+        validation = train_full.subset(np.sort(np.concatenate([p[per_class:per_class + per] for p in perms])))
+        return train, validation
     test_full = tk.load_fashion_mnist("test")
     test = tk.per_class(test_full, max(1, test_size // len(test_full.classes)), seed=TEST_SEED)
     return train, test
@@ -250,7 +266,7 @@ def child(spec: dict[str, Any]) -> None:
 
     warnings.filterwarnings("ignore")
     load_before = os.getloadavg()
-    train, test = load_splits(spec["per_class"], spec["seed"], spec["test_size"])
+    train, test = load_splits(spec["per_class"], spec["seed"], spec["test_size"], spec.get("evaluate_on", "test"))
     workdir = Path(tempfile.mkdtemp(prefix="tk-bench-ft-"))
     try:
         if spec["method"] == "fastai":
@@ -432,6 +448,8 @@ def main() -> None:
     p.add_argument("--reference-per-class", type=int, default=100, help="size at which the epoch counts hold")
     p.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE",
                    help="override a method setting, e.g. two-stage.lr_backbone=3e-4 (repeatable)")
+    p.add_argument("--evaluate-on", choices=("test", "validation"), default="test",
+                   help="validation: score on unused train-split images (for tuning settings without the test set)")
     p.add_argument("--run-timeout", type=float, default=1800.0, help="seconds before a run is recorded as failed")
     p.add_argument("--quick", action="store_true", help="tiny sizes and 1 epoch per stage: checks it runs")
     p.add_argument("--out", default=None, help="JSON path (default bench/results/finetune-<date>[-quick].json)")
@@ -470,7 +488,7 @@ def main() -> None:
                  "test": {"split": "test", "images_requested": test_size, "subset_seed": TEST_SEED,
                           "how": "tk.per_class(test, test_size // 10, seed=12345), the same for every run"},
                  "per_class": per_class, "seeds": seeds},
-        "backbone": BACKBONE, "device": "cpu", "image_size": image_size,
+        "evaluated_on": args.evaluate_on, "backbone": BACKBONE, "device": "cpu", "image_size": image_size,
         "epoch_scaling": {"mode": args.epoch_scaling, "reference_per_class": args.reference_per_class,
                           "factors": {str(n): epochs_scale(n, args.reference_per_class, args.epoch_scaling)
                                       for n in per_class}},
@@ -485,7 +503,7 @@ def main() -> None:
     for i, (n, seed, method) in enumerate(plan, 1):
         scaled = settings_for(method, settings[method], epochs_scale(n, args.reference_per_class, args.epoch_scaling))
         spec = {"method": method, "per_class": n, "seed": seed, "test_size": test_size, "image_size": image_size,
-                "settings": scaled}
+                "settings": scaled, "evaluate_on": args.evaluate_on}
         record = {"method": method, "per_class": n, "seed": seed, "settings": scaled,
                   **run_one(spec, args.run_timeout)}
         result["runs"].append(record)

@@ -18,7 +18,7 @@ from .conftest import TINY
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-FIT_TINY = ["--backbone", TINY, "--random-init", "--no-progress", "--val-fraction", "0.34"]
+FIT_TINY = ["--backbone", TINY, "--random-init", "--no-progress", "--val-fraction", "0.34", "--no-baseline"]
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:

@@ -38,7 +38,7 @@ def test_cli_fine_tune_reports_settings_and_writes_curves(image_folder, tmp_path
     out = tmp_path / "ft"
     code = main(["fit", str(image_folder), "--strategy", "fine-tune", "--out", str(out), "--epochs", "1",
                  "--head-epochs", "1", "--schedule", "two-stage", "--lr-decay", "0.5", "--augment", "strong",
-                 "--val-fraction", "0.34", *FAST])
+                 "--val-fraction", "0.34", "--no-baseline", *FAST])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert result["train_config"]["lr_decay"] == 0.5 and result["train_config"]["augment"] == "strong"
@@ -91,8 +91,11 @@ def test_pretrain_then_transfer_from_the_bundle(tmp_path, capsys):
     meta = json.loads((source / "transferkit.json").read_text())
     assert meta["classes"] == ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat"]
     assert main(["fit", "embedded", "--classes", "5-9", "--per-class", "6", "--backbone", f"bundle:{source}",
-                 "--out", str(tmp_path / "target"), "--no-progress", "--json"]) == 0
+                 "--out", str(tmp_path / "target"), "--no-progress", "--json", "--baseline-epochs", "2"]) == 0
     target = json.loads(capsys.readouterr().out)
+    # the verdict's baseline is the source's architecture at the source's input size, trained from scratch
+    assert target["verdict"]["baseline"]["image_size"] == 32
+    assert target["verdict"]["verdict"] in ("positive", "neutral", "negative")
     assert target["backbone"] == f"bundle:{source}"
     bb = tk.create_backbone(f"bundle:{source}")
     assert bb.preprocessing.image_size == (32, 32)  # the source's own preprocessing travels with it

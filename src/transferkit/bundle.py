@@ -96,6 +96,14 @@ def save_bundle(model: Any, directory: str | os.PathLike[str], *, metrics: dict[
     return directory
 
 
+def update_bundle_meta(directory: str | os.PathLike[str], **fields: Any) -> dict[str, Any]:
+    """Replace top-level ``fields`` of a bundle's JSON (atomically), e.g. the transfer verdict once it is known."""
+    meta = read_meta(directory)
+    meta.update(fields)
+    write_json_atomic(Path(directory) / META_FILE, meta)
+    return meta
+
+
 def _json_params(model: Any) -> dict[str, Any]:
     out = {}
     for k, v in model.get_params(deep=False).items():

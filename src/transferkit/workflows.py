@@ -13,7 +13,7 @@ from typing import Any
 
 from ._dist import barrier, is_main_process, rank_and_world
 from ._errors import TransferkitError, did_you_mean
-from .bundle import save_bundle
+from .bundle import load_bundle, read_meta, save_bundle, update_bundle_meta
 from .data import ImageDataset, load_embedded, open_dataset, per_class, select_classes, stratified_split
 from .evaluation import evaluate
 from .features.extract import DEFAULT_MAX_BAD_FRACTION
@@ -50,6 +50,12 @@ class FitConfig:
         resume: continue an interrupted fine-tune/scratch run from the checkpoints in ``out``.
         train: fine-tune/scratch settings, by constructor parameter name of the strategy (``schedule``,
             ``lr_decay``, ``early_stopping``, ...); anything not given keeps the strategy's default.
+        baseline: also train the same architecture from scratch on the same split and judge the transfer
+            (positive / neutral / negative, with a confidence interval); ignored for ``scratch`` itself.
+        baseline_seeds: with more than 1, retrain both models with this many seeds and take a t-interval over
+            the per-seed gains instead of bootstrapping the validation images.
+        baseline_epochs: epochs of the scratch baseline (default: :class:`ScratchClassifier`'s).
+        baseline_image_size: input size of the baseline (default: the transfer model's, so the comparison is fair).
     """
 
     data: str
@@ -73,6 +79,10 @@ class FitConfig:
     classes: str | None = None
     resume: bool = False
     train: dict[str, Any] = dataclasses.field(default_factory=dict)
+    baseline: bool = True
+    baseline_seeds: int = 1
+    baseline_epochs: int | None = None
+    baseline_image_size: int | None = None
 
 
 def make_strategy(cfg: FitConfig) -> Any:
@@ -118,34 +128,45 @@ def prepare_data(cfg: FitConfig) -> tuple[ImageDataset, ImageDataset, ImageDatas
 def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
     """Fit the configured strategy on the training split, evaluate on the validation split, write a bundle.
 
+    Unless ``cfg.baseline`` is off (or the strategy is ``scratch``), the same architecture is then trained from
+    scratch on the same split and the transfer verdict is stored in the bundle. The bundle is written before the
+    baseline starts, so an interrupted baseline loses nothing: ``resume`` picks up the baseline alone.
+
     Returns:
         A JSON-ready summary: ``bundle``, ``accuracy``, ``macro_f1``, ``strategy``, ``backbone``, ``licence``,
-        ``train_images``, ``val_images``, ``skipped``, ``seconds``, ``confusion_png``, ``metrics``.
+        ``train_images``, ``val_images``, ``skipped``, ``seconds``, ``confusion_png``, ``metrics``, ``verdict``.
     """
     start = time.perf_counter()
     estimator = make_strategy(cfg)
     data, train, val = prepare_data(cfg)
-    if cfg.resume and cfg.strategy == "feature-extraction":
+    if cfg.baseline_seeds < 1:
+        raise TransferkitError(f"--baseline-seeds must be >= 1. Got {cfg.baseline_seeds} instead.")
+    if cfg.resume and cfg.strategy == "feature-extraction" and not _verdict_pending(cfg):
         raise TransferkitError("--resume applies to fine-tune and scratch; feature extraction resumes by itself "
                                "through the feature cache.")
-    if cfg.strategy == "feature-extraction":
-        estimator.fit(train)
+    out = Path(cfg.out)
+    with_baseline = cfg.baseline and cfg.strategy != "scratch"
+    if _verdict_pending(cfg):  # the transfer model finished in an earlier run; only the baseline is left
+        estimator = load_bundle(out, device=cfg.device, progress=cfg.progress)
+        metrics = read_meta(out)["metrics"]
     else:
-        # With early stopping the strategy holds out part of train itself, so the reported metrics stay unbiased.
-        early = cfg.train.get("early_stopping") is not None
-        estimator.fit(train, validation=None if early else val, resume=cfg.resume)
+        _fit(estimator, train, val, cfg, resume=cfg.resume)
+        metrics = {}
+        if is_main_process():
+            out.mkdir(parents=True, exist_ok=True)
+            metrics = evaluate(estimator, val, confusion_png=out / "confusion_matrix.png")
+            save_bundle(estimator, out, metrics=metrics, data=_data_info(cfg, data, train, val, estimator, metrics),
+                        extra={"config": dataclasses.asdict(cfg),
+                               "verdict": {"status": "pending"} if with_baseline else None})
+        barrier()
+    verdict = _baseline_verdict(cfg, estimator, train, val) if with_baseline else None
     if not is_main_process():  # under torchrun/accelerate only rank 0 evaluates and writes
         barrier()
         return {"rank": rank_and_world()[0]}
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    metrics = evaluate(estimator, val, confusion_png=out / "confusion_matrix.png")
-    skipped = list(data.skipped) + [tuple(s) for s in _skipped(estimator)] + [tuple(s) for s in metrics["skipped"]]
-    data_info = {"name": data.name, "images": len(data), "train_images": len(train), "val_images": len(val),
-                 "per_class": cfg.per_class, "val_fraction": cfg.val_fraction, "seed": cfg.seed,
-                 "skipped": [list(s) for s in skipped]}
-    save_bundle(estimator, out, metrics=metrics, data=data_info, extra={"config": dataclasses.asdict(cfg)})
+    if with_baseline:
+        update_bundle_meta(out, verdict=verdict)
     barrier()
+    data_info = _data_info(cfg, data, train, val, estimator, metrics)
     return {
         "bundle": str(out),
         "strategy": cfg.strategy,
@@ -156,12 +177,83 @@ def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
         "licence": estimator.backbone_.weights.licence,
         "train_images": len(train),
         "val_images": len(val),
-        "skipped": [{"input": s[0], "reason": s[1]} for s in skipped],
+        "skipped": [{"input": s[0], "reason": s[1]} for s in data_info["skipped"]],
         "confusion_png": metrics.get("confusion_png"),
         "seconds": round(time.perf_counter() - start, 2),
         "metrics": metrics,
+        "verdict": verdict,
         **_training_report(estimator, out),
     }
+
+
+def _fit(estimator: Any, train: ImageDataset, val: ImageDataset, cfg: FitConfig, *, resume: bool = False) -> None:
+    if estimator.strategy_name == "feature-extraction":
+        estimator.fit(train)
+    else:
+        # With early stopping the strategy holds out part of train itself, so the reported metrics stay unbiased.
+        early = getattr(estimator, "early_stopping", None) is not None
+        estimator.fit(train, validation=None if early else val, resume=resume)
+
+
+def _data_info(cfg: FitConfig, data: ImageDataset, train: ImageDataset, val: ImageDataset, estimator: Any,
+               metrics: dict[str, Any]) -> dict[str, Any]:
+    skipped = list(data.skipped) + [tuple(s) for s in _skipped(estimator)] + \
+        [tuple(s) for s in metrics.get("skipped", [])]
+    return {"name": data.name, "images": len(data), "train_images": len(train), "val_images": len(val),
+            "per_class": cfg.per_class, "val_fraction": cfg.val_fraction, "seed": cfg.seed,
+            "skipped": [list(s) for s in dict.fromkeys(tuple(s) for s in skipped)]}
+
+
+def _verdict_pending(cfg: FitConfig) -> bool:
+    """``resume`` of a run whose transfer model is saved and whose baseline had not finished."""
+    if not cfg.resume or not (Path(cfg.out) / "transferkit.json").is_file():
+        return False
+    try:
+        meta = read_meta(cfg.out)
+    except TransferkitError:
+        return False
+    return isinstance(meta.get("verdict"), dict) and meta["verdict"].get("status") == "pending"
+
+
+def make_baseline(cfg: FitConfig, estimator: Any, seed: int, run_dir: str | None) -> ScratchClassifier:
+    """The from-scratch twin of ``estimator``: same architecture, same input size, trained on the same split."""
+    backbone = estimator.backbone_
+    image_size = cfg.baseline_image_size or cfg.image_size or backbone.preprocessing.image_size[0]
+    extra: dict[str, Any] = {"epochs": cfg.baseline_epochs} if cfg.baseline_epochs else {}
+    if cfg.batch_size:
+        extra["batch_size"] = cfg.batch_size
+    return ScratchClassifier(backbone.arch_spec, image_size=image_size, run_dir=run_dir, seed=seed, device=cfg.device,
+                             num_workers=cfg.num_workers, progress=cfg.progress,
+                             max_bad_fraction=cfg.max_bad_fraction, **extra)
+
+
+def _baseline_verdict(cfg: FitConfig, estimator: Any, train: ImageDataset, val: ImageDataset) -> dict[str, Any]:
+    """Train the scratch baseline(s) (and, for several seeds, more transfer models) and judge the transfer."""
+    from .verdict import transfer_verdict
+
+    run_dir = str(Path(cfg.out) / "baseline")
+    resume = cfg.resume and (Path(run_dir) / "checkpoints").is_dir()
+    scratches, transfers = [], [estimator]
+    for i in range(cfg.baseline_seeds):
+        seed = cfg.seed + i
+        if i:
+            transfer = make_strategy(dataclasses.replace(cfg, seed=seed, out=str(Path(cfg.out) / f"seed{seed}")))
+            if hasattr(transfer, "run_dir"):
+                transfer.set_params(run_dir=None)
+            _fit(transfer, train, val, cfg)
+            transfers.append(transfer)
+        scratch = make_baseline(cfg, estimator, seed, run_dir if i == 0 else None)
+        _fit(scratch, train, val, cfg, resume=resume and i == 0)
+        scratches.append(scratch)
+    if not is_main_process():
+        return {}
+    context = {"strategy": cfg.strategy, "backbone": estimator.backbone_.spec, "data": cfg.data,
+               "layer": estimator.layer_, "layers": estimator.backbone_.layers}
+    verdict = transfer_verdict(transfers, scratches, val, seed=cfg.seed, context=context).to_dict()
+    verdict["baseline"] = {"strategy": "scratch", "arch": estimator.backbone_.arch_spec,
+                           "image_size": scratches[0].image_size, "epochs": scratches[0].epochs,
+                           "metrics_jsonl": str(Path(run_dir) / "metrics.jsonl")}
+    return verdict
 
 
 def _training_report(estimator: Any, out: Path) -> dict[str, Any]:

@@ -33,6 +33,14 @@ def register(sub: Any) -> None:
     p.add_argument("--max-bad", type=fraction, default=0.1, help="fail when more than this fraction is unreadable")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     p.add_argument("--classes", default=None, help="keep only these classes: names or indices, e.g. 0-4 or Bag,Coat")
+    b = p.add_argument_group("transfer verdict (the same architecture trained from scratch on the same split)")
+    b.add_argument("--no-baseline", action="store_true", help="skip the scratch baseline and the verdict")
+    b.add_argument("--baseline-seeds", type=positive_int, default=1,
+                   help="retrain both models with N seeds; the interval is then over seeds (default 1: bootstrap "
+                        "over validation images)")
+    b.add_argument("--baseline-epochs", type=positive_int, default=None, help="epochs of the baseline (default 15)")
+    b.add_argument("--baseline-image-size", type=positive_int, default=None,
+                   help="input size of the baseline (default: the transfer model's)")
     add_train_options(p)
     add_runtime_options(p)
     p.set_defaults(run=run)
@@ -45,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs, image_size=args.image_size, device=args.device, batch_size=args.batch_size,
         num_workers=args.num_workers, max_bad_fraction=args.max_bad, cache=not args.no_cache,
         progress=not args.no_progress, classes=args.classes, resume=args.resume,
-        train=train_overrides(args, args.strategy),
+        train=train_overrides(args, args.strategy), baseline=not args.no_baseline,
+        baseline_seeds=args.baseline_seeds, baseline_epochs=args.baseline_epochs,
+        baseline_image_size=args.baseline_image_size,
     )
     result = fit_bundle(cfg)
     emit(args, result, render)
@@ -67,9 +77,27 @@ def render(console: Console, r: dict[str, Any]) -> None:
     if "reuse_as" in r:
         table.add_row("reuse as backbone", r["reuse_as"])
     console.print(table)
+    render_verdict(console, r.get("verdict"))
     if r["skipped"]:
         console.print(f"[yellow]{len(r['skipped'])} unreadable input(s) skipped:[/yellow]")
         for s in r["skipped"][:20]:
             console.print(f"  {s['input']}: {s['reason']}", highlight=False)
         if len(r["skipped"]) > 20:
             console.print(f"  ... and {len(r['skipped']) - 20} more (all listed in the bundle's transferkit.json)")
+
+
+VERDICT_STYLE = {"positive": "bold green", "neutral": "bold yellow", "negative": "bold white on red"}
+
+
+def render_verdict(console: Console, verdict: dict[str, Any] | None) -> None:
+    """The transfer verdict, loud when transfer hurt, with what to try instead."""
+    if not verdict:
+        return
+    from ..verdict import Verdict
+
+    v = Verdict(**{k: verdict[k] for k in Verdict.__dataclass_fields__})
+    style = VERDICT_STYLE.get(v.verdict, "bold")
+    console.print(f"[{style}]{'NEGATIVE TRANSFER — ' if v.verdict == 'negative' else ''}{v.summary()}[/{style}]",
+                  highlight=False)
+    for tip in v.advice:
+        console.print(f"  • {tip}", highlight=False)
