@@ -137,8 +137,11 @@ def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
         ``train_images``, ``val_images``, ``skipped``, ``seconds``, ``confusion_png``, ``metrics``, ``verdict``.
     """
     start = time.perf_counter()
-    estimator = make_strategy(cfg)
     data, train, val = prepare_data(cfg)
+    auto = None
+    if cfg.strategy == "auto":
+        cfg, auto = resolve_auto(cfg, train)
+    estimator = make_strategy(cfg)
     if cfg.baseline_seeds < 1:
         raise TransferkitError(f"--baseline-seeds must be >= 1. Got {cfg.baseline_seeds} instead.")
     if cfg.resume and cfg.strategy == "feature-extraction" and not _verdict_pending(cfg):
@@ -156,7 +159,7 @@ def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
             out.mkdir(parents=True, exist_ok=True)
             metrics = evaluate(estimator, val, confusion_png=out / "confusion_matrix.png")
             save_bundle(estimator, out, metrics=metrics, data=_data_info(cfg, data, train, val, estimator, metrics),
-                        extra={"config": dataclasses.asdict(cfg),
+                        extra={"config": dataclasses.asdict(cfg), "auto": auto,
                                "verdict": {"status": "pending"} if with_baseline else None})
         barrier()
     verdict = _baseline_verdict(cfg, estimator, train, val) if with_baseline else None
@@ -182,8 +185,29 @@ def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - start, 2),
         "metrics": metrics,
         "verdict": verdict,
+        "auto": auto,
         **_training_report(estimator, out),
     }
+
+
+def resolve_auto(cfg: FitConfig, train: ImageDataset) -> tuple[FitConfig, dict[str, Any]]:
+    """``--strategy auto``: measure, choose, and return the concrete config plus the decision and its reasons."""
+    from .strategies.auto import choose_strategy
+
+    if cfg.random_init:
+        raise TransferkitError("--strategy auto judges pretrained weights; drop --random-init, or pick a strategy.")
+    decision = choose_strategy(train, cfg.backbone, seed=cfg.seed, device=cfg.device, cache=cfg.cache,
+                               progress=cfg.progress)
+    if decision.strategy == "feature-extraction":
+        ignored = sorted(k for k, v in {"epochs": cfg.epochs, "image_size": cfg.image_size, **cfg.train}.items() if v)
+        if ignored:
+            decision.reasons.append(f"Training options ignored by feature extraction: {', '.join(ignored)}.")
+        cfg = dataclasses.replace(cfg, strategy="feature-extraction", layer=cfg.layer or decision.layer, epochs=None,
+                                  image_size=None, train={})
+    else:
+        cfg = dataclasses.replace(cfg, strategy="fine-tune", layer=cfg.layer or decision.layer,
+                                  train={**decision.train, **cfg.train})
+    return cfg, decision.to_dict()
 
 
 def _fit(estimator: Any, train: ImageDataset, val: ImageDataset, cfg: FitConfig, *, resume: bool = False) -> None:

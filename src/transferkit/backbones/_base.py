@@ -226,6 +226,32 @@ class Backbone(nn.Module):
             handle.remove()
         raise BackboneError(f"Layer {layer!r} of {self.spec} was never reached in the forward pass.")
 
+    def forward_layers(self, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
+        """Pooled features ``(B, D_layer)`` at several layers from one forward pass (stops after the deepest)."""
+        names = [self._check_layer(layer) for layer in layers]
+        outputs: dict[str, torch.Tensor] = {}
+        inner = [n for n in names if n != DEFAULT_LAYER]
+        deepest = max(inner, key=self.layers.index) if inner else None
+
+        def hook(name: str) -> Any:
+            def record(_module: nn.Module, _inputs: Any, output: Any) -> None:
+                outputs[name] = global_pool(output[0] if isinstance(output, tuple) else output)
+                if name == deepest and DEFAULT_LAYER not in names:
+                    raise _StopForward(outputs[name])
+            return record
+
+        handles = [self.trunk.get_submodule(n).register_forward_hook(hook(n)) for n in dict.fromkeys(inner)]
+        try:
+            final = self.trunk(x)
+            if DEFAULT_LAYER in names:
+                outputs[DEFAULT_LAYER] = final
+        except _StopForward:
+            pass
+        finally:
+            for h in handles:
+                h.remove()
+        return {n: outputs[n] for n in names}
+
     # -- layer groups and freezing -------------------------------------------------------------------
     def layer_groups(self) -> list[LayerGroup]:
         """Ordered input → output groups of modules, for freezing and discriminative learning rates."""

@@ -19,7 +19,9 @@ def register(sub: Any) -> None:
                        description="Train on DATA, evaluate on a stratified validation split, write a bundle.")
     p.add_argument("data", help="folder of <class>/<image>, a path,label CSV, 'embedded' or 'fashion-mnist[:split]'")
     p.add_argument("--backbone", default=DEFAULT_BACKBONE, help=f"backbone spec (default: {DEFAULT_BACKBONE})")
-    p.add_argument("--strategy", default="feature-extraction", help=f"one of: {', '.join(STRATEGIES)}")
+    p.add_argument("--strategy", default="feature-extraction",
+                   help=f"one of: {', '.join(STRATEGIES)}, or auto (chooses from the labels per class and how far "
+                        f"the data is from the source, and says why)")
     p.add_argument("--out", required=True, help="bundle directory to write")
     p.add_argument("--head", default="logistic", help="feature-extraction head: logistic, linear, mlp, svm, "
                    "random-forest, gradient-boosting")
@@ -77,6 +79,8 @@ def render(console: Console, r: dict[str, Any]) -> None:
     if "reuse_as" in r:
         table.add_row("reuse as backbone", r["reuse_as"])
     console.print(table)
+    if r.get("auto"):
+        console.print("[bold]auto:[/bold] " + " ".join(r["auto"]["reasons"]), highlight=False)
     render_verdict(console, r.get("verdict"))
     if r["skipped"]:
         console.print(f"[yellow]{len(r['skipped'])} unreadable input(s) skipped:[/yellow]")

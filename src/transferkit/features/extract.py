@@ -220,3 +220,85 @@ def extract_features(
         features=features, index=index, skipped=list(dataset.skipped) + skipped,
         cached=len(keys) - total_missing, computed=total_missing - len(skipped), seconds=time.perf_counter() - start,
     )
+
+
+def extract_layers(
+    backbone: Backbone,
+    dataset: ImageDataset,
+    layers: list[str],
+    *,
+    cache: FeatureCache | str | bool | None = True,
+    batch_size: int = 64,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+    max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
+) -> dict[str, ExtractedFeatures]:
+    """:func:`extract_features` at several layers for the price of one forward pass per image.
+
+    One pass with a hook on every requested layer fills each layer's cache entries; the per-layer results are then
+    read from the cache (a temporary one when ``cache`` is off), so they are exactly what :func:`extract_features`
+    returns for each layer alone.
+
+    Returns:
+        ``{layer: ExtractedFeatures}`` in the order of ``layers``.
+    """
+    import tempfile
+
+    names = list(dict.fromkeys(backbone._check_layer(layer) for layer in layers))
+    with tempfile.TemporaryDirectory(prefix="transferkit-layers-") as tmp:
+        if cache is True:
+            cache = FeatureCache()
+        elif isinstance(cache, str):
+            cache = FeatureCache(cache)
+        elif not isinstance(cache, FeatureCache):
+            cache = FeatureCache(tmp)
+        if len(names) > 1:
+            _fill_layers(backbone, dataset, names, cache, batch_size, resolve_device(device), progress)
+        return {name: extract_features(backbone, dataset, layer=name, cache=cache, batch_size=batch_size,
+                                       device=device, progress=progress, max_bad_fraction=max_bad_fraction,
+                                       shard=False)
+                for name in names}
+
+
+def _fill_layers(backbone: Backbone, dataset: ImageDataset, names: list[str], cache: FeatureCache, batch_size: int,
+                 dev: torch.device, progress: bool) -> None:
+    stores = {name: cache.store(cache_key(backbone, name)) for name in names}
+    keys = [dataset.content_key(i) for i in range(len(dataset))]
+    missing = np.array([i for i, k in enumerate(keys) if any(k not in s for s in stores.values())], dtype=np.int64)
+    if not len(missing):
+        return
+    was_training = backbone.training
+    backbone.eval().to(dev).to(memory_format=torch.channels_last)
+    loader = image_loader(dataset, build_transform(backbone.preprocessing), indices=missing, batch_size=batch_size,
+                          pin_memory=dev.type == "cuda")
+    pending_keys: list[str] = []
+    pending: dict[str, list[np.ndarray]] = {name: [] for name in names}
+
+    def flush() -> None:  # every layer's shard holds the same images; written together, kept when interrupted
+        for name in names:
+            if pending[name]:
+                stores[name].add(list(pending_keys), np.concatenate(pending[name]))
+            pending[name].clear()
+        pending_keys.clear()
+
+    try:
+        with progress_bar(len(missing), f"features {backbone.spec} @ {len(names)} layers", progress) as advance, \
+                torch.inference_mode():
+            for batch in loader:
+                if len(batch["index"]):
+                    x = batch["images"].to(dev, non_blocking=True)
+                    if x.ndim == 4:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    with autocast(dev):
+                        feats = backbone.forward_layers(x, names)
+                    pending_keys.extend(keys[i] for i in batch["index"].tolist())
+                    for name, f in feats.items():
+                        pending[name].append(f.float().cpu().numpy())
+                    if len(pending_keys) >= 2048:
+                        flush()
+                advance(len(batch["index"]) + len(batch["bad"]))
+    finally:
+        try:
+            flush()
+        finally:
+            backbone.train(was_training)

@@ -1,0 +1,147 @@
+"""``--strategy auto``: choose how to transfer from the amount of labels and how far the target is from the source.
+
+The practice this encodes (Yosinski, Clune, Bengio, Lipson, "How transferable are features in deep neural networks?",
+NeurIPS 2014; Kornblith, Shlens, Le, "Do Better ImageNet Models Transfer Better?", CVPR 2019; the CS231n transfer
+learning notes):
+
+| labels per class | target vs source | choice |
+|---|---|---|
+| few (< 20) | similar or related | feature extraction at the best-scoring layer (usually the last) |
+| few (< 20) | different | feature extraction at the best-scoring *shallower* layer: generic features, no labels to spare |
+| more (20–199) | similar | fine-tune the top of the network (partial, two-stage) |
+| more (20–199) | related or different | fine-tune every layer (two-stage: head first, then all at a low rate) |
+| many (>= 200) | any | fine-tune every layer; when different, with a higher backbone learning rate |
+
+Two measurements, both on a sample and both cheap: the domain shift of the target from the source's own BatchNorm
+statistics (:mod:`transferkit.transferability.shift`), and LogME (:mod:`transferkit.transferability.logme`) of the
+pooled features at every feature layer, which picks the layer and confirms the shift (a shallower layer scoring
+clearly higher than the last one means the source's high-level features do not fit the target).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..backbones import Backbone, create_backbone
+from ..data import ImageDataset, per_class
+from ..features.extract import extract_layers
+from ..transferability import logme
+from ..transferability.shift import batchnorm_shift
+
+FEW, MANY = 20, 200  # labels per class
+SIMILAR, DIFFERENT = 0.15, 0.8  # BatchNorm shift (mean symmetric KL per channel); see module docstring
+LAYER_MARGIN = 0.05  # LogME gain a shallower layer needs over the last one to be chosen (per-sample evidence units)
+
+
+@dataclass
+class AutoDecision:
+    """What ``auto`` chose, and why (``to_dict`` goes into the bundle and ``--json``)."""
+
+    strategy: str
+    layer: str | None
+    train: dict[str, Any]
+    labels_per_class: int
+    size: str
+    similarity: str
+    shift: dict[str, Any] | None
+    layer_scores: dict[str, float]
+    reasons: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        where = f" at layer {self.layer}" if self.layer else ""
+        return f"auto chose {self.strategy}{where}: " + " ".join(self.reasons)
+
+
+def similarity_of(shift: dict[str, Any] | None, layer_scores: dict[str, float]) -> str:
+    """``similar``, ``related``, ``different`` from the BatchNorm shift, or from LogME alone when there is none."""
+    if shift is not None:
+        value = shift["overall"]
+        return "similar" if value < SIMILAR else "different" if value >= DIFFERENT else "related"
+    if len(layer_scores) > 1:
+        *shallower, last = layer_scores.values()
+        return "different" if max(shallower) > last + LAYER_MARGIN else "unknown"
+    return "unknown"
+
+
+def choose_strategy(data: ImageDataset, backbone: str | Backbone = "packaged:efficientnet_lite0", *,
+                    sample: int = 128, seed: int = 0, device: str = "auto", cache: Any = True,
+                    batch_size: int = 64, progress: bool = False) -> AutoDecision:
+    """Decide feature extraction vs partial vs full fine-tuning for ``data`` with ``backbone``.
+
+    Args:
+        data: the labeled training images.
+        backbone: spec or :class:`Backbone`.
+        sample: at most this many images (balanced over classes) for the measurements.
+        seed: seeds the sample.
+        device, cache, batch_size, progress: as for :func:`~transferkit.extract_features`.
+
+    Returns:
+        An :class:`AutoDecision` with the strategy, the layer, training settings and the reasons.
+
+    Example:
+        >>> decision = choose_strategy(tk.per_class(tk.load_fashion_mnist(), 5))
+        >>> decision.strategy
+        'feature-extraction'
+    """
+    bb = create_backbone(backbone) if isinstance(backbone, str) else backbone
+    counts = np.bincount(data.labels, minlength=len(data.classes)) if data.labels is not None else np.zeros(1)
+    labels_per_class = int(np.median(counts[counts > 0])) if counts.any() else 0
+    probe = per_class(data, max(2, sample // max(1, len(data.classes))), seed=seed)
+    shift = batchnorm_shift(bb, probe, sample=len(probe), device=device, seed=seed)
+    layer_scores: dict[str, float] = {}
+    extracted = extract_layers(bb, probe, bb.layers, cache=cache, batch_size=batch_size, device=device,
+                               progress=progress)
+    for layer, out in extracted.items():
+        assert out.features is not None and probe.labels is not None  # always returned; per_class needs labels
+        layer_scores[layer] = float(logme(out.features, probe.labels[out.index]))
+    return decide(labels_per_class, shift, layer_scores, groups=len(bb.layer_groups()))
+
+
+def decide(labels_per_class: int, shift: dict[str, Any] | None, layer_scores: dict[str, float], *,
+           groups: int) -> AutoDecision:
+    """The rule table of the module docstring, applied to measurements (``layer_scores`` ordered input → output)."""
+    similarity = similarity_of(shift, layer_scores)
+    size = "few" if labels_per_class < FEW else "many" if labels_per_class >= MANY else "some"
+    best_layer = max(layer_scores, key=layer_scores.__getitem__)
+    last = list(layer_scores)[-1]
+    reasons = [f"{labels_per_class} labeled images per class ({size}: < {FEW} few, >= {MANY} many);"]
+    if shift is not None:
+        reasons.append(f"the target is {similarity} to the source (BatchNorm shift {shift['overall']:.2f}; "
+                       f"< {SIMILAR} similar, >= {DIFFERENT} different);")
+    else:
+        reasons.append(f"no BatchNorm statistics to compare with the source, similarity from LogME: {similarity};")
+    reasons.append(f"LogME is best at {best_layer} ({layer_scores[best_layer]:.3f}; last layer "
+                   f"{layer_scores[last]:.3f}).")
+    train: dict[str, Any] = {}
+    layer: str | None = None
+    if size == "few":
+        strategy = "feature-extraction"
+        clearly_better = layer_scores[best_layer] > layer_scores[last] + LAYER_MARGIN
+        layer = best_layer if (best_layer != last and (clearly_better or similarity == "different")) else last
+        reasons.append("Too few labels to fine-tune safely: a frozen backbone and a linear head"
+                       + (f", from the shallower layer {layer} whose more generic features fit this target better."
+                          if layer != last else "."))
+    elif size == "some" and similarity == "similar":
+        strategy = "fine-tune"
+        train = {"schedule": "two-stage", "unfreeze_top": max(1, groups // 3)}
+        reasons.append(f"Enough labels to adapt, and the source features fit: fine-tune the top "
+                       f"{train['unfreeze_top']} of {groups} layer groups after training the head.")
+    else:
+        strategy = "fine-tune"
+        train = {"schedule": "two-stage"}
+        if size == "many" and similarity == "different":
+            train["lr_backbone"] = 1e-3
+        reasons.append("Enough labels and a target "
+                       + ("far from" if similarity == "different" else "unlike" if similarity == "related"
+                          else "similar to")
+                       + " the source: fine-tune every layer (two-stage: head first, then all at a lower rate"
+                       + (", with a higher backbone rate" if "lr_backbone" in train else "") + ").")
+    return AutoDecision(strategy=strategy, layer=None if layer == last else layer, train=train,
+                        labels_per_class=labels_per_class, size=size, similarity=similarity, shift=shift,
+                        layer_scores=layer_scores, reasons=reasons)

@@ -1,0 +1,131 @@
+"""Rank candidate backbones and layers for a labeled target set by a transferability score, before any training.
+
+Each (candidate, layer) pair costs one feature extraction through the feature cache (a repeated ranking is nearly
+free) and one score on those features. Candidates are any backbone specs, including ``random:<spec>`` (the same
+architecture, untrained: a floor every real candidate should clear) and ``bundle:<dir>`` models you trained yourself.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._errors import BackboneError, DataError, OfflineError
+from ..backbones import Backbone, create_backbone
+from ..data import ImageDataset, per_class
+from ..features.extract import extract_layers
+from . import METRICS, score
+
+DEFAULT_LAYER = "pre_logits"
+
+
+def parse_candidates(candidates: str | list[str]) -> list[str]:
+    """``"a,b"`` or ``["a", "b"]`` → a list of specs, duplicates removed, order kept."""
+    items = candidates.split(",") if isinstance(candidates, str) else list(candidates)
+    specs = list(dict.fromkeys(c.strip() for c in items if c and c.strip()))
+    if not specs:
+        raise DataError("--candidates needs at least one backbone spec, e.g. packaged:efficientnet_lite0. "
+                        f"Got {candidates!r} instead.")
+    return specs
+
+
+def layers_for(backbone: Backbone, layers: str | list[str]) -> list[str]:
+    """``last``, ``all`` or explicit names (checked against the backbone, with the closest names on a typo)."""
+    if isinstance(layers, str):
+        if layers in ("last", ""):
+            return [DEFAULT_LAYER]
+        if layers == "all":
+            return list(backbone.layers)
+        layers = [name.strip() for name in layers.split(",") if name.strip()]
+    return [backbone._check_layer(name) for name in layers]
+
+
+def sample_balanced(data: ImageDataset, sample: int | None, seed: int) -> ImageDataset:
+    """At most ``sample`` images, the same number per class (all of them when ``sample`` is None)."""
+    if data.labels is None:
+        raise DataError("Ranking needs labeled images (a class-per-folder tree or a CSV with labels).")
+    if sample is None or sample >= len(data):
+        return data
+    return per_class(data, max(1, math.ceil(sample / len(data.classes))), seed=seed)
+
+
+def source_probabilities(backbone: Backbone, features: np.ndarray) -> np.ndarray | None:
+    """Softmax of the source classifier on pooled pre-logits features, or None when it was not kept."""
+    head = backbone.source_head
+    if head is None:
+        return None
+    with torch.inference_mode():
+        logits = head.float().cpu()(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)))
+        return torch.softmax(logits.double(), dim=1).numpy()
+
+
+def rank_backbones(data: ImageDataset, candidates: str | list[str], *, layers: str | list[str] = "last",
+                   sample: int | None = None, metric: str = "logme", seed: int = 0, device: str = "auto",
+                   cache: Any = True, batch_size: int = 64, progress: bool = True) -> list[dict[str, Any]]:
+    """Score every (candidate, layer) on ``data`` and return the rows best first.
+
+    Args:
+        data: labeled target images.
+        candidates: backbone specs (``"a,b"`` or a list); ``random:<spec>`` and ``bundle:<dir>`` included.
+        layers: ``last`` (pooled pre-logits), ``all`` feature layers, or names (``"blocks.4,pre_logits"``).
+        sample: score on at most this many images, balanced over classes (default: all).
+        metric: a name from :data:`~transferkit.transferability.METRICS` (``logme``, ``hscore``, ``leep``, ``nce``).
+        seed: seeds the sample.
+        device, cache, batch_size, progress: as for :func:`~transferkit.extract_features`.
+
+    Returns:
+        One dict per (candidate, layer), best first: ``rank``, ``backbone``, ``layer``, ``score``, ``metric``,
+        ``seconds`` (extraction + score), ``dim``, ``licence``, ``pretrained``, ``source_task``, ``images``, and
+        ``error`` (then ``score`` is None and the row is last) when the candidate cannot be scored.
+
+    Example:
+        >>> rows = rank_backbones(tk.load_embedded(), "packaged:efficientnet_lite0,random:packaged:efficientnet_lite0")
+        >>> rows[0]["backbone"]
+        'packaged:efficientnet_lite0'
+    """
+    specs = parse_candidates(candidates)
+    name = metric.strip().lower().replace("-", "").replace("_", "")
+    if name not in METRICS:
+        score(metric, labels=[0, 1])  # raises the one-line error with the closest names
+    info = METRICS[name]
+    subset = sample_balanced(data, sample, seed)
+    rows: list[dict[str, Any]] = []
+    for spec in specs:
+        try:
+            backbone = create_backbone(spec)
+        except OfflineError as e:
+            rows.append({"backbone": spec, "layer": None, "score": None, "metric": name, "error": str(e)})
+            continue
+        base = {"backbone": backbone.spec, "metric": name, "licence": backbone.weights.licence,
+                "pretrained": backbone.weights.pretrained, "source_task": backbone.weights.source_task}
+        names = layers_for(backbone, layers)
+        start = time.perf_counter()
+        extracted = extract_layers(backbone, subset, names, cache=cache, batch_size=batch_size, device=device,
+                                   progress=progress)
+        shared = (time.perf_counter() - start) / len(names)  # one pass served every layer: split its time
+        for layer in names:
+            start = time.perf_counter() - shared
+            out = extracted[layer]
+            assert out.features is not None  # extract_layers always returns the features
+            labels = subset.labels[out.index]  # type: ignore[index]
+            row = {**base, "layer": layer, "dim": int(out.features.shape[1]), "images": int(len(out.index))}
+            if info.needs == "features":
+                row["score"] = score(name, features=out.features, labels=labels)
+            elif layer != DEFAULT_LAYER or (probs := source_probabilities(backbone, out.features)) is None:
+                row["score"] = None
+                row["error"] = (f"{name} needs the source classifier's probabilities: only at layer {DEFAULT_LAYER} "
+                                f"of backbones that keep their source head; use --metric logme for this one")
+            else:
+                row["score"] = score(name, source_probabilities=probs, labels=labels)
+            row["seconds"] = round(time.perf_counter() - start, 3)
+            rows.append(row)
+    if all(r["score"] is None for r in rows):
+        raise BackboneError(f"No candidate could be scored: {rows[0].get('error', 'unknown reason')}")
+    rows.sort(key=lambda r: (r["score"] is None, -(r["score"] or 0.0)))
+    for i, row in enumerate(rows, 1):
+        row["rank"] = i
+    return rows

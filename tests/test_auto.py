@@ -1,0 +1,117 @@
+"""``--strategy auto``: the rule table, the measurements behind it, and its choices on real situations."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import transferkit as tk
+from transferkit.cli import main
+from transferkit.strategies.auto import choose_strategy, decide, similarity_of
+from transferkit.transferability.shift import batchnorm_shift, gaussian_jeffreys
+
+from .conftest import TINY
+
+LAYERS = {"blocks.2": -0.2, "blocks.4": -0.1, "pre_logits": 0.1}
+
+
+def shift(value: float) -> dict:
+    return {"overall": value, "early": value, "middle": value, "late": value, "layers": {}, "images": 10}
+
+
+@pytest.mark.parametrize(("per_class", "shift_value", "strategy", "train"), [
+    (5, 0.05, "feature-extraction", {}),
+    (5, 0.4, "feature-extraction", {}),
+    (50, 0.05, "fine-tune", {"schedule": "two-stage", "unfreeze_top": 2}),
+    (50, 0.4, "fine-tune", {"schedule": "two-stage"}),
+    (500, 0.05, "fine-tune", {"schedule": "two-stage"}),
+    (500, 2.0, "fine-tune", {"schedule": "two-stage", "lr_backbone": 1e-3}),
+])
+def test_rule_table(per_class, shift_value, strategy, train):
+    d = decide(per_class, shift(shift_value), LAYERS, groups=8)
+    assert (d.strategy, d.train, d.layer) == (strategy, train, None)
+    assert d.reasons and str(per_class) in d.reasons[0] and f"{shift_value:.2f}" in d.reasons[1]
+
+
+def test_few_labels_on_a_different_target_use_a_shallower_layer_when_it_scores_better():
+    scores = {"blocks.2": -0.2, "blocks.4": 0.3, "pre_logits": 0.1}
+    d = decide(5, shift(2.0), scores, groups=8)
+    assert d.strategy == "feature-extraction" and d.layer == "blocks.4" and d.similarity == "different"
+    assert "shallower layer blocks.4" in d.summary()
+    # on a similar target a shallower layer must beat the last one clearly
+    assert decide(5, shift(0.05), {"blocks.4": 0.12, "pre_logits": 0.1}, groups=8).layer is None
+    assert decide(5, shift(0.05), {"blocks.4": 0.3, "pre_logits": 0.1}, groups=8).layer == "blocks.4"
+
+
+def test_without_batchnorm_statistics_similarity_comes_from_logme():
+    assert similarity_of(None, {"blocks.4": 0.3, "pre_logits": 0.1}) == "different"
+    assert similarity_of(None, {"blocks.4": 0.1, "pre_logits": 0.3}) == "unknown"
+
+
+def test_jeffreys_divergence():
+    assert gaussian_jeffreys(np.array([0.0]), np.array([1.0]), np.array([0.0]), np.array([1.0]))[0] == 0.0
+    # KL(N(0,1)||N(1,1)) = 0.5 both ways; KL(N(0,1)||N(0,4)) = log 2 + 1/8 - 1/2, KL(N(0,4)||N(0,1)) = -log 2 + 2 - 1/2
+    assert gaussian_jeffreys(np.array([0.0]), np.array([1.0]), np.array([1.0]), np.array([1.0]))[0] == 0.5
+    expected = ((np.log(2) + 1 / 8 - 0.5) + (-np.log(2) + 2 - 0.5)) / 2
+    assert gaussian_jeffreys(np.zeros(1), np.ones(1), np.zeros(1), 4 * np.ones(1))[0] == pytest.approx(expected)
+
+
+def gratings(per_class: int, seed: int = 0) -> tk.ImageDataset:
+    """A target unrelated to photographs: noisy sine gratings whose class is the spatial frequency."""
+    rng = np.random.default_rng(seed)
+    x = np.linspace(0, 1, 64)
+    images, labels = [], []
+    for label in range(4):
+        for _ in range(per_class):
+            wave = np.sin(2 * np.pi * ((2 + 3 * label + rng.random()) * x + rng.random()))
+            a = wave[None, :] * np.ones((64, 1)) + 0.3 * rng.normal(size=(64, 64))
+            images.append(np.repeat(np.clip((a + 1) * 100, 0, 255).astype(np.uint8)[..., None], 3, -1))
+            labels.append(label)
+    return tk.from_arrays(np.stack(images), np.array(labels))
+
+
+def test_batchnorm_shift_orders_real_photos_clothing_and_gratings():
+    import skimage.data
+
+    bb = tk.create_backbone("packaged:efficientnet_lite0")
+    photos = tk.from_arrays(np.stack([np.asarray(tk.data.array_to_image(getattr(skimage.data, n)()).resize((96, 96)))
+                                      for n in ("astronaut", "chelsea", "coffee", "rocket")]))
+    clothing = tk.per_class(tk.load_embedded(), 2)
+    values = [batchnorm_shift(bb, ds, sample=20)["overall"] for ds in (photos, clothing, gratings(3))]
+    assert values == sorted(values), values  # ImageNet-like < Fashion-MNIST < sine gratings
+    assert batchnorm_shift(tk.create_backbone(f"random:{TINY}"), clothing) is None  # no source statistics
+
+
+def test_fit_auto_explains_and_stores_its_choice(capsys, tmp_path):
+    out = tmp_path / "auto"
+    code = main(["fit", "embedded", "--strategy", "auto", "--per-class", "5", "--no-baseline", "--no-progress",
+                 "--val-fraction", "0.4", "--out", str(out), "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["strategy"] == "feature-extraction" and result["auto"]["strategy"] == "feature-extraction"
+    assert result["auto"]["labels_per_class"] == 3 and result["auto"]["size"] == "few"
+    assert set(result["auto"]["layer_scores"]) == set(tk.create_backbone("packaged:efficientnet_lite0").layers)
+    meta = json.loads((out / "transferkit.json").read_text())
+    assert meta["auto"] == result["auto"] and meta["strategy"] == "feature-extraction"
+    assert main(["fit", "embedded", "--strategy", "auto", "--random-init", "--out", str(tmp_path / "x")]) == 2
+    assert "drop --random-init" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("situation", "similarity", "strategy"), [
+    ("fashion-mnist, 5 per class", {"related"}, "feature-extraction"),
+    ("fashion-mnist, 500 per class", {"related"}, "fine-tune"),
+    ("sine gratings, 30 per class", {"different"}, "fine-tune"),
+    ("sine gratings, 5 per class", {"different"}, "feature-extraction"),
+])
+def test_auto_on_real_situations(situation, similarity, strategy):
+    if situation.startswith("fashion"):
+        data = tk.per_class(tk.load_fashion_mnist("train"), int(situation.split(", ")[1].split()[0]), seed=0)
+    else:
+        data = gratings(int(situation.split(", ")[1].split()[0]))
+    decision = choose_strategy(data, "packaged:efficientnet_lite0", cache=False)
+    assert decision.similarity in similarity and decision.strategy == strategy, decision.summary()
+    if strategy == "fine-tune":
+        assert decision.train.get("unfreeze_top") is None  # not similar: every layer adapts
