@@ -1,0 +1,84 @@
+"""``transferkit curve DATA --backbone SPEC --per-class 5,10,20,50,100``: transfer vs scratch over label budgets."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .._errors import DataError
+from .._progress import stderr_console
+from ..curve import CurveConfig, learning_curve
+from ..data import open_dataset, select_classes
+from ..workflows import DEFAULT_BACKBONE
+from ._common import add_runtime_options, emit, fraction, positive_int
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return values
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("curve", help="learning curve: transfer vs scratch against labels per class",
+                       description="Train transfer and scratch on growing labeled subsets of DATA (several seeds), "
+                                   "score both on one held-out set, and plot where transfer pays.")
+    p.add_argument("data", help="folder of <class>/<image>, a path,label CSV, 'embedded' or 'fashion-mnist[:split]'")
+    p.add_argument("--out", required=True, help="directory for curve.json and curve.png (re-run to resume)")
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE, help=f"backbone spec (default: {DEFAULT_BACKBONE})")
+    p.add_argument("--per-class", type=int_list, default=[5, 10, 20, 50, 100], help="sizes (default 5,10,20,50,100)")
+    p.add_argument("--seeds", type=positive_int, default=3, help="subsets and model seeds per size (default 3)")
+    p.add_argument("--strategy", default="feature-extraction", choices=["feature-extraction", "fine-tune"])
+    p.add_argument("--head", default="logistic", help="feature-extraction head (default logistic)")
+    p.add_argument("--test", default=None, help="a separate labeled test set (default: hold out --test-fraction)")
+    p.add_argument("--test-fraction", type=fraction, default=0.2, help="held-out share of DATA (default 0.2)")
+    p.add_argument("--classes", default=None, help="keep only these classes: names or indices, e.g. 0-4")
+    p.add_argument("--image-size", type=positive_int, default=None, help="input size of fine-tune and scratch")
+    p.add_argument("--scratch-epochs", type=positive_int, default=15, help="scratch epochs (raised for small sets)")
+    p.add_argument("--epochs", type=positive_int, default=6, help="fine-tune epochs (raised for small sets)")
+    p.add_argument("--min-steps", type=positive_int, default=200, help="optimizer steps every trained run gets")
+    add_runtime_options(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    data = open_dataset(args.data)
+    test = open_dataset(args.test) if args.test else None
+    if args.classes:
+        data = select_classes(data, args.classes)
+        test = select_classes(test, args.classes) if test is not None else None
+    if test is not None and list(test.classes) != list(data.classes):
+        raise DataError(f"--test has classes {list(test.classes)} but DATA has {list(data.classes)}; "
+                        f"they must be the same.")
+    cfg = CurveConfig(backbone=args.backbone, per_class=args.per_class, seeds=args.seeds, strategy=args.strategy,
+                      head=args.head, test_fraction=args.test_fraction, image_size=args.image_size,
+                      scratch_epochs=args.scratch_epochs, epochs=args.epochs, min_steps=args.min_steps,
+                      batch_size=args.batch_size or 32, device=args.device, progress=False)
+    log = None if args.no_progress else (lambda line: stderr_console.print(line, highlight=False))
+    emit(args, learning_curve(data, cfg, args.out, test=test, log=log), render)
+    return 0
+
+
+def render(console: Console, r: dict[str, Any]) -> None:
+    table = Table(title=f"transferkit curve — {r['config']['strategy']} ({r['config']['backbone']}) vs scratch, "
+                        f"{r['test_images']} held-out images")
+    for col in ("labels/class", "transfer", "scratch", "gain (points)", "verdict"):
+        table.add_column(col, justify="left" if col == "verdict" else "right")
+    for p in r["points"]:
+        ci = f" [{100 * p['gain_ci'][0]:+.1f}, {100 * p['gain_ci'][1]:+.1f}]" if "gain_ci" in p else ""
+        table.add_row(str(p["per_class"]),
+                      f"{p['transfer']['mean']:.3f} ± {p['transfer']['std']:.3f}" if "transfer" in p else "-",
+                      f"{p['scratch']['mean']:.3f} ± {p['scratch']['std']:.3f}" if "scratch" in p else "-",
+                      f"{100 * p['gain']:+.1f}{ci}" if "gain" in p else "-", p.get("verdict", "-"))
+    console.print(table)
+    pays = r["pays_until"]
+    console.print("transfer is clearly ahead " + (f"up to {pays} labels per class" if pays else
+                                                  "at none of these sizes") + f"; plot: {r['plot']}",
+                  highlight=False)

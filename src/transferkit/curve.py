@@ -1,0 +1,226 @@
+"""Learning curves: accuracy of transfer vs the same architecture from scratch, against labels per class.
+
+Where transfer pays and where it stops paying: with few labels a pretrained backbone usually wins by a wide margin;
+as labels grow, scratch training catches up (He, Girshick, Dollár, "Rethinking ImageNet Pre-training", ICCV 2019).
+Every point trains both models on the same subset (``per_class(pool, n, seed)``) and scores them on one fixed
+held-out set. Small subsets get more epochs so every run takes at least ``min_steps`` optimizer steps (equal-steps
+practice of BiT-HyperRule, Kolesnikov et al., ECCV 2020); otherwise scratch would look worse than it is.
+
+The JSON is rewritten atomically after every run and a re-run with the same ``out`` skips finished runs, so an
+interrupted curve keeps its points.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._errors import DataError, TransferkitError
+from ._utils import atomic_path, write_json_atomic
+from .data import ImageDataset, per_class, stratified_split
+from .evaluation import evaluate
+from .strategies import FeatureExtractionClassifier, FineTuneClassifier, ScratchClassifier
+from .verdict import seeds_interval
+
+CURVE_FORMAT = "transferkit-curve"
+
+
+@dataclass
+class CurveConfig:
+    """Settings of :func:`learning_curve`.
+
+    Attributes:
+        backbone: the pretrained backbone (scratch uses its architecture).
+        per_class: labels per class at each point.
+        seeds: training subsets (and model seeds) per point.
+        strategy: ``feature-extraction`` or ``fine-tune``.
+        head: head of feature extraction.
+        test_fraction: held-out share of the data when no separate test set is given.
+        image_size: input size for fine-tune and scratch (default: the backbone's).
+        scratch_epochs: epochs of scratch (before the ``min_steps`` rule).
+        epochs: epochs of fine-tune (second stage; before the ``min_steps`` rule).
+        min_steps: every trained run gets at least this many optimizer steps.
+        batch_size: training batch size.
+        device, progress: where to run, and whether to show bars.
+    """
+
+    backbone: str = "packaged:efficientnet_lite0"
+    per_class: list[int] = field(default_factory=lambda: [5, 10, 20, 50, 100])
+    seeds: int = 3
+    strategy: str = "feature-extraction"
+    head: str = "logistic"
+    test_fraction: float = 0.2
+    image_size: int | None = None
+    scratch_epochs: int = 15
+    epochs: int = 6
+    min_steps: int = 200
+    batch_size: int = 32
+    device: str = "auto"
+    progress: bool = False
+
+
+def epochs_for(base: int, n_train: int, batch_size: int, min_steps: int) -> int:
+    """``base`` epochs, raised so that the run takes at least ``min_steps`` optimizer steps."""
+    steps_per_epoch = max(1, math.ceil(n_train / batch_size))
+    return max(base, math.ceil(min_steps / steps_per_epoch))
+
+
+def _models(cfg: CurveConfig, n_train: int, seed: int) -> dict[str, Any]:
+    common: dict[str, Any] = {"seed": seed, "device": cfg.device, "progress": cfg.progress}
+    scratch = ScratchClassifier(cfg.backbone, epochs=epochs_for(cfg.scratch_epochs, n_train, cfg.batch_size,
+                                                                cfg.min_steps),
+                                image_size=cfg.image_size, batch_size=cfg.batch_size, **common)
+    if cfg.strategy == "feature-extraction":
+        transfer: Any = FeatureExtractionClassifier(cfg.backbone, head=cfg.head, **common)
+    elif cfg.strategy == "fine-tune":
+        transfer = FineTuneClassifier(cfg.backbone, epochs=epochs_for(cfg.epochs, n_train, cfg.batch_size,
+                                                                      cfg.min_steps),
+                                      image_size=cfg.image_size, batch_size=cfg.batch_size, **common)
+    else:
+        raise TransferkitError(f"curve compares feature-extraction or fine-tune with scratch. Got strategy "
+                               f"{cfg.strategy!r} instead.")
+    return {"transfer": transfer, "scratch": scratch}
+
+
+def learning_curve(data: ImageDataset, cfg: CurveConfig, out: str | Path, *, test: ImageDataset | None = None,
+                   log: Any = None) -> dict[str, Any]:
+    """Run (or finish) the curve and write ``out/curve.json`` and ``out/curve.png``.
+
+    Args:
+        data: labeled images; the training subsets are drawn from it.
+        cfg: the settings.
+        out: a directory; runs already in ``out/curve.json`` with the same settings are kept, not re-run.
+        test: a separate labeled test set (default: ``cfg.test_fraction`` of ``data``, held out once).
+        log: called with one line per finished run (e.g. ``print``).
+
+    Returns:
+        The JSON document: ``config``, ``runs``, ``points`` (per labels-per-class: means, std, gain and its
+        interval), ``pays_until`` and the file paths.
+    """
+    if data.labels is None:
+        raise DataError("A learning curve needs labeled images.")
+    if not cfg.per_class or min(cfg.per_class) < 1 or cfg.seeds < 1:
+        raise DataError(f"--per-class needs positive integers and --seeds >= 1. Got {cfg.per_class} and "
+                        f"{cfg.seeds} instead.")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pool, held = (data, test) if test is not None else stratified_split(data, cfg.test_fraction, seed=12345)
+    available = int(np.bincount(pool.labels, minlength=len(pool.classes)).min())  # type: ignore[arg-type]
+    if max(cfg.per_class) > available:
+        raise DataError(f"--per-class {max(cfg.per_class)} asks for more images than the smallest class has for "
+                        f"training ({available}); use sizes up to {available}.")
+    doc = _load(out / "curve.json", cfg)
+    done = {(r["per_class"], r["seed"], r["method"]) for r in doc["runs"]}
+    for n in sorted(set(cfg.per_class)):
+        for seed in range(cfg.seeds):
+            if {(n, seed, "transfer"), (n, seed, "scratch")} <= done:
+                continue
+            train = per_class(pool, n, seed=seed)
+            for method, model in _models(cfg, len(train), seed).items():
+                if (n, seed, method) in done:
+                    continue
+                start = time.perf_counter()
+                model.fit(train)
+                accuracy = evaluate(model, held)["accuracy"]
+                run = {"per_class": n, "seed": seed, "method": method, "strategy": model.strategy_name,
+                       "accuracy": accuracy, "train_images": len(train), "seconds": time.perf_counter() - start,
+                       "epochs": getattr(model, "epochs", None) if method == "scratch" or
+                       cfg.strategy == "fine-tune" else None}
+                doc["runs"].append(run)
+                _summarise(doc)
+                write_json_atomic(out / "curve.json", doc)
+                if log is not None:
+                    log(f"{n:>5}/class seed {seed} {method:<8} accuracy {accuracy:.3f} ({run['seconds']:.1f} s)")
+    _summarise(doc)
+    doc["test_images"] = len(held)
+    doc["plot"] = str(save_curve_png(doc, out / "curve.png"))
+    doc["json"] = str(out / "curve.json")
+    write_json_atomic(out / "curve.json", doc)
+    return doc
+
+
+def _load(path: Path, cfg: CurveConfig) -> dict[str, Any]:
+    fresh = {"format": CURVE_FORMAT, "config": asdict(cfg), "runs": []}
+    if not path.is_file():
+        return fresh
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise DataError(f"{str(path)!r} is not a readable curve; delete it or choose another --out.") from None
+    same = {k: v for k, v in doc.get("config", {}).items() if k not in ("per_class", "seeds", "progress", "device")}
+    wanted = {k: v for k, v in asdict(cfg).items() if k not in ("per_class", "seeds", "progress", "device")}
+    if doc.get("format") != CURVE_FORMAT or same != wanted:
+        raise DataError(f"{str(path)!r} holds a curve made with other settings; choose another --out or delete it.")
+    doc["config"] = asdict(cfg)
+    return doc
+
+
+def _summarise(doc: dict[str, Any]) -> None:
+    points = []
+    for n in sorted({r["per_class"] for r in doc["runs"]}):
+        row: dict[str, Any] = {"per_class": n}
+        pairs = {}
+        for method in ("transfer", "scratch"):
+            accs = [r["accuracy"] for r in doc["runs"] if r["per_class"] == n and r["method"] == method]
+            if accs:
+                row[method] = {"mean": float(np.mean(accs)), "std": float(np.std(accs, ddof=1)) if len(accs) > 1
+                               else 0.0, "runs": len(accs)}
+        for r in doc["runs"]:
+            if r["per_class"] == n:
+                pairs.setdefault(r["seed"], {})[r["method"]] = r["accuracy"]
+        gains = [p["transfer"] - p["scratch"] for p in pairs.values() if len(p) == 2]
+        if gains:
+            row["gain"] = float(np.mean(gains))
+            if len(gains) > 1:
+                _, lo, hi = seeds_interval(gains)
+                row["gain_ci"] = [lo, hi]
+                row["verdict"] = "positive" if lo > 0 else "negative" if hi < 0 else "neutral"
+        points.append(row)
+    doc["points"] = points
+    # the largest size up to which transfer is still clearly ahead, scanning up from the smallest
+    pays = None
+    for row in points:
+        if row.get("verdict", "positive" if row.get("gain", 0) > 0 else "neutral") != "positive":
+            break
+        pays = row["per_class"]
+    doc["pays_until"] = pays
+
+
+def save_curve_png(doc: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = doc["points"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    cfg = doc["config"]
+    labels = {"transfer": f"{cfg['strategy']} ({cfg['backbone']})", "scratch": "scratch (same architecture)"}
+    for method, color in (("transfer", "#2a9d8f"), ("scratch", "#e76f51")):
+        xs = [p["per_class"] for p in points if method in p]
+        mean = np.array([p[method]["mean"] for p in points if method in p])
+        std = np.array([p[method]["std"] for p in points if method in p])
+        ax.plot(xs, mean, "o-", color=color, label=labels[method])
+        ax.fill_between(xs, mean - std, mean + std, color=color, alpha=0.2)
+    for p in points:
+        if "gain" in p and "transfer" in p:
+            ax.annotate(f"{100 * p['gain']:+.0f}", (p["per_class"], p["transfer"]["mean"]),
+                        textcoords="offset points", xytext=(0, 8), ha="center", fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xticks([p["per_class"] for p in points], [str(p["per_class"]) for p in points])
+    ax.set_xlabel("labeled images per class")
+    ax.set_ylabel("held-out accuracy")
+    ax.set_title(f"Transfer vs scratch ({cfg['seeds']} seeds, ±1 std; numbers: gain in points)", fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path

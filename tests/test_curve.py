@@ -1,0 +1,65 @@
+"""Learning curves: both models per point on the same subsets, intervals over seeds, resumable files, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import transferkit as tk
+from transferkit.cli import main
+from transferkit.curve import CurveConfig, epochs_for, learning_curve
+
+from .conftest import TINY
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+FAST = {"backbone": f"random:{TINY}", "scratch_epochs": 1, "min_steps": 1, "image_size": 32, "progress": False}
+
+
+def test_small_sets_get_more_epochs_to_reach_the_minimum_steps():
+    assert epochs_for(15, 1000, 32, 200) == 15  # 32 steps per epoch: 15 epochs are already 480 steps
+    assert epochs_for(15, 50, 32, 200) == 100  # 2 steps per epoch
+    assert epochs_for(6, 10, 32, 200) == 200
+
+
+def test_curve_points_intervals_and_resume(arrays, tmp_path):
+    data = tk.from_arrays(*arrays)
+    lines: list[str] = []
+    first = learning_curve(data, CurveConfig(per_class=[2], seeds=2, **FAST), tmp_path, log=lines.append)
+    assert len(first["runs"]) == 4 and len(lines) == 4
+    doc = learning_curve(data, CurveConfig(per_class=[2, 4], seeds=2, **FAST), tmp_path)
+    assert doc["runs"][:4] == first["runs"]  # the finished size was kept, not retrained
+    assert [(r["per_class"], r["seed"], r["method"]) for r in doc["runs"][4:]] == [
+        (4, 0, "transfer"), (4, 0, "scratch"), (4, 1, "transfer"), (4, 1, "scratch")]
+    assert {r["train_images"] for r in doc["runs"]} == {6, 12}
+    for point in doc["points"]:
+        assert point["transfer"]["runs"] == point["scratch"]["runs"] == 2
+        gains = [t["accuracy"] - s["accuracy"] for t, s in zip(
+            [r for r in doc["runs"] if r["per_class"] == point["per_class"] and r["method"] == "transfer"],
+            [r for r in doc["runs"] if r["per_class"] == point["per_class"] and r["method"] == "scratch"],
+            strict=True)]
+        assert point["gain"] == pytest.approx(sum(gains) / 2)
+        assert point["gain_ci"][0] <= point["gain"] <= point["gain_ci"][1]
+        assert point["verdict"] in ("positive", "neutral", "negative")
+    assert doc["test_images"] == len(tk.stratified_split(data, 0.2, seed=12345)[1])  # one fixed held-out set
+    assert (tmp_path / "curve.png").read_bytes().startswith(PNG_MAGIC)
+    assert json.loads((tmp_path / "curve.json").read_text())["points"] == doc["points"]
+    with pytest.raises(tk.DataError, match="other settings"):
+        learning_curve(data, CurveConfig(per_class=[2], seeds=2, **{**FAST, "scratch_epochs": 2}), tmp_path)
+    with pytest.raises(tk.DataError, match="smallest class has"):
+        learning_curve(data, CurveConfig(per_class=[50], **FAST), tmp_path / "other")
+
+
+def test_cli_curve(capsys, image_folder, tmp_path):
+    args = ["curve", str(image_folder), "--backbone", f"random:{TINY}", "--per-class", "2,3", "--seeds", "1",
+            "--scratch-epochs", "1", "--min-steps", "1", "--image-size", "32", "--out", str(tmp_path / "c"),
+            "--no-progress"]
+    assert main([*args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [p["per_class"] for p in result["points"]] == [2, 3] and "verdict" not in result["points"][0]
+    assert main(args) == 0  # everything is done: resumes to the table without training
+    assert "transfer vs scratch" not in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args[:5], "2,x", *args[6:]])
+    assert exit_info.value.code == 2
+    assert "comma-separated positive integers" in capsys.readouterr().err
