@@ -66,6 +66,9 @@ def test_quickstart_end_to_end(tmp_path, capsys):
     assert main(["quickstart", "--out", str(tmp_path / "qs"), "--json", "--no-progress"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["accuracy"] > result["scratch_accuracy"]
+    verdict = result["verdict"]
+    assert verdict["verdict"] == "positive" and verdict["gain"] == pytest.approx(result["gain"], abs=1e-4)
+    assert json.loads((tmp_path / "qs" / "bundle" / "transferkit.json").read_text())["verdict"] == verdict
     assert (tmp_path / "qs" / "quickstart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     clf = tk.load_bundle(result["bundle"], progress=False)
     data = tk.load_embedded()

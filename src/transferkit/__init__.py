@@ -12,6 +12,7 @@ from ._errors import BackboneError, BundleError, DataError, NotFittedError, Offl
 from ._version import __version__
 from .backbones import Backbone, Preprocessing, WeightsInfo, create_backbone, list_backbones
 from .bundle import load_bundle, save_bundle
+from .curve import CurveConfig, learning_curve
 from .data import (
     ImageDataset,
     from_arrays,
@@ -27,12 +28,15 @@ from .evaluation import evaluate
 from .features import FeatureCache, extract_features
 from .heads import make_head
 from .strategies import STRATEGIES, FeatureExtractionClassifier, FineTuneClassifier, ScratchClassifier
+from .strategies.auto import choose_strategy
+from .transferability.rank import rank_backbones
+from .verdict import Verdict, transfer_verdict
 
 __all__ = [
-    "STRATEGIES", "Backbone", "BackboneError", "BundleError", "DataError", "FeatureCache",
+    "STRATEGIES", "Backbone", "BackboneError", "BundleError", "CurveConfig", "DataError", "FeatureCache",
     "FeatureExtractionClassifier", "FineTuneClassifier", "ImageDataset", "NotFittedError", "OfflineError",
     "Preprocessing", "ScratchClassifier", "TransferkitError", "WeightsInfo", "__version__", "create_backbone",
     "evaluate", "extract_features", "from_arrays", "from_csv", "from_folder", "list_backbones", "load_bundle",
     "load_embedded", "load_fashion_mnist", "make_head", "open_dataset", "per_class", "save_bundle",
-    "stratified_split",
+    "stratified_split", "Verdict", "choose_strategy", "learning_curve", "rank_backbones", "transfer_verdict",
 ]

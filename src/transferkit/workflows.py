@@ -319,6 +319,7 @@ def quickstart(out: str = "transferkit-quickstart", *, seed: int = 0, device: st
     data = load_embedded()
     train, val = stratified_split(data, 0.25, seed=seed)
     results = []
+    fitted = []
     bundle_dir = out_dir / "bundle"
     for label, estimator in (
         ("feature-extraction (packaged:efficientnet_lite0 + logistic)",
@@ -328,6 +329,7 @@ def quickstart(out: str = "transferkit-quickstart", *, seed: int = 0, device: st
     ):
         start = time.perf_counter()
         estimator.fit(train)
+        fitted.append(estimator)
         is_transfer = estimator.strategy_name == "feature-extraction"
         metrics = evaluate(estimator, val, confusion_png=(bundle_dir / "confusion_matrix.png") if is_transfer else None)
         seconds = time.perf_counter() - start
@@ -338,7 +340,14 @@ def quickstart(out: str = "transferkit-quickstart", *, seed: int = 0, device: st
                         data={"name": data.name, "train_images": len(train), "val_images": len(val), "seed": seed})
     plot = save_comparison_plot(results, out_dir / "quickstart.png")
     transfer, scratch = results
+    from .verdict import transfer_verdict
+
+    verdict = transfer_verdict(fitted[0], fitted[1], val, seed=seed,
+                               context={"strategy": "feature-extraction", "backbone": DEFAULT_BACKBONE,
+                                        "data": "embedded"}).to_dict()
+    update_bundle_meta(bundle_dir, verdict=verdict)
     return {
+        "verdict": verdict,
         "accuracy": transfer["accuracy"],
         "scratch_accuracy": scratch["accuracy"],
         "gain": round(transfer["accuracy"] - scratch["accuracy"], 4),

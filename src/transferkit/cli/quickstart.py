@@ -40,6 +40,8 @@ def render(console: Console, r: dict[str, Any]) -> None:
     for row in r["results"]:
         table.add_row(row["label"], f"{row['accuracy']:.3f}", f"{row['macro_f1']:.3f}", f"{row['seconds']:.1f}")
     console.print(table)
-    console.print(f"transfer gain over scratch: {r['gain']:+.3f} accuracy")
+    from .fit import render_verdict
+
+    render_verdict(console, r["verdict"])
     console.print(f"bundle: {r['bundle']}   plot: {r['plot']}   confusion matrix: {r['confusion_png']}")
     console.print(f"next: transferkit predict {r['bundle']} path/to/image.png")
