@@ -4,6 +4,7 @@ per-class sums."""
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse
 from numpy.typing import ArrayLike
 
 from .._errors import DataError
@@ -95,8 +96,10 @@ def encode_labels(labels: ArrayLike, n_samples: int, function: str, name: str = 
 
 
 def class_sums(values: np.ndarray, codes: np.ndarray, n_classes: int) -> np.ndarray:
-    """Row sums of ``values`` (n, k) per class code ``0..n_classes-1`` (each present at least once): (n_classes, k)."""
-    order = np.argsort(codes, kind="stable")
-    counts = np.bincount(codes, minlength=n_classes)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    return np.add.reduceat(values[order], starts, axis=0)
+    """Row sums of ``values`` (n, k) per class code ``0..n_classes-1``: (n_classes, k).
+
+    A sparse class-indicator product: one pass over ``values``, no sorted copy and no dense one-hot matrix.
+    """
+    n = len(codes)
+    indicator = scipy.sparse.csr_array((np.ones(n), (codes, np.arange(n))), shape=(n_classes, n))
+    return np.asarray(indicator @ values)
