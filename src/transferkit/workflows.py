@@ -267,6 +267,12 @@ def _baseline_verdict(cfg: FitConfig, estimator: Any, train: ImageDataset, val: 
             _fit(transfer, train, val, cfg)
             transfers.append(transfer)
         scratch = make_baseline(cfg, estimator, seed, run_dir if i == 0 else None)
+        if cfg.progress and is_main_process():
+            from ._progress import stderr_console
+
+            stderr_console.print(f"transfer verdict: training the same architecture from scratch ({scratch.image_size}"
+                                 f" px, {scratch.epochs} epochs, seed {seed}); --no-baseline skips it, "
+                                 f"--baseline-epochs/--baseline-image-size make it cheaper", highlight=False)
         _fit(scratch, train, val, cfg, resume=resume and i == 0)
         scratches.append(scratch)
     if not is_main_process():
