@@ -165,7 +165,7 @@ def _summarise(doc: dict[str, Any]) -> None:
     points = []
     for n in sorted({r["per_class"] for r in doc["runs"]}):
         row: dict[str, Any] = {"per_class": n}
-        pairs = {}
+        pairs: dict[int, dict[str, float]] = {}
         for method in ("transfer", "scratch"):
             accs = [r["accuracy"] for r in doc["runs"] if r["per_class"] == n and r["method"] == method]
             if accs:
