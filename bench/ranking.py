@@ -1,0 +1,408 @@
+"""Does LogME rank backbones the way fine-tuning does? Kendall tau between transferability scores and fine-tuned
+accuracy over ~9 candidate (backbone, layer) pairs on one few-shot target (a benchmark, not a test).
+
+The issue's goal, reported and never asserted: Kendall tau >= 0.7 between the LogME ranking and the fine-tuned
+accuracy (the Transfer-Learning-Library reports 0.665 for LogME over ImageNet models).
+
+Protocol:
+    Target: Fashion-MNIST classes 5-9 (Sandal, Shirt, Sneaker, Bag, Ankle boot). Training set: 50 images per class
+    from the train split (``per_class(..., 50, seed=0)``, 250 images). Test set: 200 per class from the test split
+    (``per_class(..., 200, seed=12345)``, 1,000 images), the same for every candidate.
+    Candidates:
+      - ``packaged:efficientnet_lite0`` (ImageNet) at layers pre_logits, blocks.6, blocks.4, blocks.2;
+      - ``random:packaged:efficientnet_lite0`` (the same architecture, seeded random init) at pre_logits, blocks.4;
+      - three source models of our own, each a ``ScratchClassifier`` on EfficientNet-Lite0 at 64 px saved with
+        ``tk.save_bundle`` and used as ``bundle:DIR`` at pre_logits (what ``transferkit pretrain`` does):
+        ``fmnist0-4``: Fashion-MNIST classes 0-4, 600 per class (related); ``fmnist0-4-small``: the same classes,
+        60 per class (related, weaker); ``digits``: sklearn's 8x8 digits, 85% of the 1,797 images (unrelated).
+    Scores: LogME and H-score on the 250 target training images. The primary figures come from
+    ``tk.rank_backbones`` with one candidate per call, as ``transferkit rank`` computes them: at the backbone's own
+    input size (224 px for the packaged and random ones, 64 px for the bundles), feature cache off, so the
+    seconds include extraction. Because the packaged and random candidates are fine-tuned at 112 px (below), both
+    scores are also computed at the fine-tuning size (the same extraction and score, with the backbone's
+    preprocessing set to 112 px): a secondary comparison, decided before any result was seen.
+    Fine-tuned accuracy: ``FineTuneClassifier(schedule="two-stage")`` on the same 250 images at the head's layer
+    (``layer=``), 2 head epochs then 4 with all groups, lr_head 3e-3, lr_backbone 5e-4, lr_decay 0.7, cosine,
+    light augmentation, batch 32 (bench/finetune.py's two-stage recipe, with the issue's epoch counts). Input size:
+    the bundles' own 64 px; 112 px for the packaged and random candidates instead of their 224 px, to keep the run
+    cheap. Seeds 0 and 1 (model seed; the training images stay the same); the accuracy is their mean on the 1,000
+    test images.
+    Statistics: ``scipy.stats.kendalltau`` (tau-b) and ``spearmanr`` between each score and the mean accuracy, over
+    all candidates and over the pretrained ones only (random init left out); the tau between the two seeds'
+    accuracies shows how much of the ranking is fine-tuning noise.
+    Every run calls ``torch.set_num_threads(1)``: the machine is shared, and one core per run keeps timings
+    comparable. Wall seconds come from ``time.perf_counter``.
+
+Usage:
+    python bench/ranking.py --quick     # tiny sizes, 1 seed, 1 epoch per stage: checks it runs (about 1 min)
+    python bench/ranking.py             # the full benchmark, about 20 min on one core
+Options: ``--seeds 0,1``, ``--sources-dir DIR`` (keep the source bundles there and reuse them on a re-run; default:
+a temporary directory, deleted at the end), ``--out PATH`` (default ``bench/results/ranking-<date>[-quick].json``;
+the plot goes beside it as ``.png``). The JSON is rewritten atomically after every pretraining and every candidate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import transferkit as tk
+from transferkit.data import select_classes
+from transferkit.features.extract import extract_layers
+from transferkit.transferability import score
+
+ARCH = "packaged:efficientnet_lite0"
+TAU_GOAL = 0.7
+TLLIB_TAU = 0.665
+TEST_SEED = 12345
+METRICS = ("logme", "hscore")
+
+FULL = {
+    "target_per_class": 50, "target_seed": 0, "test_per_class": 200, "seeds": [0, 1],
+    "fine_tune": {"schedule": "two-stage", "head_epochs": 2, "epochs": 4, "lr_head": 3e-3, "lr_backbone": 5e-4,
+                  "lr_decay": 0.7, "scheduler": "cosine", "augment": "light", "batch_size": 32},
+    "packaged_image_size": 112,
+    "sources": {
+        "fmnist0-4": {"data": "fashion-mnist", "per_class": 600, "epochs": 6, "image_size": 64},
+        "fmnist0-4-small": {"data": "fashion-mnist", "per_class": 60, "epochs": 6, "image_size": 64},
+        "digits": {"data": "digits", "per_class": None, "epochs": 8, "image_size": 64},
+    },
+}
+QUICK = {
+    "target_per_class": 10, "target_seed": 0, "test_per_class": 10, "seeds": [0],
+    "fine_tune": {**FULL["fine_tune"], "head_epochs": 1, "epochs": 1},
+    "packaged_image_size": 64,
+    "sources": {
+        "fmnist0-4": {"data": "fashion-mnist", "per_class": 20, "epochs": 1, "image_size": 32},
+        "fmnist0-4-small": {"data": "fashion-mnist", "per_class": 10, "epochs": 1, "image_size": 32},
+        "digits": {"data": "digits", "per_class": 10, "epochs": 1, "image_size": 32},
+    },
+}
+SOURCE_NOTES = {"fmnist0-4": "related: Fashion-MNIST classes 0-4 (T-shirt/top, Trouser, Pullover, Dress, Coat)",
+                "fmnist0-4-small": "related, weaker: the same classes with a tenth of the images",
+                "digits": "unrelated: sklearn's 8x8 handwritten digits (0-16 scaled to 0-255, grayscale)"}
+
+
+def candidates(sources: dict[str, str], packaged_size: int) -> list[dict[str, Any]]:
+    """The (backbone, layer) pairs, each with the input size it is fine-tuned at (None: the weights' own)."""
+    out = [{"name": f"imagenet {layer}", "kind": "pretrained (ImageNet)", "spec": ARCH, "layer": layer,
+            "fine_tune_size": packaged_size} for layer in ("pre_logits", "blocks.6", "blocks.4", "blocks.2")]
+    out += [{"name": f"random {layer}", "kind": "random init", "spec": f"random:{ARCH}", "layer": layer,
+             "fine_tune_size": packaged_size} for layer in ("pre_logits", "blocks.4")]
+    out += [{"name": f"own {name}", "kind": "pretrained (own source)", "spec": f"bundle:{directory}",
+             "layer": "pre_logits", "fine_tune_size": None} for name, directory in sources.items()]
+    return out
+
+
+# -- data --------------------------------------------------------------------------------------------------
+def target_data(cfg: dict[str, Any]) -> tuple[tk.ImageDataset, tk.ImageDataset]:
+    train = select_classes(tk.load_fashion_mnist("train"), "5-9")
+    test = select_classes(tk.load_fashion_mnist("test"), "5-9")
+    return (tk.per_class(train, cfg["target_per_class"], seed=cfg["target_seed"]),
+            tk.per_class(test, cfg["test_per_class"], seed=TEST_SEED))
+
+
+def source_data(source: dict[str, Any]) -> tuple[tk.ImageDataset, tk.ImageDataset]:
+    """(training set, held-out set) of a source task; the held-out set only measures the source model."""
+    if source["data"] == "fashion-mnist":
+        train = tk.per_class(select_classes(tk.load_fashion_mnist("train"), "0-4"), source["per_class"], seed=0)
+        held_out = tk.per_class(select_classes(tk.load_fashion_mnist("test"), "0-4"), 200, seed=TEST_SEED)
+        return train, held_out
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)  # (1797, 8, 8), 0-16 → 0-255
+    ds = tk.from_arrays(images, digits.target, [str(i) for i in range(10)], name="sklearn-digits")
+    train, held_out = tk.stratified_split(ds, 0.15, seed=0)
+    if source["per_class"] is not None:
+        train = tk.per_class(train, source["per_class"], seed=0)
+    return train, held_out
+
+
+# -- steps -------------------------------------------------------------------------------------------------
+def pretrain(name: str, source: dict[str, Any], directory: Path) -> dict[str, Any]:
+    """Train a source model with ScratchClassifier and save it as a bundle (reused when already there)."""
+    if (directory / "transferkit.json").is_file():
+        from transferkit.bundle import read_meta
+
+        return {**read_meta(directory)["ranking_source"], "reused": True}
+    torch.set_num_threads(1)
+    train, held_out = source_data(source)
+    start = time.perf_counter()
+    model = tk.ScratchClassifier(ARCH, epochs=source["epochs"], image_size=source["image_size"], seed=0,
+                                 progress=False, device="cpu").fit(train)
+    seconds = time.perf_counter() - start
+    accuracy = tk.evaluate(model, held_out)["accuracy"]
+    info = {"name": name, "note": SOURCE_NOTES[name], **source, "train_images": len(train),
+            "held_out_images": len(held_out), "held_out_accuracy": accuracy, "fit_wall_s": seconds}
+    tk.save_bundle(model, directory, metrics={"accuracy": accuracy}, extra={"ranking_source": info})
+    return info
+
+
+def scores_by_ranking(spec: str, layer: str, data: tk.ImageDataset) -> dict[str, Any]:
+    """LogME and H-score from ``tk.rank_backbones``, one candidate per call, at the backbone's own size."""
+    out: dict[str, Any] = {}
+    for metric in METRICS:
+        torch.set_num_threads(1)
+        start = time.perf_counter()
+        (row,) = tk.rank_backbones(data, [spec], layers=[layer], metric=metric, cache=False, device="cpu",
+                                   progress=False)
+        out[metric] = row["score"]
+        out[f"{metric}_wall_s"] = time.perf_counter() - start  # the whole call: backbone load, extraction, score
+        out["dim"] = row["dim"]
+    return out
+
+
+def scores_at_size(spec: str, layer: str, data: tk.ImageDataset, size: int) -> dict[str, Any]:
+    """The same scores with the backbone's preprocessing set to ``size`` (what fine-tuning sees)."""
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    backbone = tk.create_backbone(spec)
+    backbone.preprocessing = backbone.preprocessing.with_image_size(size)
+    out = extract_layers(backbone, data, [layer], cache=False, device="cpu", progress=False)[layer]
+    assert data.labels is not None and out.features is not None
+    labels = data.labels[out.index]
+    result: dict[str, Any] = {"image_size": size}
+    for metric in METRICS:
+        result[metric] = score(metric, features=out.features, labels=labels)
+    result["wall_s"] = time.perf_counter() - start
+    return result
+
+
+def fine_tune(candidate: dict[str, Any], train: tk.ImageDataset, test: tk.ImageDataset, settings: dict[str, Any],
+              seed: int) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    model = tk.FineTuneClassifier(candidate["spec"], layer=candidate["layer"], image_size=candidate["fine_tune_size"],
+                                  seed=seed, progress=False, device="cpu", **settings).fit(train)
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    metrics = tk.evaluate(model, test)
+    return {"seed": seed, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "fit_wall_s": fit_s,
+            "predict_wall_s": time.perf_counter() - start,
+            "image_size": model.backbone_.preprocessing.input_size[-1],
+            "history": [{k: v for k, v in h.items() if isinstance(v, (int, float, str))} for h in model.history_]}
+
+
+# -- statistics --------------------------------------------------------------------------------------------
+def correlations(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """Kendall tau-b and Spearman rho between a score and the mean accuracy (None with fewer than 3 rows)."""
+    from scipy.stats import kendalltau, spearmanr
+
+    pairs = [(r[key], r["accuracy_mean"]) for r in rows if r.get(key) is not None and "accuracy_mean" in r]
+    if len(pairs) < 3:
+        return {"n": len(pairs), "kendall_tau": None, "spearman_rho": None}
+    x, y = np.array(pairs).T
+    tau, tau_p = kendalltau(x, y)
+    rho, rho_p = spearmanr(x, y)
+    return {"n": len(pairs), "kendall_tau": float(tau), "kendall_p": float(tau_p), "spearman_rho": float(rho),
+            "spearman_p": float(rho_p)}
+
+
+def statistics(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    from scipy.stats import kendalltau
+
+    groups = {"all": rows, "pretrained only": [r for r in rows if r["kind"] != "random init"]}
+    keys = {"logme": "logme", "hscore": "hscore", "logme at fine-tune size": "logme_ft_size",
+            "hscore at fine-tune size": "hscore_ft_size"}
+    out: dict[str, Any] = {group: {label: correlations(members, key) for label, key in keys.items()}
+                           for group, members in groups.items()}
+    seeds = sorted({run["seed"] for r in rows for run in r.get("runs", []) if "accuracy" in run})
+    complete = [r for r in rows if {run["seed"] for run in r["runs"] if "accuracy" in run} >= set(seeds[:2])]
+    if len(seeds) >= 2 and len(complete) >= 3:
+        by_seed = [[next(run["accuracy"] for run in r["runs"] if run["seed"] == s and "accuracy" in run)
+                    for r in complete] for s in seeds[:2]]
+        out["seed_vs_seed_accuracy_tau"] = {
+            "seeds": seeds[:2], "kendall_tau": float(kendalltau(*by_seed)[0]),
+            "n": len(complete),
+            "note": "tau between two fine-tuning seeds' accuracies over the candidates: how stable the target "
+                    "ranking itself is"}
+        for s, accs in zip(seeds[:2], by_seed, strict=True):
+            logme = [r["logme"] for r in complete]
+            out.setdefault("logme_tau_per_seed", {})[str(s)] = float(kendalltau(logme, accs)[0])
+    tau = out["all"]["logme"]["kendall_tau"]
+    out["goal"] = {"goal": f"Kendall tau >= {TAU_GOAL} between LogME ranking and fine-tuned accuracy "
+                           f"(Transfer-Learning-Library: {TLLIB_TAU} on ImageNet models)",
+                   "kendall_tau": tau, "met": tau is not None and tau >= TAU_GOAL}
+    return out
+
+
+# -- output ------------------------------------------------------------------------------------------------
+def write_json(path: Path, result: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")  # atomic: a reader never sees half a file
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def versions() -> dict[str, str]:
+    import matplotlib
+    import scipy
+
+    from transferkit.bundle import library_versions
+
+    return {**library_versions(), "scipy": scipy.__version__, "matplotlib": matplotlib.__version__}
+
+
+def plot(rows: list[dict[str, Any]], stats: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"pretrained (ImageNet)": "tab:blue", "random init": "tab:grey", "pretrained (own source)": "tab:orange"}
+    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    for kind, colour in colours.items():
+        members = [r for r in rows if r["kind"] == kind and "accuracy_mean" in r]
+        ax.errorbar([r["logme"] for r in members], [r["accuracy_mean"] for r in members],
+                    yerr=[r["accuracy_std"] for r in members], fmt="o", color=colour, label=kind, capsize=3)
+        for r in members:
+            ax.annotate(r["name"], (r["logme"], r["accuracy_mean"]), textcoords="offset points", xytext=(5, 4),
+                        fontsize=8)
+    tau = stats["all"]["logme"]["kendall_tau"]
+    ax.set_xlabel("LogME score (tk.rank_backbones, 250 target images)")
+    ax.set_ylabel("fine-tuned test accuracy (mean over seeds)")
+    ax.set_title(f"Fashion-MNIST 5-9, 50/class: LogME vs two-stage fine-tuning (Kendall tau {tau:.2f})"
+                 if tau is not None else "LogME vs fine-tuned accuracy", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def print_table(rows: list[dict[str, Any]], stats: dict[str, Any]) -> None:
+    print(f"\n{'candidate':<24}{'LogME':>9}{'H-score':>9}{'LogME@ft':>10}{'accuracy':>17}{'score s':>9}{'fine-tune s':>13}")
+    for r in sorted(rows, key=lambda r: -r["logme"]):
+        acc = f"{r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f}" if "accuracy_mean" in r else "failed"
+        ft_s = np.mean([run["fit_wall_s"] + run["predict_wall_s"] for run in r["runs"] if "accuracy" in run] or [0])
+        print(f"{r['name']:<24}{r['logme']:>9.3f}{r['hscore']:>9.3f}{r['logme_ft_size']:>10.3f}{acc:>17}"
+              f"{r['logme_wall_s']:>9.1f}{ft_s:>13.1f}")
+    for group in ("all", "pretrained only"):
+        for label, c in stats[group].items():
+            if c["kendall_tau"] is not None:
+                print(f"{group:<16} {label:<26} n={c['n']}  Kendall tau {c['kendall_tau']:+.3f} "
+                      f"(p {c['kendall_p']:.3f})  Spearman {c['spearman_rho']:+.3f}")
+    if "seed_vs_seed_accuracy_tau" in stats:
+        print(f"accuracy ranking, seed {stats['seed_vs_seed_accuracy_tau']['seeds'][0]} vs "
+              f"{stats['seed_vs_seed_accuracy_tau']['seeds'][1]}: Kendall tau "
+              f"{stats['seed_vs_seed_accuracy_tau']['kendall_tau']:+.3f}; LogME tau per seed "
+              f"{stats['logme_tau_per_seed']}")
+    g = stats["goal"]
+    print(f"goal: LogME Kendall tau {g['kendall_tau']:+.3f} (target >= {TAU_GOAL}): {'met' if g['met'] else 'NOT met'}")
+
+
+# -- main --------------------------------------------------------------------------------------------------
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="tiny sizes, 1 seed, 1 epoch per stage: checks it runs")
+    p.add_argument("--seeds", default=None, help="fine-tuning seeds, comma-separated (default 0,1; quick: 0)")
+    p.add_argument("--sources-dir", default=None,
+                   help="keep the source bundles here and reuse them when present (default: a temporary directory, "
+                        "deleted at the end); never inside the repository")
+    p.add_argument("--out", default=None, help="JSON path (default bench/results/ranking-<date>[-quick].json)")
+    args = p.parse_args()
+    cfg = QUICK if args.quick else FULL
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else cfg["seeds"]
+
+    from run import machine  # bench/run.py, next to this file
+
+    out = Path(args.out or f"bench/results/ranking-{dt.date.today().isoformat()}{'-quick' if args.quick else ''}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    png = out.with_suffix(".png")
+    sources_root = Path(args.sources_dir) if args.sources_dir else Path(tempfile.mkdtemp(prefix="tk-ranking-"))
+    started = time.perf_counter()
+    train, test = target_data(cfg)
+    result: dict[str, Any] = {
+        "benchmark": "ranking", "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": [Path(sys.executable).name, *sys.argv], "quick": args.quick, "machine": machine(),
+        "versions": versions(), "torch_threads": 1, "device": "cpu",
+        "data": {"target": "fashion-mnist classes 5-9 (Debian IDX files)", "classes": train.classes,
+                 "train": f"train split, per_class({cfg['target_per_class']}, seed={cfg['target_seed']})",
+                 "train_images": len(train), "test": f"test split, per_class({cfg['test_per_class']}, seed={TEST_SEED})",
+                 "test_images": len(test)},
+        "fine_tune": {**cfg["fine_tune"], "seeds": seeds,
+                      "image_size": f"{cfg['packaged_image_size']} px for packaged/random (their weights say 224); "
+                                    "the bundles' own size"},
+        "scores": {"primary": "tk.rank_backbones, one candidate per call, at the backbone's own input size, "
+                              "cache off (seconds include loading and extraction)",
+                   "secondary": "the same extraction + score at the fine-tuning input size (_ft_size fields)"},
+        "timing": "wall seconds, time.perf_counter; torch.set_num_threads(1) in every step; shared machine, see the "
+                  "load averages per candidate",
+        "sources": {}, "candidates": [],
+    }
+
+    def elapsed() -> str:
+        return f"{(time.perf_counter() - started) / 60:.1f} min"
+
+    try:
+        specs = {}
+        for name, source in cfg["sources"].items():
+            info = pretrain(name, source, sources_root / name)
+            result["sources"][name] = info
+            specs[name] = str(sources_root / name)
+            write_json(out, result)
+            print(f"[{elapsed()}] source {name:<16} {info['train_images']} images, {info['epochs']} epochs at "
+                  f"{info['image_size']} px: held-out accuracy {info['held_out_accuracy']:.3f}, "
+                  f"{info['fit_wall_s']:.0f} s{' (reused)' if info.get('reused') else ''}", flush=True)
+
+        plan = candidates(specs, cfg["packaged_image_size"])
+        for i, cand in enumerate(plan, 1):
+            row: dict[str, Any] = {k: v for k, v in cand.items() if k != "spec"}
+            row["spec"] = cand["spec"].replace(str(sources_root), "<sources>")
+            row["loadavg_1m_before"] = os.getloadavg()[0]
+            row.update(scores_by_ranking(cand["spec"], cand["layer"], train))
+            if cand["fine_tune_size"] is not None:
+                matched = scores_at_size(cand["spec"], cand["layer"], train, cand["fine_tune_size"])
+                row.update({"logme_ft_size": matched["logme"], "hscore_ft_size": matched["hscore"],
+                            "ft_size_scores_wall_s": matched["wall_s"]})
+            else:  # fine-tuned at its own size: the primary scores are already at that size
+                row.update({"logme_ft_size": row["logme"], "hscore_ft_size": row["hscore"]})
+            row["runs"] = []
+            for seed in seeds:
+                try:
+                    row["runs"].append(fine_tune(cand, train, test, cfg["fine_tune"], seed))
+                except Exception as e:  # one failed run must not lose the others
+                    row["runs"].append({"seed": seed, "error": f"{type(e).__name__}: {e}"})
+            accs = [run["accuracy"] for run in row["runs"] if "accuracy" in run]
+            if accs:
+                row["accuracy_mean"] = float(np.mean(accs))
+                row["accuracy_std"] = float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0
+            row["loadavg_1m_after"] = os.getloadavg()[0]
+            result["candidates"].append(row)
+            scored = [r for r in result["candidates"] if "accuracy_mean" in r]
+            result["statistics"] = statistics(scored)
+            write_json(out, result)
+            ft = [f"{run['accuracy']:.3f}" if "accuracy" in run else "FAILED" for run in row["runs"]]
+            ft_s = sum(run.get("fit_wall_s", 0) + run.get("predict_wall_s", 0) for run in row["runs"])
+            print(f"[{i}/{len(plan)} {elapsed()}] {row['name']:<22} LogME {row['logme']:+.3f} "
+                  f"(@ft size {row['logme_ft_size']:+.3f})  H-score {row['hscore']:.3f}  accuracy {' '.join(ft)}  "
+                  f"score {row['logme_wall_s']:.1f} s  fine-tune {ft_s:.0f} s  load {row['loadavg_1m_after']:.1f}",
+                  flush=True)
+    finally:
+        if not args.sources_dir:
+            shutil.rmtree(sources_root, ignore_errors=True)
+
+    scored = [r for r in result["candidates"] if "accuracy_mean" in r]
+    result["total_wall_s"] = time.perf_counter() - started
+    result["statistics"] = statistics(scored)
+    write_json(out, result)
+    plot(scored, result["statistics"], png)
+    print_table(result["candidates"], result["statistics"])
+    print(f"total {elapsed()}; wrote {out} and {png}")
+
+
+if __name__ == "__main__":
+    main()
