@@ -15,13 +15,16 @@ from .bundle import load_bundle, save_bundle
 from .curve import CurveConfig, learning_curve
 from .data import (
     ImageDataset,
+    TextDataset,
     from_arrays,
     from_csv,
     from_folder,
+    from_texts,
     load_embedded,
     load_fashion_mnist,
     open_dataset,
     per_class,
+    read_text_table,
     stratified_split,
 )
 from .evaluation import evaluate
@@ -38,5 +41,5 @@ __all__ = [
     "Preprocessing", "ScratchClassifier", "TransferkitError", "WeightsInfo", "__version__", "create_backbone",
     "evaluate", "extract_features", "from_arrays", "from_csv", "from_folder", "list_backbones", "load_bundle",
     "load_embedded", "load_fashion_mnist", "make_head", "open_dataset", "per_class", "save_bundle",
-    "stratified_split", "Verdict", "choose_strategy", "learning_curve", "rank_backbones", "transfer_verdict",
+    "stratified_split", "TextDataset", "from_texts", "read_text_table", "Verdict", "choose_strategy", "learning_curve", "rank_backbones", "transfer_verdict",
 ]

@@ -72,6 +72,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
+def move_to(x: Any, device: torch.device) -> Any:
+    """A batch's ``inputs`` on ``device``: a tensor (4-D ones channels-last) or a dict of tensors (tokenised text)."""
+    if isinstance(x, dict):
+        return {k: v.to(device, non_blocking=True) for k, v in x.items()}
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
+
+
 def autocast(device: torch.device, enabled: bool | None = None) -> contextlib.AbstractContextManager[Any]:
     """bf16 autocast on CUDA (default on), off on CPU unless asked: CPU bf16 is often slower."""
     if enabled is None:

@@ -27,6 +27,9 @@ BUNDLE_FORMAT_VERSION = 1
 META_FILE = "transferkit.json"
 WEIGHTS_FILE = "model.safetensors"
 SKLEARN_HEAD_FILE = "head.skops"
+# Text backbones keep their tokenizer or vocabulary here (plain files: tokenizer.json, vocab, options as JSON),
+# so a bundle rebuilds its architecture offline without the package or hub it came from.
+ASSETS_DIR = "backbone_assets"
 
 
 def library_versions() -> dict[str, str]:
@@ -35,9 +38,14 @@ def library_versions() -> dict[str, str]:
     import timm
     import torchvision
 
-    return {"transferkit": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "timm": timm.__version__, "scikit-learn": sklearn.__version__,
-            "numpy": np.__version__, "safetensors": safetensors.__version__}
+    versions = {"transferkit": __version__, "python": platform.python_version(), "torch": torch.__version__,
+                "torchvision": torchvision.__version__, "timm": timm.__version__, "scikit-learn": sklearn.__version__,
+                "numpy": np.__version__, "safetensors": safetensors.__version__}
+    import sys
+
+    if "transformers" in sys.modules:  # only when a text backbone was used
+        versions["transformers"] = sys.modules["transformers"].__version__
+    return versions
 
 
 def save_bundle(model: Any, directory: str | os.PathLike[str], *, metrics: dict[str, Any] | None = None,
@@ -70,13 +78,15 @@ def save_bundle(model: Any, directory: str | os.PathLike[str], *, metrics: dict[
         head.pop("module", None)
     with atomic_path(directory / WEIGHTS_FILE) as tmp:
         save_file(tensors, str(tmp), metadata={"format": BUNDLE_FORMAT})
+    assets = _write_assets(backbone, directory)
     meta = {
         "format": BUNDLE_FORMAT,
         "format_version": BUNDLE_FORMAT_VERSION,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "strategy": model.strategy_name,
         "params": _json_params(model),
-        "backbone": {**backbone.describe(), "layer": model.layer_},
+        "backbone": {**backbone.describe(), "layer": model.layer_, "modality": backbone.modality,
+                     **({"assets": assets} if assets else {})},
         "head": head,
         "classes": [str(c) for c in model.classes_],
         "classes_are_integers": bool(np.asarray(model.classes_).dtype.kind in "iu"),
@@ -90,10 +100,35 @@ def save_bundle(model: Any, directory: str | os.PathLike[str], *, metrics: dict[
         "files": {WEIGHTS_FILE: sha256_file(directory / WEIGHTS_FILE)},
         **(extra or {}),
     }
+    if assets:
+        meta["files"].update({p.relative_to(directory).as_posix(): sha256_file(p)
+                              for p in sorted((directory / ASSETS_DIR).rglob("*")) if p.is_file()})
     if (directory / SKLEARN_HEAD_FILE).exists() and head["type"] == "sklearn":
         meta["files"][SKLEARN_HEAD_FILE] = sha256_file(directory / SKLEARN_HEAD_FILE)
     write_json_atomic(directory / META_FILE, meta)
     return directory
+
+
+def _write_assets(backbone: Any, directory: Path) -> dict[str, str] | None:
+    """Export a text backbone's tokenizer/vocabulary into ``ASSETS_DIR`` (atomically replaced)."""
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix=".assets-", dir=directory))
+    try:
+        prefix = backbone.export_assets(tmp)
+        if prefix is None:
+            return None
+        target = directory / ASSETS_DIR
+        old = directory / f".{ASSETS_DIR}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():
+            target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+        return {"source": prefix, "dir": ASSETS_DIR}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def update_bundle_meta(directory: str | os.PathLike[str], **fields: Any) -> dict[str, Any]:

@@ -28,14 +28,28 @@ def head_record(model: Any, directory: Path) -> dict[str, Any]:
     return {"type": "sklearn", "name": name, "estimator": type(model.head_).__name__, "file": SKLEARN_HEAD_FILE}
 
 
+def architecture_spec(directory: Path, meta: dict[str, Any]) -> str:
+    """A spec that rebuilds the bundle's architecture: the tokenizer/vocabulary kept in the bundle for text
+    backbones, else the recorded ``arch_spec``."""
+    info = meta.get("backbone", {})
+    assets = info.get("assets")
+    if assets:
+        folder = directory / assets.get("dir", "")
+        if not folder.is_dir():
+            raise BundleError(f"Bundle {str(directory)!r} is missing {assets.get('dir')}/ (its tokenizer); re-create it.")
+        return f"{assets['source']}:{folder}"
+    arch = info.get("arch_spec")
+    if not arch:
+        raise BundleError(f"Bundle {str(directory)!r} does not name its architecture; re-create it.")
+    return str(arch)
+
+
 def backbone_from_bundle(directory: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Backbone:
     """Rebuild the architecture offline (random init), then load the bundle's backbone weights into it."""
     from .backbones import create_backbone
 
     info = meta.get("backbone", {})
-    arch = info.get("arch_spec")
-    if not arch:
-        raise BundleError(f"Bundle {str(directory)!r} does not name its architecture; re-create it.")
+    arch = architecture_spec(directory, meta)
     backbone = create_backbone(arch, pretrained=False)
     state = {k.removeprefix("backbone."): v for k, v in tensors.items() if k.startswith("backbone.")}
     missing, unexpected = backbone.trunk.load_state_dict(state, strict=False)

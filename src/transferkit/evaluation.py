@@ -29,7 +29,7 @@ def evaluate(model: Any, X: Any, y: Any = None, *, confusion_png: str | os.PathL
         ``{"accuracy", "macro_f1", "per_class": {name: {"precision", "recall", "f1", "support"}},
         "confusion_matrix", "classes", "images", "skipped"}``.
     """
-    ds: ImageDataset = as_dataset(X, y)
+    ds: ImageDataset = as_dataset(X, y, modality=getattr(getattr(model, "backbone_", None), "modality", "image"))
     if ds.labels is None or len(ds) == 0:
         raise DataError("evaluate needs labeled images (a class-per-folder tree or a CSV with labels).")
     proba, index, skipped = model.predict_proba_details(ds)

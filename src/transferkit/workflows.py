@@ -14,7 +14,15 @@ from typing import Any
 from ._dist import barrier, is_main_process, rank_and_world
 from ._errors import TransferkitError, did_you_mean
 from .bundle import load_bundle, read_meta, save_bundle, update_bundle_meta
-from .data import ImageDataset, load_embedded, open_dataset, per_class, select_classes, stratified_split
+from .data import (
+    ImageDataset,
+    TextDataset,
+    load_embedded,
+    open_dataset,
+    per_class,
+    select_classes,
+    stratified_split,
+)
 from .evaluation import evaluate
 from .features.extract import DEFAULT_MAX_BAD_FRACTION
 from .strategies import STRATEGIES, FeatureExtractionClassifier, ScratchClassifier
@@ -56,6 +64,7 @@ class FitConfig:
             the per-seed gains instead of bootstrapping the validation images.
         baseline_epochs: epochs of the scratch baseline (default: :class:`ScratchClassifier`'s).
         baseline_image_size: input size of the baseline (default: the transfer model's, so the comparison is fair).
+        text_column, label_column, encoding: how a text file (CSV/TSV/JSONL) is read.
     """
 
     data: str
@@ -83,6 +92,9 @@ class FitConfig:
     baseline_seeds: int = 1
     baseline_epochs: int | None = None
     baseline_image_size: int | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    encoding: str = "utf-8"
 
 
 def make_strategy(cfg: FitConfig) -> Any:
@@ -116,7 +128,7 @@ def make_strategy(cfg: FitConfig) -> Any:
 
 def prepare_data(cfg: FitConfig) -> tuple[ImageDataset, ImageDataset, ImageDataset]:
     """``(all data, train split, validation split)`` after optional few-shot subsampling."""
-    data = open_dataset(cfg.data)
+    data = open_dataset(cfg.data, text_column=cfg.text_column, label_column=cfg.label_column, encoding=cfg.encoding)
     if cfg.classes:
         data = select_classes(data, cfg.classes)
     if cfg.per_class is not None:
@@ -180,6 +192,9 @@ def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
         "licence": estimator.backbone_.weights.licence,
         "train_images": len(train),
         "val_images": len(val),
+        "modality": estimator.backbone_.modality,
+        "inputs": _inputs_report(estimator),
+        "duplicates": data_info.get("duplicates"),
         "skipped": [{"input": s[0], "reason": s[1]} for s in data_info["skipped"]],
         "confusion_png": metrics.get("confusion_png"),
         "seconds": round(time.perf_counter() - start, 2),
@@ -223,7 +238,8 @@ def _data_info(cfg: FitConfig, data: ImageDataset, train: ImageDataset, val: Ima
                metrics: dict[str, Any]) -> dict[str, Any]:
     skipped = list(data.skipped) + [tuple(s) for s in _skipped(estimator)] + \
         [tuple(s) for s in metrics.get("skipped", [])]
-    return {"name": data.name, "images": len(data), "train_images": len(train), "val_images": len(val),
+    text: dict[str, Any] = {"modality": "text", "duplicates": data.duplicates()} if isinstance(data, TextDataset) else {}
+    return {"name": data.name, "images": len(data), "train_images": len(train), "val_images": len(val), **text,
             "per_class": cfg.per_class, "val_fraction": cfg.val_fraction, "seed": cfg.seed,
             "skipped": [list(s) for s in dict.fromkeys(tuple(s) for s in skipped)]}
 
@@ -242,7 +258,9 @@ def _verdict_pending(cfg: FitConfig) -> bool:
 def make_baseline(cfg: FitConfig, estimator: Any, seed: int, run_dir: str | None) -> ScratchClassifier:
     """The from-scratch twin of ``estimator``: same architecture, same input size, trained on the same split."""
     backbone = estimator.backbone_
-    image_size = cfg.baseline_image_size or cfg.image_size or backbone.preprocessing.image_size[0]
+    image_size = None
+    if backbone.modality == "image":
+        image_size = cfg.baseline_image_size or cfg.image_size or backbone.preprocessing.image_size[0]
     extra: dict[str, Any] = {"epochs": cfg.baseline_epochs} if cfg.baseline_epochs else {}
     if cfg.batch_size:
         extra["batch_size"] = cfg.batch_size
@@ -270,8 +288,9 @@ def _baseline_verdict(cfg: FitConfig, estimator: Any, train: ImageDataset, val: 
         if cfg.progress and is_main_process():
             from ._progress import stderr_console
 
-            stderr_console.print(f"transfer verdict: training the same architecture from scratch ({scratch.image_size}"
-                                 f" px, {scratch.epochs} epochs, seed {seed}); --no-baseline skips it, "
+            size = f"{scratch.image_size} px, " if scratch.image_size else ""
+            stderr_console.print(f"transfer verdict: training the same architecture from scratch ({size}"
+                                 f"{scratch.epochs} epochs, seed {seed}); --no-baseline skips it, "
                                  f"--baseline-epochs/--baseline-image-size make it cheaper", highlight=False)
         _fit(scratch, train, val, cfg, resume=resume and i == 0)
         scratches.append(scratch)
@@ -305,6 +324,12 @@ def pretrain_bundle(cfg: FitConfig) -> dict[str, Any]:
     result = fit_bundle(dataclasses.replace(cfg, strategy="scratch"))
     result["reuse_as"] = f"bundle:{cfg.out}"
     return result
+
+
+def _inputs_report(estimator: Any) -> dict[str, Any] | None:
+    """What the backbone said about the training inputs (text: out-of-vocabulary tokens, truncated texts)."""
+    info = getattr(estimator, "fit_info_", {})
+    return info.get("extraction", {}).get("inputs") or info.get("inputs") or None
 
 
 def _skipped(estimator: Any) -> list[list[str]]:

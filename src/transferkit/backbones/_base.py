@@ -59,7 +59,10 @@ class Preprocessing:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
+    def from_dict(cls, d: dict[str, Any]) -> Any:
+        """The spec a ``to_dict`` wrote: :class:`Preprocessing`, or :class:`TextPreprocessing` for text."""
+        if d.get("modality") == "text":
+            return TextPreprocessing.from_dict(d)
         return cls(
             input_size=tuple(d["input_size"]),  # type: ignore[arg-type]
             mean=tuple(d["mean"]),
@@ -67,6 +70,41 @@ class Preprocessing:
             interpolation=d.get("interpolation", "bilinear"),
             crop_pct=float(d.get("crop_pct", 1.0)),
         )
+
+
+@dataclass(frozen=True)
+class TextPreprocessing:
+    """How texts become model inputs for these weights (the text counterpart of :class:`Preprocessing`).
+
+    Attributes:
+        tokenizer: what splits texts into tokens (``wordpiece``, ``bpe``, ... from the model's tokenizer, or
+            ``regex-words`` for word vectors).
+        pooling: how token vectors become one vector per text: ``mean`` (over real tokens), ``cls``, ``max``
+            (transformers) or ``mean``/``sif`` (word vectors).
+        max_length: tokens kept per text (longer texts are truncated); None for no limit.
+        lowercase: texts are lowercased before tokenising.
+        tokenizer_sha256: identifies the exact vocabulary/tokenizer (part of the feature-cache key).
+    """
+
+    tokenizer: str = "wordpiece"
+    pooling: str = "mean"
+    max_length: int | None = 128
+    lowercase: bool = False
+    tokenizer_sha256: str = ""
+    modality: str = "text"
+
+    def with_image_size(self, size: int | None) -> TextPreprocessing:
+        if size is not None:
+            raise BackboneError(f"--image-size applies to image backbones; this one reads text. Got {size}.")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TextPreprocessing:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 @dataclass(frozen=True)
@@ -162,13 +200,16 @@ class Backbone(nn.Module):
         torch.Size([2, ...])
     """
 
+    #: what the backbone reads; the data pipeline dispatches on it (see :meth:`batches`).
+    modality = "image"
+
     def __init__(
         self,
         trunk: nn.Module,
         *,
         spec: str,
         arch_spec: str,
-        preprocessing: Preprocessing,
+        preprocessing: Any,
         weights: WeightsInfo,
         num_features: int,
         feature_layers: dict[str, int],
@@ -187,6 +228,46 @@ class Backbone(nn.Module):
         self.source_head = source_head
         self._frozen: set[str] = set()
         self.train_frozen_bn = False
+
+    # -- inputs ---------------------------------------------------------------------------------------
+    def batches(
+        self,
+        dataset: Any,
+        *,
+        indices: Any = None,
+        batch_size: int = 64,
+        shuffle: bool = False,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        seed: int = 0,
+        augment: str = "none",
+    ) -> Any:
+        """A DataLoader of ``{"inputs", "index", "bad"}`` batches this backbone's ``forward`` accepts.
+
+        Images: decoded, converted and normalised by the weights' preprocessing (``augment`` picks a training
+        preset of :mod:`transferkit.training.augment`); ``inputs`` is ``(B, C, H, W)``.
+        """
+        from ..data.loader import image_loader
+        from ..data.transforms import build_transform
+
+        if augment == "none":
+            transform = build_transform(self.preprocessing)
+        else:
+            from ..training.augment import train_transform
+
+            transform = train_transform(self.preprocessing, augment)
+        return image_loader(dataset, transform, indices=indices, batch_size=batch_size, shuffle=shuffle,
+                            num_workers=num_workers, pin_memory=pin_memory, seed=seed)
+
+    def describe_inputs(self, dataset: Any) -> dict[str, Any]:
+        """Facts about how ``dataset`` fits this backbone (e.g. out-of-vocabulary tokens); empty for images."""
+        return {}
+
+    def export_assets(self, directory: Any) -> str | None:
+        """Write what rebuilding the architecture needs besides tensors (a tokenizer, a vocabulary) into
+        ``directory`` and return the source prefix that reads it back (``<prefix>:<directory>``); None when the
+        ``arch_spec`` alone rebuilds it (every image source)."""
+        return None
 
     # -- features -------------------------------------------------------------------------------------
     @property

@@ -123,4 +123,4 @@ def source_descriptions() -> dict[str, str]:
 def _ensure_sources() -> None:
     # Importing the source modules registers them; done lazily so `import transferkit` stays light.
     if not _SOURCES:
-        from . import bundle, packaged, random, timm, torchvision  # noqa: F401
+        from . import bundle, hf, packaged, random, timm, torchvision, vectors  # noqa: F401

@@ -20,9 +20,10 @@ def create(name: str, *, pretrained: bool = True, **_: Any) -> Backbone:
     directory = Path(name)
     meta = read_meta(directory)
     if not pretrained:
+        from ..bundle_io import architecture_spec
         from ._registry import create_backbone
 
-        return create_backbone(meta["backbone"]["arch_spec"], pretrained=False)
+        return create_backbone(architecture_spec(directory, meta), pretrained=False)
     return backbone_from_bundle(directory, meta, read_weights(directory, meta))
 
 

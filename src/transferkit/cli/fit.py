@@ -10,14 +10,15 @@ from rich.table import Table
 
 from ..strategies import STRATEGIES
 from ..workflows import DEFAULT_BACKBONE, FitConfig, fit_bundle
-from ._common import add_runtime_options, emit, fraction, positive_int
+from ._common import add_runtime_options, add_text_options, emit, fraction, positive_int
 from ._train_options import add_train_options, train_overrides
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("fit", help="train on labeled images and write a bundle",
                        description="Train on DATA, evaluate on a stratified validation split, write a bundle.")
-    p.add_argument("data", help="folder of <class>/<image>, a path,label CSV, 'embedded' or 'fashion-mnist[:split]'")
+    p.add_argument("data", help="folder of <class>/<image>, a path,label CSV, 'embedded' or 'fashion-mnist[:split]'; "
+                                "texts: a text,label CSV, TSV or JSONL")
     p.add_argument("--backbone", default=DEFAULT_BACKBONE, help=f"backbone spec (default: {DEFAULT_BACKBONE})")
     p.add_argument("--strategy", default="feature-extraction",
                    help=f"one of: {', '.join(STRATEGIES)}, or auto (chooses from the labels per class and how far "
@@ -44,6 +45,7 @@ def register(sub: Any) -> None:
     b.add_argument("--baseline-image-size", type=positive_int, default=None,
                    help="input size of the baseline (default: the transfer model's)")
     add_train_options(p)
+    add_text_options(p)
     add_runtime_options(p)
     p.set_defaults(run=run)
 
@@ -57,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress, classes=args.classes, resume=args.resume,
         train=train_overrides(args, args.strategy), baseline=not args.no_baseline,
         baseline_seeds=args.baseline_seeds, baseline_epochs=args.baseline_epochs,
-        baseline_image_size=args.baseline_image_size,
+        baseline_image_size=args.baseline_image_size, text_column=args.text_column, label_column=args.label_column,
+        encoding=args.encoding,
     )
     result = fit_bundle(cfg)
     emit(args, result, render)
@@ -73,6 +76,11 @@ def render(console: Console, r: dict[str, Any]) -> None:
     table.add_row("seconds", f"{r['seconds']:.1f}")
     table.add_row("bundle", r["bundle"])
     table.add_row("confusion matrix", str(r["confusion_png"]))
+    if r.get("inputs"):
+        table.add_row("inputs", ", ".join(f"{k} {v}" for k, v in r["inputs"].items()))
+    if r.get("duplicates") and r["duplicates"]["duplicates"]:
+        table.add_row("duplicate texts", f"{r['duplicates']['duplicates']} ({r['duplicates']['conflicting']} with "
+                                         "another label; kept)")
     if "training_curves_png" in r:
         table.add_row("training curves", r["training_curves_png"])
         table.add_row("plan", " → ".join(f"{s['name']} ({s['epochs']})" for s in r["plan"]))

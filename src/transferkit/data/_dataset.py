@@ -89,9 +89,11 @@ class ImageDataset:
                 "per_class": self.class_counts(), "skipped": [list(s) for s in self.skipped]}
 
 
-def check_trainable(ds: ImageDataset) -> None:
-    """Refuse datasets a classifier cannot learn from: no images, no labels, or a single class."""
+def check_trainable(ds: Any) -> None:
+    """Refuse datasets a classifier cannot learn from: no images (texts), no labels, or a single class."""
     if len(ds) == 0:
+        if getattr(ds, "modality", "image") == "text":
+            raise DataError(f"Dataset {ds.name or ''} has no texts; point to a CSV, TSV or JSONL with text,label.")
         raise DataError(f"Dataset {ds.name or ''} has no images; point to a folder with <class>/<image> files.")
     if ds.labels is None:
         raise DataError("Training needs labels; give a folder with one subfolder per class or a CSV with path,label.")

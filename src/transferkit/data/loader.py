@@ -32,7 +32,9 @@ def _collate(batch: list[tuple[torch.Tensor | None, int, str]]) -> dict[str, Any
     good = [(x, i) for x, i, _ in batch if x is not None]
     bad = [(i, reason) for x, i, reason in batch if x is None]
     images = torch.stack([x for x, _ in good]) if good else torch.empty(0)
-    return {"images": images, "index": torch.tensor([i for _, i in good], dtype=torch.long), "bad": bad}
+    # "inputs" is what every backbone's forward takes (text loaders yield a dict there); "images" stays as an alias
+    return {"images": images, "inputs": images, "index": torch.tensor([i for _, i in good], dtype=torch.long),
+            "bad": bad}
 
 
 def image_loader(
@@ -47,7 +49,7 @@ def image_loader(
     seed: int = 0,
     drop_last: bool = False,
 ) -> DataLoader:
-    """Batches ``{"images": (B, C, H, W), "index": (B,), "bad": [(i, reason), ...]}`` in dataset order."""
+    """Batches ``{"inputs": (B, C, H, W), "index": (B,), "bad": [(i, reason), ...]}`` in dataset order."""
     idx = np.arange(len(ds)) if indices is None else np.asarray(indices)
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(

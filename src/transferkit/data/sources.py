@@ -9,11 +9,13 @@ import os
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .._errors import DataError
 from ._dataset import ImageDataset
+from .text import is_text_table, read_text_table
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = [
@@ -169,17 +171,27 @@ def load_embedded() -> ImageDataset:
     return ImageDataset(images, labels.astype(np.int64), list(meta["classes"]), name="embedded:fashion-mnist-subset")
 
 
-def open_dataset(spec: str | os.PathLike[str]) -> ImageDataset:
-    """What the CLI's DATA argument means: ``embedded``, ``fashion-mnist[:train|test]``, a folder, or a ``.csv``."""
+def open_dataset(spec: str | os.PathLike[str], *, text_column: str = "text", label_column: str = "label",
+                 encoding: str = "utf-8") -> Any:
+    """What the CLI's DATA argument means: ``embedded``, ``fashion-mnist[:train|test]``, a folder, a ``path,label``
+    ``.csv`` of images, or texts: a ``.csv`` with a ``text_column``, a ``.tsv``, a ``.jsonl`` (→ ``TextDataset``).
+
+    Args:
+        spec: the DATA argument.
+        text_column, label_column, encoding: how text files are read (see :func:`read_text_table`).
+    """
     text = os.fspath(spec)
+    path = Path(text)
+    if is_text_table(path, text_column, encoding):
+        return read_text_table(path, text_column=text_column, label_column=label_column, encoding=encoding)
     if text == "embedded":
         return load_embedded()
     if text.startswith("fashion-mnist"):
         _, _, split = text.partition(":")
         return load_fashion_mnist(split or "train")
-    path = Path(text)
     if path.suffix.lower() == ".csv":
-        return from_csv(path)
+        return from_csv(path, label_column=label_column)
     if path.is_file():
-        raise DataError(f"{text!r} is a file; DATA must be a folder of <class>/<image>, a .csv, or 'embedded'.")
+        raise DataError(f"{text!r} is a file; DATA must be a folder of <class>/<image>, a .csv, .tsv or .jsonl, "
+                        "or 'embedded'.")
     return from_folder(path)

@@ -16,10 +16,9 @@ import torch
 from .._dist import all_gather_objects, barrier, rank_and_world
 from .._errors import DataError
 from .._progress import progress_bar
-from .._utils import autocast, resolve_device
+from .._utils import autocast, move_to, resolve_device
 from ..backbones._base import Backbone, state_dict_checksum
-from ..data import ImageDataset, build_transform
-from ..data.loader import image_loader
+from ..data import ImageDataset
 from .cache import FeatureCache
 from .jpeg_decode import all_jpeg, decode_jpeg_batch, raw_jpeg_loader
 
@@ -35,6 +34,8 @@ class ExtractedFeatures:
         index: ``(n_good,)`` positions in the dataset of the usable images.
         skipped: ``(input, reason)`` for every unusable input.
         cached: how many images came from the cache; ``computed``: how many went through the backbone.
+        inputs: what the backbone reports about the inputs (text: tokens, out-of-vocabulary fraction, truncated
+            texts); empty for images.
     """
 
     features: np.ndarray | None
@@ -43,10 +44,14 @@ class ExtractedFeatures:
     cached: int = 0
     computed: int = 0
     seconds: float = 0.0
+    inputs: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        return {"images": int(len(self.index)), "cached": self.cached, "computed": self.computed,
-                "skipped": [list(s) for s in self.skipped], "seconds": round(self.seconds, 3)}
+        out = {"images": int(len(self.index)), "cached": self.cached, "computed": self.computed,
+               "skipped": [list(s) for s in self.skipped], "seconds": round(self.seconds, 3)}
+        if self.inputs:
+            out["inputs"] = self.inputs
+        return out
 
 
 def cache_key(backbone: Backbone, layer: str | None) -> dict[str, Any]:
@@ -116,6 +121,8 @@ def extract_features(
         cache = FeatureCache()
     elif isinstance(cache, str):
         cache = FeatureCache(cache)
+    if backbone.modality != "image":
+        gpu_decode = False
     if gpu_decode is None:
         gpu_decode = dev.type == "cuda" and all_jpeg(dataset, list(range(len(dataset))))
     key = cache_key(backbone, layer_name)
@@ -152,10 +159,8 @@ def extract_features(
         if gpu_decode:
             loader = raw_jpeg_loader(dataset, missing.tolist(), batch_size, num_workers)
         else:
-            loader = image_loader(
-                dataset, build_transform(backbone.preprocessing), indices=missing, batch_size=batch_size,
-                num_workers=num_workers, pin_memory=dev.type == "cuda",
-            )
+            loader = backbone.batches(dataset, indices=missing, batch_size=batch_size, num_workers=num_workers,
+                                      pin_memory=dev.type == "cuda")
         pending_keys: list[str] = []
         pending: list[np.ndarray] = []
 
@@ -172,14 +177,12 @@ def extract_features(
                     if gpu_decode:
                         images, kept, decode_bad = decode_jpeg_batch(
                             batch["raw"], batch["index"], backbone.preprocessing, dev)
-                        batch = {"images": images, "index": torch.tensor(kept, dtype=torch.long),
+                        batch = {"inputs": images, "index": torch.tensor(kept, dtype=torch.long),
                                  "bad": batch["bad"] + decode_bad}
                     skipped.extend((dataset.describe(i), reason) for i, reason in batch["bad"])
                     bad.update(i for i, _ in batch["bad"])
                     if len(batch["index"]):
-                        x = batch["images"].to(dev, non_blocking=True)
-                        if x.ndim == 4:
-                            x = x.contiguous(memory_format=torch.channels_last)
+                        x = move_to(batch["inputs"], dev)
                         with autocast(dev):
                             feats = backbone(x, layer_name)
                         feats_np = feats.float().cpu().numpy()
@@ -219,6 +222,7 @@ def extract_features(
     return ExtractedFeatures(
         features=features, index=index, skipped=list(dataset.skipped) + skipped,
         cached=len(keys) - total_missing, computed=total_missing - len(skipped), seconds=time.perf_counter() - start,
+        inputs=backbone.describe_inputs(dataset),
     )
 
 
@@ -269,8 +273,7 @@ def _fill_layers(backbone: Backbone, dataset: ImageDataset, names: list[str], ca
         return
     was_training = backbone.training
     backbone.eval().to(dev).to(memory_format=torch.channels_last)
-    loader = image_loader(dataset, build_transform(backbone.preprocessing), indices=missing, batch_size=batch_size,
-                          pin_memory=dev.type == "cuda")
+    loader = backbone.batches(dataset, indices=missing, batch_size=batch_size, pin_memory=dev.type == "cuda")
     pending_keys: list[str] = []
     pending: dict[str, list[np.ndarray]] = {name: [] for name in names}
 
@@ -286,9 +289,7 @@ def _fill_layers(backbone: Backbone, dataset: ImageDataset, names: list[str], ca
                 torch.inference_mode():
             for batch in loader:
                 if len(batch["index"]):
-                    x = batch["images"].to(dev, non_blocking=True)
-                    if x.ndim == 4:
-                        x = x.contiguous(memory_format=torch.channels_last)
+                    x = move_to(batch["inputs"], dev)
                     with autocast(dev):
                         feats = backbone.forward_layers(x, names)
                     pending_keys.extend(keys[i] for i in batch["index"].tolist())

@@ -1,7 +1,8 @@
-"""What every transfer strategy shares: scikit-learn estimator behaviour over images.
+"""What every transfer strategy shares: scikit-learn estimator behaviour over images or texts.
 
 ``X`` is an :class:`~transferkit.data.ImageDataset`, an array of images ``(N, H, W[, C])`` or a list of image
-paths; ``y`` gives labels when ``X`` does not carry them. ``classes_`` are class names.
+paths; with a text backbone, a :class:`~transferkit.data.TextDataset` or a list of texts. ``y`` gives labels
+when ``X`` does not carry them. ``classes_`` are class names.
 """
 
 from __future__ import annotations
@@ -15,15 +16,32 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .._errors import DataError, NotFittedError
-from ..data import ImageDataset, from_arrays
+from ..data import ImageDataset, TextDataset, from_arrays, from_texts
 
 
-def as_dataset(X: Any, y: Any = None) -> ImageDataset:
-    """Accept the input forms every strategy takes and return an :class:`ImageDataset`."""
-    if isinstance(X, ImageDataset):
+def as_dataset(X: Any, y: Any = None, modality: str = "image") -> Any:
+    """Accept the input forms every strategy takes and return an :class:`ImageDataset` or :class:`TextDataset`.
+
+    Args:
+        X, y: the inputs (see the module docstring) and optional labels.
+        modality: what the backbone reads; a list of strings is texts for ``text``, image paths for ``image``.
+    """
+    if isinstance(X, (ImageDataset, TextDataset)):
         if y is not None:
-            raise DataError("Pass labels either inside the ImageDataset or as y, not both.")
+            raise DataError(f"Pass labels either inside the {type(X).__name__} or as y, not both.")
+        if getattr(X, "modality", "image") != modality:
+            raise DataError(
+                f"The backbone reads {modality}s but the data holds {getattr(X, 'modality', 'image')}s; pick a "
+                f"{'text backbone (hf:, packaged:all-minilm-l6-v2, vectors:)' if modality == 'image' else 'image backbone'}"
+                " or other data."
+            )
         return X
+    if modality == "text":
+        if isinstance(X, str):
+            X = [X]
+        if isinstance(X, Sequence) and all(isinstance(t, str) for t in X):
+            return from_texts(list(X), y, name="inputs")
+        raise DataError(f"X must be a TextDataset or a list of texts for a text backbone. Got {type(X).__name__}.")
     if isinstance(X, np.ndarray):
         return from_arrays(X, y)
     if isinstance(X, (str, os.PathLike)):
@@ -73,8 +91,13 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba_details(self, X: Any) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
         """``(proba (n_good, n_classes), index of usable inputs, skipped inputs with reasons)``."""
         self._check_fitted()
-        ds = as_dataset(X)
+        ds = as_dataset(X, modality=self.modality_)
         return self._predict_proba_dataset(ds)
+
+    @property
+    def modality_(self) -> str:
+        """What the fitted backbone reads: ``image`` or ``text``."""
+        return getattr(getattr(self, "backbone_", None), "modality", "image")
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities ``(N, n_classes)``; raises :class:`DataError` if an input is unreadable."""
@@ -90,7 +113,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """Accuracy on labeled images."""
-        ds = as_dataset(X, y)
+        self._check_fitted()
+        ds = as_dataset(X, y, modality=self.modality_)
         if ds.labels is None:
             raise DataError("score needs labels.")
         proba, index, _ = self.predict_proba_details(ds)

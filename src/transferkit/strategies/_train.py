@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from .._progress import progress_bar
-from .._utils import autocast
+from .._utils import autocast, move_to
 from ..backbones import Backbone
-from ..data import ImageDataset, build_transform
+from ..data import ImageDataset
 from ..data.loader import image_loader
 
 
@@ -25,7 +25,7 @@ class TransferModel(nn.Module):
         self.head = head
         self.layer = layer
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
         return self.head(self.backbone(x, self.layer))
 
 
@@ -33,7 +33,7 @@ def scan_images(ds: ImageDataset, channels: int, num_workers: int = 0) -> tuple[
     """Decode every image once: ``(usable indices, [(input, reason), ...])``."""
     from ..data import to_mode
 
-    if ds.is_array:
+    if getattr(ds, "modality", "image") != "image" or ds.is_array:  # texts and arrays were checked on loading
         return np.arange(len(ds)), []
     loader = image_loader(ds, lambda img: (to_mode(img, channels), torch.zeros(1))[1], batch_size=64,
                           num_workers=num_workers)
@@ -50,8 +50,8 @@ def predict_logits(model: TransferModel, ds: ImageDataset, device: torch.device,
                    num_workers: int = 0, progress: bool = False) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
     """Logits of every usable image: ``(logits, index, skipped)``."""
     model.eval().to(device)
-    loader = image_loader(ds, build_transform(model.backbone.preprocessing), batch_size=batch_size,
-                          num_workers=num_workers, pin_memory=device.type == "cuda")
+    loader = model.backbone.batches(ds, batch_size=batch_size, num_workers=num_workers,
+                                    pin_memory=device.type == "cuda")
     outs: list[np.ndarray] = []
     index: list[int] = []
     skipped: list[tuple[str, str]] = []
@@ -60,7 +60,7 @@ def predict_logits(model: TransferModel, ds: ImageDataset, device: torch.device,
             skipped.extend((ds.describe(i), reason) for i, reason in batch["bad"])
             if len(batch["index"]):
                 with autocast(device):
-                    outs.append(model(batch["images"].to(device)).float().cpu().numpy())
+                    outs.append(model(move_to(batch["inputs"], device)).float().cpu().numpy())
                 index.extend(batch["index"].tolist())
             advance(len(batch["index"]) + len(batch["bad"]))
     n_out = model.head(torch.zeros(1, model.backbone.layer_dim(model.layer), device=device)).shape[1]

@@ -91,9 +91,10 @@ class FeatureExtractionClassifier(TransferClassifier):
     def fit(self, X: Any, y: Any = None) -> FeatureExtractionClassifier:
         """Extract (or reuse cached) features of ``X`` and fit the head on them."""
         start = time.perf_counter()
-        ds = as_dataset(X, y)
+        backbone = resolve_backbone(self.backbone, self.pretrained)
+        ds = as_dataset(X, y, modality=backbone.modality)
         check_trainable(ds)
-        self.backbone_ = resolve_backbone(self.backbone, self.pretrained)
+        self.backbone_ = backbone
         self.layer_ = self.backbone_._check_layer(self.layer)
         extracted = self._extract(ds)
         assert extracted.features is not None and ds.labels is not None  # fit extracts with return_features=True
@@ -114,6 +115,7 @@ class FeatureExtractionClassifier(TransferClassifier):
         self.fit_info_ = {
             "strategy": self.strategy_name,
             "train_images": int(len(extracted.index)),
+            "modality": self.backbone_.modality,
             "extraction": extracted.summary(),
             "head_seconds": round(time.perf_counter() - head_start, 3),
             "seconds": round(time.perf_counter() - start, 3),
@@ -123,7 +125,7 @@ class FeatureExtractionClassifier(TransferClassifier):
     def transform(self, X: Any) -> np.ndarray:
         """Features ``(N, D)`` of ``X`` at the fitted layer (through the cache)."""
         self._check_fitted()
-        return self._extract(as_dataset(X)).features
+        return self._extract(as_dataset(X, modality=self.modality_)).features
 
     def _head_proba(self, features: np.ndarray) -> np.ndarray:
         if self.head_module_ is not None:

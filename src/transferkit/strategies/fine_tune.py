@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -170,16 +171,20 @@ class FineTuneClassifier(TransferClassifier):
         start = time.perf_counter()
         set_seed(self.seed)
         config = self.train_config()
-        ds = as_dataset(X, y)
-        check_trainable(ds)
         backbone = resolve_backbone(self.backbone, self.pretrained)
+        ds = as_dataset(X, y, modality=backbone.modality)
+        check_trainable(ds)
+        if backbone.modality != "image" and config.augment not in ("none", "light"):
+            # "light" is the default; anything else was asked for and cannot be honoured
+            warnings.warn(f"augment={config.augment!r} is an image preset; {backbone.modality} trains without "
+                          "augmentation.", UserWarning, stacklevel=2)
         if backbone is self.backbone:  # training changes weights and preprocessing: never the caller's object
             backbone = copy.deepcopy(backbone)
-        good, skipped = scan_images(ds, backbone.preprocessing.channels, self.num_workers)
+        good, skipped = scan_images(ds, getattr(backbone.preprocessing, "channels", 3), self.num_workers)
         check_bad_fraction(len(skipped), len(ds), self.max_bad_fraction, ds.name or "the dataset")
         train = ds.subset(good)
         check_trainable(train)
-        val = as_dataset(validation) if validation is not None else None
+        val = as_dataset(validation, modality=backbone.modality) if validation is not None else None
         if val is None and self.early_stopping is not None:
             train, val = stratified_split(train, self.validation_fraction, seed=self.seed)
         device = resolve_device(self.device)
@@ -202,7 +207,8 @@ class FineTuneClassifier(TransferClassifier):
         self.head_classes_ = np.arange(len(ds.classes))
         self.classes_ = class_values(ds, y)
         self.fit_info_ = {
-            "strategy": self.strategy_name, "train_images": int(len(train)),
+            "strategy": self.strategy_name, "train_images": int(len(train)), "modality": backbone.modality,
+            "inputs": backbone.describe_inputs(train),
             "val_images": int(len(val)) if val is not None else 0,
             "skipped": [list(s) for s in ds.skipped + skipped], "history": self.history_,
             "train_config": dataclasses.asdict(config),
@@ -213,15 +219,12 @@ class FineTuneClassifier(TransferClassifier):
         return self
 
     def _find_head_lr(self, model: TransferModel, train: ImageDataset) -> dict[str, Any]:
-        from ..data import build_transform
-        from ..data.loader import image_loader
         from ..training import lr_find
 
         assert train.labels is not None
         labels = torch.as_tensor(train.labels)
-        loader = image_loader(train, build_transform(model.backbone.preprocessing), batch_size=self.batch_size,
-                              shuffle=True, seed=self.seed)
-        batches = [(b["images"], labels[b["index"]]) for b in loader if len(b["index"])]
+        loader = model.backbone.batches(train, batch_size=self.batch_size, shuffle=True, seed=self.seed)
+        batches = [(b["inputs"], labels[b["index"]]) for b in loader if len(b["index"])]
         model.backbone.freeze()
         try:
             found = lr_find(model, batches, torch.nn.functional.cross_entropy, start_lr=1e-6, end_lr=1.0,

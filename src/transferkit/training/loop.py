@@ -24,10 +24,9 @@ from torch import nn
 from .._dist import accelerator, all_reduce_sum, is_main_process, launched_distributed, rank_and_world
 from .._errors import TransferkitError
 from .._progress import progress_bar
-from .._utils import atomic_path
-from ..data import ImageDataset, build_transform
-from ..data.loader import image_loader
-from .augment import batch_mix, train_transform
+from .._utils import atomic_path, move_to
+from ..data import ImageDataset
+from .augment import batch_mix
 from .checkpoint import (
     load_checkpoint,
     load_optimizer_state,
@@ -181,8 +180,8 @@ class Trainer:
         rank, world = rank_and_world()
         if world > 1:
             val = val.subset(np.arange(rank, len(val), world))
-        loader = image_loader(val, build_transform(model.backbone.preprocessing), batch_size=self.config.batch_size,
-                              num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda")
+        loader = model.backbone.batches(val, batch_size=self.config.batch_size, num_workers=self.config.num_workers,
+                                        pin_memory=self.device.type == "cuda")
         total, correct, loss_sum = 0, 0, 0.0
         assert val.labels is not None
         labels = torch.as_tensor(val.labels)
@@ -191,7 +190,7 @@ class Trainer:
                 continue
             y = labels[batch["index"]].to(self.device)
             with self._autocast():
-                logits = model(batch["images"].to(self.device)).float()
+                logits = model(move_to(batch["inputs"], self.device)).float()
             loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
             correct += int((logits.argmax(1) == y).sum())
             total += len(y)
@@ -213,8 +212,11 @@ class Trainer:
         labels = torch.as_tensor(train.labels)
         num_classes = len(train.classes)
         loss_fn = self._loss(labels, num_classes)
-        mix = batch_mix(c.augment, num_classes)
-        transform = train_transform(model.backbone.preprocessing, c.augment)
+        # augmentation presets are image transforms: text trains on the texts as they are
+        augment = c.augment if model.backbone.modality == "image" else "none"
+        mix = batch_mix(augment, num_classes)
+        if augment not in ("none", "light", "medium", "strong"):
+            raise TransferkitError(f"augment must be one of none, light, medium, strong. Got {augment!r} instead.")
         steps_per_epoch = max(1, math.ceil(len(train) / c.batch_size))
         higher_is_better = c.monitor != "val_loss"
         if c.monitor not in ("val_accuracy", "val_loss"):
@@ -268,7 +270,7 @@ class Trainer:
                     if pos["step_in_epoch"] == 0:
                         pos["epoch"] += 1
                         pos["running"] = [0.0, 0, 0]
-                    row = self._train_epoch(net, model, train, labels, transform, mix, loss_fn, optimizer, scheduler,
+                    row = self._train_epoch(net, model, train, labels, augment, mix, loss_fn, optimizer, scheduler,
                                             stage, pos, es, history, best_state, sigint)
                     if val is not None and len(val):
                         row.update(self.validate(model, val, loss_fn))
@@ -294,7 +296,7 @@ class Trainer:
         self._write_metrics(history, final=True)
         return history
 
-    def _train_epoch(self, net: Any, model: Any, train: ImageDataset, labels: torch.Tensor, transform: Any, mix: Any,
+    def _train_epoch(self, net: Any, model: Any, train: ImageDataset, labels: torch.Tensor, augment: str, mix: Any,
                      loss_fn: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, stage: Stage,
                      pos: dict[str, Any], es: dict[str, Any], history: list[dict[str, Any]],
                      best_state: dict[str, torch.Tensor] | None, sigint: dict[str, bool]) -> dict[str, Any]:
@@ -308,14 +310,15 @@ class Trainer:
             if pos["step_in_epoch"] == 0:
                 torch.manual_seed(c.seed * 100_003 + pos["epoch"] * world + rank)  # per-rank augmentation
         skip = pos["step_in_epoch"] * c.batch_size
-        loader = image_loader(train, transform, indices=order[skip:].numpy(), batch_size=c.batch_size,
-                              num_workers=c.num_workers, pin_memory=self.device.type == "cuda")
+        loader = model.backbone.batches(train, indices=order[skip:].numpy(), batch_size=c.batch_size,
+                                        num_workers=c.num_workers, pin_memory=self.device.type == "cuda",
+                                        augment=augment)
         running = pos["running"]  # [loss sum, correct, seen], kept in checkpoints so a resumed epoch reports the same
         with progress_bar(len(order) - skip, f"{stage.name} epoch {pos['epoch']}",
                           self.progress and is_main_process()) as advance:
             for batch in loader:
                 if len(batch["index"]):
-                    x = batch["images"].to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+                    x = move_to(batch["inputs"], self.device)
                     y = labels[batch["index"]].to(self.device)
                     target = y
                     if mix is not None and len(y) > 1:

@@ -21,11 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._utils import resolve_device
+from .._utils import move_to, resolve_device
 from ..backbones import Backbone
 from ..data import ImageDataset
-from ..data.loader import image_loader
-from ..data.transforms import build_transform
 
 
 def gaussian_jeffreys(mean_a: np.ndarray, var_a: np.ndarray, mean_b: np.ndarray, var_b: np.ndarray) -> np.ndarray:
@@ -76,12 +74,11 @@ def batchnorm_shift(backbone: Backbone, dataset: ImageDataset, *, sample: int = 
     was_training = backbone.training
     backbone.eval().to(dev)
     try:
-        loader = image_loader(dataset, build_transform(backbone.preprocessing), indices=indices,
-                              batch_size=batch_size)
+        loader = backbone.batches(dataset, indices=indices, batch_size=batch_size)
         with torch.inference_mode():
             for batch in loader:
-                if len(batch["images"]):
-                    backbone.trunk(batch["images"].to(dev))
+                if len(batch["index"]):
+                    backbone.trunk(move_to(batch["inputs"], dev))
     finally:
         for h in handles:
             h.remove()

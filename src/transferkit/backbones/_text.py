@@ -1,0 +1,117 @@
+"""The text side of the ``Backbone`` contract: tokenised batches in, pooled features out.
+
+A text backbone's ``batches`` tokenises in the DataLoader's collate function and yields a dict of tensors as
+``inputs``; its trunk maps that dict to pooled features. Strategies, the feature cache, the training loop and
+bundles see the same contract as for images (``forward(x, layer)``, layer groups, ``preprocessing``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ._base import DEFAULT_LAYER, Backbone
+
+POOLINGS = ("mean", "cls", "max")
+
+
+class TextEncoder(Protocol):
+    """Texts → the dict of tensors a text trunk takes (picklable, so DataLoader workers can run it)."""
+
+    def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]: ...
+
+    def report(self, texts: list[str]) -> dict[str, Any]: ...
+
+
+def pool_tokens(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Pool token vectors ``(B, T, D)`` into ``(B, D)`` over the real tokens of ``mask`` ``(B, T)``.
+
+    ``mean`` averages real tokens (padding excluded), ``cls`` takes the first token, ``max`` the element-wise
+    maximum over real tokens.
+    """
+    if pooling == "cls":
+        return hidden[:, 0]
+    m = mask.to(hidden.dtype).unsqueeze(-1)
+    if pooling == "max":
+        return hidden.masked_fill(m == 0, torch.finfo(hidden.dtype).min).amax(dim=1)
+    return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1)
+
+
+class _Texts(Dataset):
+    def __init__(self, ds: Any, indices: np.ndarray):
+        self.ds, self.indices = ds, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int) -> tuple[str, int]:
+        i = int(self.indices[k])
+        return self.ds.load(i), i
+
+
+class _Collate:
+    """Tokenise a batch of texts (a class, not a closure, so it pickles into worker processes)."""
+
+    def __init__(self, encoder: TextEncoder):
+        self.encoder = encoder
+
+    def __call__(self, batch: list[tuple[str, int]]) -> dict[str, Any]:
+        return {"inputs": self.encoder([t for t, _ in batch]),
+                "index": torch.tensor([i for _, i in batch], dtype=torch.long), "bad": []}
+
+
+class TextBackbone(Backbone):
+    """A :class:`Backbone` over texts.
+
+    Args:
+        trunk: maps the encoder's dict to pooled features ``(B, num_features)``; a trunk with feature layers also
+            has ``pooled_layers(inputs, names) -> {name: (B, D)}``.
+        encoder: texts → dict of tensors (tokeniser, truncation, padding).
+        export: writes the tokenizer/vocabulary and options into a directory and returns the source prefix that
+            rebuilds the architecture from it (used by bundles).
+        **kwargs: as :class:`Backbone`.
+    """
+
+    modality = "text"
+
+    def __init__(self, trunk: nn.Module, *, encoder: TextEncoder, export: Callable[[Path], str], **kwargs: Any):
+        super().__init__(trunk, **kwargs)
+        self.encoder = encoder
+        self._export = export
+
+    def batches(self, dataset: Any, *, indices: Any = None, batch_size: int = 64, shuffle: bool = False,
+                num_workers: int = 0, pin_memory: bool = False, seed: int = 0, augment: str = "none") -> DataLoader:
+        """Batches ``{"inputs": {name: (B, T) tensor}, "index": (B,), "bad": []}``; ``augment`` is ignored
+        (the presets are image transforms)."""
+        idx = np.arange(len(dataset)) if indices is None else np.asarray(indices)
+        return DataLoader(_Texts(dataset, idx), batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+                          pin_memory=pin_memory, collate_fn=_Collate(self.encoder),
+                          generator=torch.Generator().manual_seed(seed))
+
+    def describe_inputs(self, dataset: Any) -> dict[str, Any]:
+        return self.encoder.report([dataset.load(i) for i in range(len(dataset))])
+
+    def export_assets(self, directory: Any) -> str | None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        return self._export(directory)
+
+    def forward(self, x: Any, layer: str | None = None) -> torch.Tensor:
+        """Pooled features ``(B, D)`` at ``layer`` of tokenised texts ``x`` (the dict ``batches`` yields)."""
+        layer = self._check_layer(layer)
+        if layer == DEFAULT_LAYER:
+            return self.trunk(x)
+        return cast(Any, self.trunk).pooled_layers(x, [layer])[layer]
+
+    def forward_layers(self, x: Any, layers: list[str]) -> dict[str, torch.Tensor]:
+        names = [self._check_layer(layer) for layer in layers]
+        if all(n == DEFAULT_LAYER for n in names):
+            return {DEFAULT_LAYER: self.trunk(x)}
+        out = cast(Any, self.trunk).pooled_layers(x, names)  # one forward pass for every layer (pre_logits included)
+        return {n: out[n] for n in names}

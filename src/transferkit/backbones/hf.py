@@ -1,0 +1,292 @@
+"""``hf:<model id or local dir>`` backbones: Hugging Face transformer encoders (BERT, MiniLM, RoBERTa, ...).
+
+Token vectors of the last layer are pooled into one vector per text: ``mean`` over the attention mask (the
+default, as sentence-transformers' mean pooling), ``cls`` (first token) or ``max``. Every encoder layer is a
+feature layer (its hidden states pooled the same way); the layer groups are the embeddings, each encoder layer,
+and what follows (pooler, final norm), so freezing, gradual unfreezing and discriminative learning rates work as
+for images. A local directory needs ``config.json``, the weights and the tokenizer files; a hub id is read from
+the local hub cache, or downloaded when the hub is reachable. ``transformers`` is imported only here, lazily.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._errors import BackboneError, OfflineError
+from .._utils import sha256_bytes, sha256_file
+from ._base import DEFAULT_LAYER, TextPreprocessing, WeightsInfo, state_dict_checksum
+from ._groups import name_and_cover_groups
+from ._registry import SourceEntry, register_source
+from ._text import POOLINGS, TextBackbone, pool_tokens
+from .timm import hub_reachable
+
+DEFAULT_MAX_LENGTH = 128
+OPTIONS_FILE = "transferkit_text.json"  # pooling and max_length, written next to a bundle's tokenizer
+UNKNOWN_LICENCE = "unknown — check the model card"
+OFFLINE_ALTERNATIVES = "packaged:all-minilm-l6-v2, packaged:glove-6b-50d, hf:<local model dir>, or a bundle:<dir>"
+_MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def _transformers() -> Any:
+    try:
+        import transformers
+    except ImportError:
+        raise BackboneError("hf: backbones need transformers; install it: pip install transformers tokenizers") from None
+    transformers.utils.logging.set_verbosity_error()  # "newly initialized weights" notices are expected here
+    transformers.utils.logging.disable_progress_bar()  # progress goes through transferkit's own bars
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    return transformers
+
+
+class HFEncoder:
+    """Texts → ``input_ids``, ``attention_mask`` (and ``token_type_ids``), truncated to ``max_length``."""
+
+    def __init__(self, tokenizer: Any, max_length: int):
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+
+    def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                             return_tensors="pt")
+        return {k: enc[k] for k in _MODEL_INPUTS if k in enc}
+
+    def report(self, texts: list[str]) -> dict[str, Any]:
+        """How many texts are longer than ``max_length`` tokens (their ends are not seen)."""
+        if not texts:
+            return {"texts": 0}
+        lengths = [len(ids) for ids in self.tokenizer(list(texts), truncation=False)["input_ids"]]
+        truncated = sum(n > self.max_length for n in lengths)
+        return {"texts": len(texts), "mean_tokens": round(sum(lengths) / len(lengths), 1),
+                "max_length": self.max_length, "truncated": truncated,
+                "truncated_fraction": round(truncated / len(texts), 4)}
+
+
+class HFTextTrunk(nn.Module):
+    """A transformers encoder whose hidden states are pooled over the attention mask."""
+
+    def __init__(self, model: nn.Module, pooling: str, layer_names: list[str]):
+        super().__init__()
+        self.model = model
+        self.pooling = pooling
+        self.layer_names = layer_names  # hidden_states[i + 1] is the output of layer_names[i]
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        out = self.model(**inputs)
+        return pool_tokens(out.last_hidden_state, inputs["attention_mask"], self.pooling)
+
+    def pooled_layers(self, inputs: dict[str, torch.Tensor], names: list[str]) -> dict[str, torch.Tensor]:
+        out = self.model(**inputs, output_hidden_states=True)
+        mask = inputs["attention_mask"]
+        pooled = {}
+        for name in names:
+            hidden = out.last_hidden_state if name == DEFAULT_LAYER else \
+                out.hidden_states[self.layer_names.index(name) + 1]
+            pooled[name] = pool_tokens(hidden, mask, self.pooling)
+        return pooled
+
+
+def _encoder_layers(model: nn.Module, num_layers: int) -> str:
+    """Name of the ModuleList holding the encoder layers (``encoder.layer`` in BERT, ``transformer.layer``...)."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) == num_layers and num_layers > 0:
+            return name
+    raise BackboneError(
+        f"Cannot find the {num_layers} encoder layers of {type(model).__name__}; hf: supports encoder models "
+        "(BERT, RoBERTa, MiniLM, DistilBERT, ...)."
+    )
+
+
+def _groups(trunk: HFTextTrunk, layers_name: str, num_layers: int) -> list[tuple[str, list[str]]]:
+    """embeddings (everything before the first layer), each layer, then what follows (pooler, final norm)."""
+    prefix = f"model.{layers_name}."
+    raw: list[list[str]] = [[] for _ in range(num_layers + 2)]
+    seen_layer = False
+    for name, _ in trunk.named_parameters():
+        if name.startswith(prefix):
+            raw[1 + int(name[len(prefix):].split(".")[0])].append(name)
+            seen_layer = True
+        else:
+            raw[-1 if seen_layer else 0].append(name)
+    tail = "pooler" if any(".pooler." in n for n in raw[-1]) else "final"
+    labels = ["embeddings", *[f"{layers_name}.{i}" for i in range(num_layers)], tail]
+    kept = [(label, names) for label, names in zip(labels, raw, strict=True) if names]
+    covered = name_and_cover_groups(trunk, [names for _, names in kept])
+    return [(label, modules) for (label, _), (_, modules) in zip(kept, covered, strict=True)]
+
+
+def _read_licence(readme: Path | None) -> str:
+    """``license:`` from a model card's YAML front matter."""
+    if readme is None or not readme.is_file():
+        return UNKNOWN_LICENCE
+    lines = readme.read_text(encoding="utf-8", errors="replace").splitlines()
+    if not lines or lines[0].strip() != "---":
+        return UNKNOWN_LICENCE
+    for line in lines[1:]:
+        if line.strip() == "---":
+            break
+        key, _, value = line.partition(":")
+        if key.strip() == "license" and value.strip():
+            return value.strip().strip("'\"")
+    return UNKNOWN_LICENCE
+
+
+def _default_pooling(directory: Path | None) -> str:
+    """A sentence-transformers model says how it pools in ``1_Pooling/config.json``; otherwise mean."""
+    if directory is None:
+        return "mean"
+    cfg_path = directory / "1_Pooling" / "config.json"
+    if cfg_path.is_file():
+        cfg = json.loads(cfg_path.read_text())
+        for mode in POOLINGS:
+            if cfg.get(f"pooling_mode_{mode}_token" if mode == "cls" else f"pooling_mode_{mode}_tokens"):
+                return mode
+    return "mean"
+
+
+def _load(name: str, pretrained: bool) -> tuple[Any, Any, Path | None, str]:
+    """``(model, tokenizer, local directory or None, origin)``; hub ids go to the network only when reachable."""
+    tf = _transformers()
+    directory = Path(name) if os.path.isdir(name) else None
+
+    def load(local_only: bool) -> tuple[Any, Any]:
+        kwargs: dict[str, Any] = {"local_files_only": local_only}
+        tokenizer = tf.AutoTokenizer.from_pretrained(name, **kwargs)
+        if pretrained:
+            model = tf.AutoModel.from_pretrained(name, **kwargs)
+        else:
+            model = tf.AutoModel.from_config(tf.AutoConfig.from_pretrained(name, **kwargs))
+        return model, tokenizer
+
+    if directory is not None:
+        try:
+            model, tokenizer = load(True)
+        except (OSError, ValueError, KeyError) as e:
+            raise BackboneError(
+                f"{name!r} is not a loadable transformers model directory ({str(e).splitlines()[0]}); it needs "
+                "config.json, model.safetensors (or pytorch_model.bin) and the tokenizer files."
+            ) from None
+        return model, tokenizer, directory, str(directory.resolve())
+    try:
+        model, tokenizer = load(True)
+        return model, tokenizer, None, f"hf-hub:{name}"
+    except (OSError, ValueError):
+        pass
+    if not hub_reachable():
+        raise OfflineError(
+            f"hf:{name} is not in the local Hugging Face cache and the hub cannot be reached (offline). "
+            f"Use {OFFLINE_ALTERNATIVES}."
+        )
+    try:
+        model, tokenizer = load(False)
+    except (OSError, ValueError) as e:
+        raise OfflineError(f"Could not download hf:{name}: {str(e).splitlines()[0]}. Use {OFFLINE_ALTERNATIVES}.") from e
+    return model, tokenizer, None, f"hf-hub:{name}"
+
+
+def _hub_file(name: str, filename: str) -> Path | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(name, filename)
+        return Path(hit) if isinstance(hit, str) else None
+    except Exception:  # not a valid repo id, no cache: no file
+        return None
+
+
+def backbone_from_hf(
+    name: str, *, spec: str, arch_spec: str, pretrained: bool = True, pooling: str | None = None,
+    max_length: int | None = None, licence: str | None = None, origin: str | None = None, source_task: str | None = None,
+) -> TextBackbone:
+    """Wrap the transformers model at ``name`` (hub id or local directory) into a :class:`TextBackbone`.
+
+    Args:
+        name: hub id or directory.
+        spec, arch_spec: the spec it is created from, and one that rebuilds the architecture.
+        pretrained: False keeps the configuration and tokenizer with random weights.
+        pooling: ``mean``, ``cls`` or ``max`` (default: the directory's ``transferkit_text.json`` or
+            sentence-transformers pooling config, else ``mean``).
+        max_length: tokens per text (default 128, or the tokenizer's limit when smaller).
+        licence, origin: override what the model card and location say (packaged weights know better).
+    """
+    model, tokenizer, directory, found_origin = _load(name, pretrained)
+    options: dict[str, Any] = {}
+    if directory is not None and (directory / OPTIONS_FILE).is_file():
+        options = json.loads((directory / OPTIONS_FILE).read_text())
+    pooling = pooling or options.get("pooling") or _default_pooling(directory)
+    if pooling not in POOLINGS:
+        raise BackboneError(f"pooling must be one of {', '.join(POOLINGS)}. Got {pooling!r} instead.")
+    limits = [int(max_length or options.get("max_length") or DEFAULT_MAX_LENGTH)]
+    model_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(model_max, int) and 0 < model_max < 1_000_000:
+        limits.append(model_max)
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        limits.append(positions)
+    max_len = min(limits)
+
+    num_layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
+    layers_name = _encoder_layers(model, num_layers)
+    layer_names = [f"{layers_name}.{i}" for i in range(num_layers)]
+    trunk = HFTextTrunk(model, pooling, layer_names)
+    hidden = int(model.config.hidden_size)
+
+    if pretrained:
+        weights_file = None
+        for filename in ("model.safetensors", "pytorch_model.bin"):
+            candidate = directory / filename if directory is not None else _hub_file(name, filename)
+            if candidate is not None and candidate.is_file():
+                weights_file = candidate
+                break
+        readme = directory / "README.md" if directory is not None else _hub_file(name, "README.md")
+        weights = WeightsInfo(
+            source=spec.split(":", 1)[0], pretrained=True, licence=licence or _read_licence(readme),
+            origin=origin or found_origin,
+            checksum=sha256_file(weights_file) if weights_file is not None else state_dict_checksum(trunk),
+            source_task=source_task or "",
+        )
+    else:
+        weights = WeightsInfo(source=spec.split(":", 1)[0], pretrained=False, licence="n/a (random init)",
+                              origin="random init", checksum=state_dict_checksum(trunk))
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    tok_hash = sha256_bytes(backend.to_str().encode()) if backend is not None else ""
+    preprocessing = TextPreprocessing(
+        tokenizer=type(tokenizer).__name__, pooling=pooling, max_length=max_len,
+        lowercase=bool(getattr(tokenizer, "do_lower_case", False)), tokenizer_sha256=tok_hash,
+    )
+
+    def export(target: Path) -> str:
+        tokenizer.save_pretrained(target)
+        model.config.save_pretrained(target)
+        (target / OPTIONS_FILE).write_text(json.dumps({"pooling": pooling, "max_length": max_len}))
+        return "hf"
+
+    return TextBackbone(
+        trunk, encoder=HFEncoder(tokenizer, max_len), export=export, spec=spec, arch_spec=arch_spec,
+        preprocessing=preprocessing, weights=weights, num_features=hidden,
+        feature_layers=dict.fromkeys(layer_names, hidden), groups=_groups(trunk, layers_name, num_layers),
+    )
+
+
+def create(name: str, *, pretrained: bool = True, pooling: str | None = None, max_length: int | None = None,
+           **_: Any) -> TextBackbone:
+    return backbone_from_hf(name, spec=f"hf:{name}", arch_spec=f"hf:{name}", pretrained=pretrained, pooling=pooling,
+                            max_length=max_length)
+
+
+def list_entries() -> list[SourceEntry]:
+    return [SourceEntry("hf:<model id or local dir>", "per model (model card)", False, True,
+                        "transformers text encoders; offline from a local directory or the hub cache")]
+
+
+def _knows(name: str) -> bool:
+    return os.path.isdir(name) and (Path(name) / "config.json").is_file()
+
+
+register_source("hf", create, list_entries, _knows, "Hugging Face transformers text encoders (hub id or directory)")
