@@ -228,3 +228,34 @@ def test_balanced_sampling_and_class_weights_run():
     assert counts[1] + counts[2] > 3  # minority classes drawn more often than their share
     loss = trainer._loss(torch.as_tensor(data.labels), 3)
     assert loss.weight[1] > loss.weight[0]
+
+
+def test_precise_bn_gives_exact_statistics_to_the_layers_that_trained_only():
+    from transferkit.training.loop import recalibrate_batchnorm
+
+    data = small_dataset()
+    model = small_model()
+    cfg = TrainConfig(schedule="two-stage", head_epochs=1, epochs=1, unfreeze_top=2, batch_size=8, augment="light",
+                      precise_bn=1000)
+    frozen_before = {n: m.running_mean.clone() for n, m in model.backbone.trunk.named_modules()
+                     if isinstance(m, torch.nn.BatchNorm2d)}
+    Trainer(cfg, torch.device("cpu"), progress=False).fit(model, data)
+    norms = {n: m for n, m in model.backbone.trunk.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    trained = [n for n in norms if not torch.equal(norms[n].running_mean, frozen_before[n])]
+    untouched = [n for n in norms if n not in trained]
+    assert trained and untouched  # the top two groups trained, the rest kept the source statistics
+    # The first trained layer sees the same inputs in eval mode (everything before it is frozen): its statistics
+    # must be the exact mean over all training images through the inference transform, not a momentum average.
+    first = trained[0]
+    seen: list[torch.Tensor] = []
+    hook = norms[first].register_forward_hook(lambda m, i, o: seen.append(i[0]))
+    with torch.no_grad():
+        model.eval()
+        for batch in model.backbone.batches(data, batch_size=len(data)):
+            model(batch["inputs"])
+    hook.remove()
+    torch.testing.assert_close(norms[first].running_mean, seen[0].mean((0, 2, 3)), rtol=1e-4, atol=1e-5)
+    assert int(norms[first].num_batches_tracked) == 3  # 24 images in batches of 8, counted from zero
+    frozen = small_model()
+    frozen.backbone.freeze()
+    assert recalibrate_batchnorm(frozen, data, torch.device("cpu"), max_images=8) == 0  # nothing trained

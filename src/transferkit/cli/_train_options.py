@@ -24,6 +24,8 @@ TRAIN_OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("--class-weight", "class_weight", {"choices": ["balanced"], "help": "weigh the loss by class frequency"}),
     ("--balanced-sampling", "balanced_sampling", {"action": "store_true", "default": None}),
     ("--augment", "augment", {"choices": PRESETS, "help": "augmentation preset (default light)"}),
+    ("--precise-bn", "precise_bn", {"type": positive_int, "metavar": "IMAGES",
+                                    "help": "after training, exact BatchNorm statistics over up to N training images"}),
     ("--train-bn", "train_bn", {"action": "store_true", "default": None,
                                 "help": "BatchNorm of frozen groups keeps learning"}),
     ("--early-stopping", "early_stopping", {"type": positive_int, "metavar": "PATIENCE"}),

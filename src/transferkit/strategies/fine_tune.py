@@ -56,6 +56,8 @@ class FineTuneClassifier(TransferClassifier):
         balanced_sampling: sample batches with equal class probability.
         augment: ``none``, ``light``, ``medium`` or ``strong`` (RandAugment + MixUp/CutMix).
         train_bn: let BatchNorm in frozen groups keep learning (default: frozen statistics).
+        precise_bn: recompute the statistics of the BatchNorm layers that trained over up to this many training
+            images after training (0: off); rescues eval-mode accuracy when the weights moved fast.
         early_stopping: patience in epochs; needs validation data (``fit(validation=...)`` or, when absent,
             ``validation_fraction`` of the training data is held out). The best weights are restored.
         monitor: ``val_accuracy`` or ``val_loss``.
@@ -97,6 +99,7 @@ class FineTuneClassifier(TransferClassifier):
         balanced_sampling: bool = False,
         augment: str = "light",
         train_bn: bool = False,
+        precise_bn: int = 0,
         early_stopping: int | None = None,
         monitor: str = "val_accuracy",
         validation_fraction: float = 0.1,
@@ -132,6 +135,7 @@ class FineTuneClassifier(TransferClassifier):
         self.balanced_sampling = balanced_sampling
         self.augment = augment
         self.train_bn = train_bn
+        self.precise_bn = precise_bn
         self.early_stopping = early_stopping
         self.monitor = monitor
         self.validation_fraction = validation_fraction

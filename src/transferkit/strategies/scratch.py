@@ -50,6 +50,7 @@ class ScratchClassifier(FineTuneClassifier):
         balanced_sampling: bool = False,
         augment: str = "light",
         early_stopping: int | None = None,
+        precise_bn: int = 0,
         monitor: str = "val_accuracy",
         validation_fraction: float = 0.1,
         precision: str = "auto",
@@ -74,6 +75,7 @@ class ScratchClassifier(FineTuneClassifier):
         self.balanced_sampling = balanced_sampling
         self.augment = augment
         self.early_stopping = early_stopping
+        self.precise_bn = precise_bn
         self.monitor = monitor
         self.validation_fraction = validation_fraction
         self.precision = precision

@@ -64,6 +64,10 @@ class TrainConfig:
         balanced_sampling: draw batches with equal class probability instead.
         augment: ``none``, ``light``, ``medium`` or ``strong`` (see :mod:`transferkit.training.augment`).
         train_bn: let BatchNorm layers of frozen groups keep learning (default: statistics frozen).
+        precise_bn: after training, recompute the running statistics of every BatchNorm layer that trained, as
+            exact averages over up to this many training images seen as at inference (no augmentation); 0: off.
+            The momentum-averaged statistics lag behind weights that moved fast (a random initialisation, few
+            steps) and then collapse eval-mode predictions (Wu & Johnson, "Rethinking 'Batch' in BatchNorm", 2021).
         early_stopping: patience in epochs on ``monitor``; each stage stops early, the best weights are restored.
         monitor: ``val_accuracy`` (higher is better) or ``val_loss`` (lower is better).
         precision: ``auto`` (bf16 on CUDA, fp32 on CPU), ``bf16`` or ``fp32``.
@@ -89,6 +93,7 @@ class TrainConfig:
     balanced_sampling: bool = False
     augment: str = "light"
     train_bn: bool = False
+    precise_bn: int = 0
     early_stopping: int | None = None
     monitor: str = "val_accuracy"
     precision: str = "auto"
@@ -291,6 +296,9 @@ class Trainer:
                     pos.update(stage=stage_index + 1, epoch_in_stage=0, step_in_epoch=0)
         if best_state is not None and c.early_stopping is not None:
             model.load_state_dict(best_state)
+        if c.precise_bn and history:
+            recalibrate_batchnorm(model, train, self.device, max_images=c.precise_bn, batch_size=c.batch_size,
+                                  seed=c.seed, autocast_ctx=self._autocast)
         model.backbone.unfreeze()
         model.eval()
         self._write_metrics(history, final=True)
@@ -372,6 +380,40 @@ class Trainer:
             tmp.write_text("".join(json.dumps(row) + "\n" for row in history))
         if final and history:
             save_training_curves(history, self.run_dir / "training_curves.png")
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: Any, data: ImageDataset, device: torch.device, *, max_images: int,
+                          batch_size: int = 32, seed: int = 0,
+                          autocast_ctx: Any = contextlib.nullcontext) -> int:
+    """PreciseBN: exact running statistics for the BatchNorm layers that train (frozen ones keep theirs).
+
+    Returns:
+        How many BatchNorm layers were recalibrated.
+    """
+    model.train()  # frozen groups stay in eval mode (Backbone.train): their statistics are the source's
+    norms = [m for m in model.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats]
+    model.eval()
+    if not norms:
+        return 0
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+        m.train()
+    order = np.random.default_rng(seed).permutation(len(data))[:max_images]
+    loader = model.backbone.batches(data, indices=np.sort(order), batch_size=batch_size)
+    try:
+        for batch in loader:
+            if len(batch["index"]) > 1:  # BatchNorm needs two values per channel
+                with autocast_ctx():
+                    model(move_to(batch["inputs"], device))
+    finally:
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+        model.eval()
+    return len(norms)
 
 
 def save_training_curves(history: list[dict[str, Any]], path: Path) -> Path:
