@@ -58,7 +58,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "scratch": {"epochs": 15, "lr": 2e-3, "scheduler": "cosine", "augment": "light", "batch_size": 32,
                 "weight_decay": 5e-4},
     "feature-extraction": {"head": "logistic", "batch_size": 64},
-    "two-stage": {"schedule": "two-stage", "head_epochs": 2, "epochs": 6, "lr_head": 3e-3, "lr_backbone": 5e-4,
+    "two-stage": {"schedule": "two-stage", "head_epochs": 2, "epochs": 6, "lr_head": 3e-3, "lr_backbone": 1e-3,
                   "lr_decay": 0.7, "scheduler": "cosine", "augment": "light", "batch_size": 32},
     "gradual": {"schedule": "gradual", "head_epochs": 2, "epochs_per_stage": 1, "epochs": 3, "lr_head": 3e-3,
                 "lr_backbone": 5e-4, "lr_decay": 0.7, "scheduler": "cosine", "augment": "light", "batch_size": 32},
