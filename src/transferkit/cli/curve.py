@@ -13,7 +13,7 @@ from .._progress import stderr_console
 from ..curve import CurveConfig, learning_curve
 from ..data import open_dataset, select_classes
 from ..workflows import DEFAULT_BACKBONE
-from ._common import add_runtime_options, emit, fraction, positive_int
+from ._common import add_runtime_options, add_text_options, emit, fraction, positive_int
 
 
 def int_list(text: str) -> list[int]:
@@ -44,13 +44,15 @@ def register(sub: Any) -> None:
     p.add_argument("--scratch-epochs", type=positive_int, default=15, help="scratch epochs (raised for small sets)")
     p.add_argument("--epochs", type=positive_int, default=6, help="fine-tune epochs (raised for small sets)")
     p.add_argument("--min-steps", type=positive_int, default=200, help="optimizer steps every trained run gets")
+    add_text_options(p)
     add_runtime_options(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    data = open_dataset(args.data)
-    test = open_dataset(args.test) if args.test else None
+    text = {"text_column": args.text_column, "label_column": args.label_column, "encoding": args.encoding}
+    data = open_dataset(args.data, **text)
+    test = open_dataset(args.test, **text) if args.test else None
     if args.classes:
         data = select_classes(data, args.classes)
         test = select_classes(test, args.classes) if test is not None else None

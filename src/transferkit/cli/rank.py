@@ -11,7 +11,7 @@ from rich.table import Table
 from ..data import open_dataset, select_classes
 from ..transferability import METRICS
 from ..transferability.rank import rank_backbones
-from ._common import add_runtime_options, emit, positive_int
+from ._common import add_runtime_options, add_text_options, emit, positive_int
 
 
 def register(sub: Any) -> None:
@@ -26,12 +26,14 @@ def register(sub: Any) -> None:
     p.add_argument("--classes", default=None, help="keep only these classes: names or indices, e.g. 0-4")
     p.add_argument("--seed", type=int, default=0, help="seeds the sample")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    add_text_options(p)
     add_runtime_options(p)
     p.set_defaults(run=run)
 
 
 def rank(args: argparse.Namespace) -> dict[str, Any]:
-    data = open_dataset(args.data)
+    data = open_dataset(args.data, text_column=args.text_column, label_column=args.label_column,
+                        encoding=args.encoding)
     if args.classes:
         data = select_classes(data, args.classes)
     rows = rank_backbones(data, args.candidates, layers=args.layers, sample=args.sample, metric=args.metric,
