@@ -312,9 +312,13 @@ def main() -> None:
     p.add_argument("--sources-dir", default=None,
                    help="keep the source bundles here and reuse them when present (default: a temporary directory, "
                         "deleted at the end); never inside the repository")
+    p.add_argument("--precise-bn", type=int, default=0, metavar="IMAGES",
+                   help="fine-tune every candidate with precise_bn=IMAGES (exact BatchNorm statistics after training)")
     p.add_argument("--out", default=None, help="JSON path (default bench/results/ranking-<date>[-quick].json)")
     args = p.parse_args()
     cfg = QUICK if args.quick else FULL
+    if args.precise_bn:
+        cfg = {**cfg, "fine_tune": {**cfg["fine_tune"], "precise_bn": args.precise_bn}}
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else cfg["seeds"]
 
     from run import machine  # bench/run.py, next to this file
