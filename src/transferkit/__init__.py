@@ -14,12 +14,15 @@ from .backbones import Backbone, Preprocessing, WeightsInfo, create_backbone, li
 from .bundle import load_bundle, save_bundle
 from .curve import CurveConfig, learning_curve
 from .data import (
+    AudioDataset,
     ImageDataset,
     TextDataset,
     from_arrays,
+    from_audio_folder,
     from_csv,
     from_folder,
     from_texts,
+    from_waveforms,
     load_embedded,
     load_fashion_mnist,
     open_dataset,
@@ -30,7 +33,13 @@ from .data import (
 from .evaluation import evaluate
 from .features import FeatureCache, extract_features
 from .heads import make_head
-from .strategies import STRATEGIES, FeatureExtractionClassifier, FineTuneClassifier, ScratchClassifier
+from .strategies import (
+    STRATEGIES,
+    FeatureExtractionClassifier,
+    FineTuneClassifier,
+    ScratchClassifier,
+    ZeroShotClassifier,
+)
 from .strategies.auto import choose_strategy
 from .transferability.rank import rank_backbones
 from .verdict import Verdict, transfer_verdict
@@ -38,8 +47,9 @@ from .verdict import Verdict, transfer_verdict
 __all__ = [
     "STRATEGIES", "Backbone", "BackboneError", "BundleError", "CurveConfig", "DataError", "FeatureCache",
     "FeatureExtractionClassifier", "FineTuneClassifier", "ImageDataset", "NotFittedError", "OfflineError",
+    "ZeroShotClassifier",
     "Preprocessing", "ScratchClassifier", "TransferkitError", "WeightsInfo", "__version__", "create_backbone",
     "evaluate", "extract_features", "from_arrays", "from_csv", "from_folder", "list_backbones", "load_bundle",
     "load_embedded", "load_fashion_mnist", "make_head", "open_dataset", "per_class", "save_bundle",
-    "stratified_split", "TextDataset", "from_texts", "read_text_table", "Verdict", "choose_strategy", "learning_curve", "rank_backbones", "transfer_verdict",
+    "stratified_split", "AudioDataset", "from_audio_folder", "from_waveforms", "TextDataset", "from_texts", "read_text_table", "Verdict", "choose_strategy", "learning_curve", "rank_backbones", "transfer_verdict",
 ]

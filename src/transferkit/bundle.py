@@ -140,10 +140,12 @@ def update_bundle_meta(directory: str | os.PathLike[str], **fields: Any) -> dict
 
 
 def _json_params(model: Any) -> dict[str, Any]:
-    out = {}
+    out: dict[str, Any] = {}
     for k, v in model.get_params(deep=False).items():
         if isinstance(v, (str, int, float, bool, type(None))):
             out[k] = v
+        elif isinstance(v, (list, tuple)) and all(isinstance(x, (str, int, float, bool)) for x in v):
+            out[k] = list(v)  # e.g. zero-shot labels: restored as given
         elif hasattr(v, "spec"):
             out[k] = v.spec
         else:

@@ -25,7 +25,7 @@ from .data import (
 )
 from .evaluation import evaluate
 from .features.extract import DEFAULT_MAX_BAD_FRACTION
-from .strategies import STRATEGIES, FeatureExtractionClassifier, ScratchClassifier
+from .strategies import STRATEGIES, FeatureExtractionClassifier, ScratchClassifier, ZeroShotClassifier
 
 DEFAULT_BACKBONE = "packaged:efficientnet_lite0"
 
@@ -65,6 +65,11 @@ class FitConfig:
         baseline_epochs: epochs of the scratch baseline (default: :class:`ScratchClassifier`'s).
         baseline_image_size: input size of the baseline (default: the transfer model's, so the comparison is fair).
         text_column, label_column, encoding: how a text file (CSV/TSV/JSONL) is read.
+        labels: ``zero-shot``: the classes, ``"a,b,c"`` or ``"name: description"`` items separated by commas.
+        template: ``zero-shot``: format string each label text is embedded through (``"{}"``).
+        temperature: ``zero-shot``: softmax temperature over cosine similarities (default 0.05).
+        peft: ``fine-tune`` of a transformer text backbone with parameter-efficient adapters: ``lora``.
+        lora_rank: rank of the LoRA adapters (alpha = 2 x rank).
     """
 
     data: str
@@ -95,6 +100,11 @@ class FitConfig:
     text_column: str = "text"
     label_column: str = "label"
     encoding: str = "utf-8"
+    labels: str | None = None
+    template: str = "{}"
+    temperature: float | None = None
+    peft: str | None = None
+    lora_rank: int | None = None
 
 
 def make_strategy(cfg: FitConfig) -> Any:
@@ -107,6 +117,12 @@ def make_strategy(cfg: FitConfig) -> Any:
               "max_bad_fraction": cfg.max_bad_fraction}
     if cfg.batch_size:
         common["batch_size"] = cfg.batch_size
+    if cfg.strategy == "zero-shot":
+        return _zero_shot_strategy(cfg, common)
+    if cfg.labels is not None:
+        raise TransferkitError(f"--labels applies to --strategy zero-shot; {cfg.strategy} learns the classes from DATA.")
+    if (cfg.peft or cfg.lora_rank) and cfg.strategy != "fine-tune":
+        raise TransferkitError(f"--peft trains adapters while fine-tuning; use --strategy fine-tune. Got {cfg.strategy}.")
     if cfg.strategy == "feature-extraction":
         if cfg.image_size or cfg.epochs:
             raise TransferkitError("--image-size and --epochs apply to fine-tune and scratch, not feature-extraction.")
@@ -119,11 +135,60 @@ def make_strategy(cfg: FitConfig) -> Any:
     extra: dict[str, Any] = {"epochs": cfg.epochs} if cfg.epochs else {}
     if cfg.strategy == "fine-tune":
         extra.update(layer=cfg.layer, pretrained=not cfg.random_init)
+        extra.update({k: v for k, v in {"peft": cfg.peft, "lora_rank": cfg.lora_rank}.items() if v is not None})
     unknown = sorted(set(cfg.train) - accepted)
     if unknown:
         raise TransferkitError(f"{cfg.strategy} has no setting {unknown[0]!r}.{did_you_mean(unknown[0], accepted)}")
     extra.update({k: v for k, v in cfg.train.items() if v is not None})
     return cls(cfg.backbone, image_size=cfg.image_size, run_dir=cfg.out, **extra, **common)
+
+
+def _zero_shot_strategy(cfg: FitConfig, common: dict[str, Any]) -> ZeroShotClassifier:
+    if cfg.labels is None:
+        raise TransferkitError("--strategy zero-shot needs --labels, e.g. --labels 'sports,cooking' or "
+                               "'sports: a text about sport,cooking: a recipe'.")
+    ignored = [flag for flag, value in (("--epochs", cfg.epochs), ("--image-size", cfg.image_size), ("--layer", cfg.layer),
+                                        ("--random-init", cfg.random_init), ("--peft", cfg.peft),
+                                        ("--head", cfg.head != "logistic"), ("training options", cfg.train)) if value]
+    if ignored:
+        raise TransferkitError(f"{ignored[0]} does not apply to zero-shot, which trains nothing; drop it.")
+    extra: dict[str, Any] = {"temperature": cfg.temperature} if cfg.temperature is not None else {}
+    return ZeroShotClassifier(cfg.backbone, labels=cfg.labels, template=cfg.template, cache=cfg.cache, **extra, **common)
+
+
+def zero_shot_bundle(cfg: FitConfig) -> dict[str, Any]:
+    """``fit --strategy zero-shot``: embed the labels, evaluate on DATA when it is labeled, write a bundle.
+
+    Nothing is trained, so no split is held out: a labeled DATA (after ``classes``/``per_class``) is evaluated
+    whole, and its class names must be among the labels. There is no scratch baseline and no verdict: a model
+    trained on DATA's labels would answer another question (what labels buy), not whether transfer helped.
+    """
+    start = time.perf_counter()
+    data = open_dataset(cfg.data, text_column=cfg.text_column, label_column=cfg.label_column, encoding=cfg.encoding)
+    labeled = data.labels is not None and len(data.classes) > 0
+    if labeled and cfg.classes:
+        data = select_classes(data, cfg.classes)
+    if labeled and cfg.per_class is not None:
+        data = per_class(data, cfg.per_class, seed=cfg.seed)
+    estimator = make_strategy(cfg)
+    estimator.fit(data)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = evaluate(estimator, data, confusion_png=out / "confusion_matrix.png") if labeled and len(data) else {}
+    data_info = _data_info(cfg, data, data.subset([]), data, estimator, metrics)
+    data_info["evaluated_on"] = "all of DATA (zero-shot trains nothing)" if metrics else "nothing (DATA has no labels)"
+    save_bundle(estimator, out, metrics=metrics, data=data_info,
+                extra={"config": dataclasses.asdict(cfg), "auto": None, "verdict": None})
+    return {
+        "bundle": str(out), "strategy": cfg.strategy, "backbone": estimator.backbone_.spec, "layer": estimator.layer_,
+        "accuracy": metrics.get("accuracy"), "macro_f1": metrics.get("macro_f1"),
+        "licence": estimator.backbone_.weights.licence, "train_images": 0, "val_images": len(data) if metrics else 0,
+        "modality": "text", "labels": estimator.fit_info_["labels"], "temperature": estimator.temperature,
+        "inputs": None, "duplicates": data_info.get("duplicates"),
+        "skipped": [{"input": s[0], "reason": s[1]} for s in data_info["skipped"]],
+        "confusion_png": metrics.get("confusion_png"), "seconds": round(time.perf_counter() - start, 2),
+        "metrics": metrics, "verdict": None, "auto": None,
+    }
 
 
 def prepare_data(cfg: FitConfig) -> tuple[ImageDataset, ImageDataset, ImageDataset]:
@@ -148,6 +213,8 @@ def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
         A JSON-ready summary: ``bundle``, ``accuracy``, ``macro_f1``, ``strategy``, ``backbone``, ``licence``,
         ``train_images``, ``val_images``, ``skipped``, ``seconds``, ``confusion_png``, ``metrics``, ``verdict``.
     """
+    if cfg.strategy == "zero-shot":
+        return zero_shot_bundle(cfg)
     start = time.perf_counter()
     data, train, val = prepare_data(cfg)
     auto = None
@@ -312,6 +379,8 @@ def _training_report(estimator: Any, out: Path) -> dict[str, Any]:
         return {}
     report: dict[str, Any] = {"train_config": info["train_config"], "plan": info["plan"],
                               "epochs_run": len(info["history"]), "lr_find": info.get("lr_find")}
+    if info.get("peft"):
+        report["peft"] = info["peft"]
     if (out / "metrics.jsonl").is_file():
         report["metrics_jsonl"] = str(out / "metrics.jsonl")
     if (out / "training_curves.png").is_file():

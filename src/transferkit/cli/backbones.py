@@ -57,7 +57,11 @@ def render_one(console: Console, b: dict[str, Any]) -> None:
     console.print(f"weights: {w['origin']} | licence {w['licence']} | task {w['source_task'] or '-'} | "
                   f"sha256 {w['checksum'][:16]}…", highlight=False)
     p = b["preprocessing"]
-    console.print(f"preprocessing: input {tuple(p['input_size'])}, mean {tuple(p['mean'])}, std {tuple(p['std'])}, "
-                  f"{p['interpolation']}, crop {p['crop_pct']:.3f}", highlight=False)
+    if "input_size" in p:
+        console.print(f"preprocessing: input {tuple(p['input_size'])}, mean {tuple(p['mean'])}, std {tuple(p['std'])}, "
+                      f"{p['interpolation']}, crop {p['crop_pct']:.3f}", highlight=False)
+    else:  # text and audio: their own fields (tokenizer, pooling; sample rate, max seconds, ...)
+        console.print("preprocessing: " + ", ".join(f"{k} {v}" for k, v in p.items() if v not in ("", None)),
+                      highlight=False)
     console.print("layers: " + ", ".join(f"{k} ({v})" for k, v in b["layers"].items()), highlight=False)
     console.print("groups (input → output): " + ", ".join(b["groups"]), highlight=False)

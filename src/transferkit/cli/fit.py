@@ -46,6 +46,15 @@ def register(sub: Any) -> None:
                    help="input size of the baseline (default: the transfer model's)")
     add_train_options(p)
     add_text_options(p)
+    z = p.add_argument_group("text: zero-shot and parameter-efficient fine-tuning")
+    z.add_argument("--labels", default=None, help="zero-shot: class names, comma-separated; 'name: description' "
+                   "embeds the description (DATA, if labeled, is only evaluated; its classes must be among these)")
+    z.add_argument("--template", default="{}", help="zero-shot: text each label goes into, e.g. 'This text is about {}.'")
+    z.add_argument("--temperature", type=float, default=None,
+                   help="zero-shot: softmax temperature over cosine similarities (default 0.05)")
+    z.add_argument("--peft", choices=["lora", "prompt-tuning"], default=None,
+                   help="fine-tune: train adapters instead of the encoder weights (hf:/packaged transformers)")
+    z.add_argument("--lora-rank", type=positive_int, default=None, help="--peft lora: rank of the adapters (default 8)")
     add_runtime_options(p)
     p.set_defaults(run=run)
 
@@ -60,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         train=train_overrides(args, args.strategy), baseline=not args.no_baseline,
         baseline_seeds=args.baseline_seeds, baseline_epochs=args.baseline_epochs,
         baseline_image_size=args.baseline_image_size, text_column=args.text_column, label_column=args.label_column,
-        encoding=args.encoding,
+        encoding=args.encoding, labels=args.labels, template=args.template, temperature=args.temperature,
+        peft=args.peft, lora_rank=args.lora_rank,
     )
     result = fit_bundle(cfg)
     emit(args, result, render)
@@ -71,8 +81,13 @@ def render(console: Console, r: dict[str, Any]) -> None:
     table = Table(title="transferkit fit", show_header=False)
     for key in ("strategy", "backbone", "layer", "licence", "train_images", "val_images"):
         table.add_row(key, str(r[key]))
-    table.add_row("accuracy (val)", f"{r['accuracy']:.4f}")
-    table.add_row("macro-F1 (val)", f"{r['macro_f1']:.4f}")
+    if r["accuracy"] is None:
+        table.add_row("accuracy (val)", "n/a (DATA has no labels)")
+    else:
+        table.add_row("accuracy (val)", f"{r['accuracy']:.4f}")
+        table.add_row("macro-F1 (val)", f"{r['macro_f1']:.4f}")
+    if r.get("labels"):
+        table.add_row("labels (zero-shot)", ", ".join(r["labels"]))
     table.add_row("seconds", f"{r['seconds']:.1f}")
     table.add_row("bundle", r["bundle"])
     table.add_row("confusion matrix", str(r["confusion_png"]))

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from .._errors import DataError
 from ..bundle import load_bundle
-from ..data import ImageDataset, TextDataset, read_text_table
+from ..data import ImageDataset, TextDataset, from_audio_files, read_text_table
 from ._common import add_runtime_options, add_text_options, emit, positive_int
 
 
@@ -64,6 +64,8 @@ def predict_files(bundle: str, inputs: list[str], *, text_column: str = "text", 
     model = load_bundle(bundle, **overrides)
     if model.modality_ == "text":
         ds: Any = read_texts(inputs, text_column=text_column, encoding=encoding)
+    elif model.modality_ == "audio":
+        ds = from_audio_files(expand_inputs(inputs))
     else:
         ds = ImageDataset(expand_inputs(inputs), None, [], name="inputs")
     proba, index, skipped = model.predict_proba_details(ds)

@@ -94,6 +94,8 @@ def check_trainable(ds: Any) -> None:
     if len(ds) == 0:
         if getattr(ds, "modality", "image") == "text":
             raise DataError(f"Dataset {ds.name or ''} has no texts; point to a CSV, TSV or JSONL with text,label.")
+        if getattr(ds, "modality", "image") == "audio":
+            raise DataError(f"Dataset {ds.name or ''} has no clips; point to a folder with <class>/<clip>.wav files.")
         raise DataError(f"Dataset {ds.name or ''} has no images; point to a folder with <class>/<image> files.")
     if ds.labels is None:
         raise DataError("Training needs labels; give a folder with one subfolder per class or a CSV with path,label.")

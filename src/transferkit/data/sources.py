@@ -15,6 +15,7 @@ import numpy as np
 
 from .._errors import DataError
 from ._dataset import ImageDataset
+from .audio import from_audio_folder, is_audio_folder
 from .text import is_text_table, read_text_table
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -174,7 +175,8 @@ def load_embedded() -> ImageDataset:
 def open_dataset(spec: str | os.PathLike[str], *, text_column: str = "text", label_column: str = "label",
                  encoding: str = "utf-8") -> Any:
     """What the CLI's DATA argument means: ``embedded``, ``fashion-mnist[:train|test]``, a folder, a ``path,label``
-    ``.csv`` of images, or texts: a ``.csv`` with a ``text_column``, a ``.tsv``, a ``.jsonl`` (→ ``TextDataset``).
+    ``.csv`` of images, or texts: a ``.csv`` with a ``text_column``, a ``.tsv``, a ``.jsonl`` (→ ``TextDataset``);
+    a folder whose files are mostly WAV/FLAC/OGG is sound (→ ``AudioDataset``).
 
     Args:
         spec: the DATA argument.
@@ -194,4 +196,6 @@ def open_dataset(spec: str | os.PathLike[str], *, text_column: str = "text", lab
     if path.is_file():
         raise DataError(f"{text!r} is a file; DATA must be a folder of <class>/<image>, a .csv, .tsv or .jsonl, "
                         "or 'embedded'.")
+    if is_audio_folder(path):
+        return from_audio_folder(path)
     return from_folder(path)

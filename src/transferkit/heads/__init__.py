@@ -75,7 +75,7 @@ def head_to_module(head: Any) -> tuple[nn.Module, dict[str, Any]] | None:
         coef = np.vstack([np.zeros_like(coef), coef])
         intercept = np.concatenate([[0.0], intercept])
     config = {"type": "linear", "in_features": coef.shape[1], "out_features": coef.shape[0], "standardize": True}
-    module = build_head_module(config)
+    module: Any = build_head_module(config)
     std, linear = module[0], module[1]
     if not (isinstance(std, Standardize) and isinstance(linear, nn.Linear)):  # pragma: no cover - internal invariant
         raise TypeError("unexpected head layout")

@@ -23,14 +23,32 @@ class Standardize(nn.Module):
         return (x - self.mean) / self.scale
 
 
-def build_head_module(config: dict[str, Any]) -> nn.Sequential:
+class CosineHead(nn.Module):
+    """Logits ``cos(x, w_k) / temperature`` against fixed class embeddings ``weight`` ``(K, D)`` (zero-shot)."""
+
+    weight: torch.Tensor
+
+    def __init__(self, num_features: int, num_classes: int, temperature: float):
+        super().__init__()
+        self.register_buffer("weight", torch.zeros(num_classes, num_features))
+        self.temperature = float(temperature)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.normalize(x.float(), dim=-1)
+        w = nn.functional.normalize(self.weight.float(), dim=-1)
+        return x @ w.T / self.temperature
+
+
+def build_head_module(config: dict[str, Any]) -> nn.Module:
     """Rebuild a head from its config.
 
-    Config keys: ``type`` (``linear`` or ``mlp``), ``in_features``, ``out_features``, ``standardize`` (bool),
-    and for ``mlp`` ``hidden`` (list of widths) and ``dropout``.
+    Config keys: ``type`` (``linear``, ``mlp`` or ``cosine``), ``in_features``, ``out_features``, ``standardize``
+    (bool), for ``mlp`` ``hidden`` (list of widths) and ``dropout``, for ``cosine`` ``temperature``.
     """
     kind = config["type"]
     d_in, d_out = int(config["in_features"]), int(config["out_features"])
+    if kind == "cosine":
+        return CosineHead(d_in, d_out, float(config["temperature"]))
     layers: list[nn.Module] = [Standardize(d_in)] if config.get("standardize") else []
     if kind == "linear":
         layers.append(nn.Linear(d_in, d_out))

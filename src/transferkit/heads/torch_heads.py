@@ -49,7 +49,7 @@ class TorchHeadClassifier(ClassifierMixin, BaseEstimator):
         }
         g = torch.Generator().manual_seed(self.random_state)
         torch.manual_seed(self.random_state)
-        module = build_head_module(self.config_)
+        module: Any = build_head_module(self.config_)  # standardize=True: a Sequential led by Standardize
         std: Any = module[0]
         std.mean.copy_(torch.from_numpy(X.mean(0)))
         std.scale.copy_(torch.from_numpy(X.std(0) + 1e-6))

@@ -1,8 +1,9 @@
 """What every transfer strategy shares: scikit-learn estimator behaviour over images or texts.
 
 ``X`` is an :class:`~transferkit.data.ImageDataset`, an array of images ``(N, H, W[, C])`` or a list of image
-paths; with a text backbone, a :class:`~transferkit.data.TextDataset` or a list of texts. ``y`` gives labels
-when ``X`` does not carry them. ``classes_`` are class names.
+paths; with a text backbone, a :class:`~transferkit.data.TextDataset` or a list of texts; with an audio backbone,
+an :class:`~transferkit.data.AudioDataset` or a list of audio files. ``y`` gives labels when ``X`` does not carry
+them. ``classes_`` are class names.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .._errors import DataError, NotFittedError
-from ..data import ImageDataset, TextDataset, from_arrays, from_texts
+from ..data import AudioDataset, ImageDataset, TextDataset, from_arrays, from_audio_files, from_texts
 
 
 def as_dataset(X: Any, y: Any = None, modality: str = "image") -> Any:
@@ -26,16 +27,28 @@ def as_dataset(X: Any, y: Any = None, modality: str = "image") -> Any:
         X, y: the inputs (see the module docstring) and optional labels.
         modality: what the backbone reads; a list of strings is texts for ``text``, image paths for ``image``.
     """
-    if isinstance(X, (ImageDataset, TextDataset)):
+    if isinstance(X, (ImageDataset, TextDataset, AudioDataset)):
         if y is not None:
             raise DataError(f"Pass labels either inside the {type(X).__name__} or as y, not both.")
         if getattr(X, "modality", "image") != modality:
             raise DataError(
                 f"The backbone reads {modality}s but the data holds {getattr(X, 'modality', 'image')}s; pick a "
-                f"{'text backbone (hf:, packaged:all-minilm-l6-v2, vectors:)' if modality == 'image' else 'image backbone'}"
-                " or other data."
+                f"{_BACKBONE_HINT.get(getattr(X, 'modality', 'image'), 'image backbone')} or other data."
             )
         return X
+    if modality == "audio":
+        if isinstance(X, (str, os.PathLike)):
+            X = [X]
+        if isinstance(X, Sequence) and all(isinstance(p, (str, os.PathLike)) for p in X):
+            ds = from_audio_files(X)
+            if y is None:
+                return ds
+            labels = np.asarray(y)
+            classes = sorted({str(v) for v in labels})
+            index = {c: i for i, c in enumerate(classes)}
+            return AudioDataset(ds.items, np.array([index[str(v)] for v in labels]), classes, "inputs")
+        raise DataError(f"X must be an AudioDataset (from_audio_folder, from_waveforms) or a list of audio files for "
+                        f"an audio backbone. Got {type(X).__name__}.")
     if modality == "text":
         if isinstance(X, str):
             X = [X]
@@ -56,6 +69,13 @@ def as_dataset(X: Any, y: Any = None, modality: str = "image") -> Any:
     raise DataError(
         f"X must be an ImageDataset, an image array (N, H, W[, C]) or a list of paths. Got {type(X).__name__}."
     )
+
+
+_BACKBONE_HINT = {
+    "text": "text backbone (hf:, packaged:all-minilm-l6-v2, vectors:)",
+    "audio": "audio backbone (packaged:crepe-tiny, packaged:crepe-full, hf:<wav2vec2/HuBERT model>)",
+    "image": "image backbone",
+}
 
 
 def class_values(ds: ImageDataset, y: Any) -> np.ndarray:

@@ -21,8 +21,10 @@ import numpy as np
 import torch
 
 from .._dist import is_main_process
+from .._errors import TransferkitError
 from .._utils import resolve_device, set_seed
 from ..backbones import Backbone
+from ..backbones.adapters import DEFAULT_LORA_RANK, PEFT_METHODS, LoraAdapters
 from ..data import ImageDataset, check_trainable, stratified_split
 from ..features.extract import DEFAULT_MAX_BAD_FRACTION, check_bad_fraction
 from ..heads import build_head_module
@@ -68,6 +70,10 @@ class FineTuneClassifier(TransferClassifier):
         pretrained: False trains the same architecture from a random initialisation.
         run_dir: where checkpoints, ``metrics.jsonl`` and ``training_curves.png`` go; needed for ``resume``.
         checkpoint_every: also checkpoint every N steps (every epoch always, when ``run_dir`` is set).
+        peft: ``lora`` trains LoRA adapters on the attention of a transformer text backbone instead of its
+            weights (merged into them after training; see :mod:`transferkit.backbones.adapters`); the head is
+            trained as usual. Adapters learn at ``lr_backbone`` (LoRA usually wants about 1e-3).
+        lora_rank: rank of the LoRA adapters.
         lr_find: run a learning-rate range test for the head (backbone frozen) first and use its suggestion as
             ``lr_head``; the model is restored exactly afterwards (see :func:`transferkit.training.lr_find`).
         max_bad_fraction, device, num_workers, seed, progress: as everywhere.
@@ -110,6 +116,8 @@ class FineTuneClassifier(TransferClassifier):
         run_dir: str | None = None,
         checkpoint_every: int | None = None,
         lr_find: bool = False,
+        peft: str | None = None,
+        lora_rank: int = DEFAULT_LORA_RANK,
         max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
         device: str = "auto",
         num_workers: int = 0,
@@ -117,6 +125,8 @@ class FineTuneClassifier(TransferClassifier):
         progress: bool = True,
     ):
         self.lr_find = lr_find
+        self.peft = peft
+        self.lora_rank = lora_rank
         self.backbone = backbone
         self.layer = layer
         self.schedule = schedule
@@ -173,6 +183,7 @@ class FineTuneClassifier(TransferClassifier):
             resume: continue the interrupted run saved in ``run_dir``.
         """
         start = time.perf_counter()
+        self._check_peft()
         set_seed(self.seed)
         config = self.train_config()
         backbone = resolve_backbone(self.backbone, self.pretrained)
@@ -193,6 +204,7 @@ class FineTuneClassifier(TransferClassifier):
             train, val = stratified_split(train, self.validation_fraction, seed=self.seed)
         device = resolve_device(self.device)
         torch.manual_seed(self.seed)
+        adapters = LoraAdapters(backbone, self.lora_rank) if self.peft else None
         model, head_config = self._build(backbone, len(ds.classes))
         run_dir = Path(self.run_dir) if self.run_dir else None
         lr_found = self._find_head_lr(model, train) if self.lr_find and not resume else None
@@ -203,6 +215,7 @@ class FineTuneClassifier(TransferClassifier):
         if run_dir is not None and is_main_process():  # finished: the fitted model supersedes the checkpoints
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
         model.cpu()
+        peft_report = self._merge_adapters(adapters, model) if adapters is not None else None
         self.model_ = model
         self.backbone_ = model.backbone
         self.layer_ = model.layer
@@ -218,9 +231,26 @@ class FineTuneClassifier(TransferClassifier):
             "train_config": dataclasses.asdict(config),
             "plan": [dataclasses.asdict(s) for s in trainer.plan(model)],
             "lr_find": lr_found,
+            **({"peft": peft_report} if peft_report is not None else {}),
             "seconds": round(time.perf_counter() - start, 3),
         }
         return self
+
+    def _check_peft(self) -> None:
+        if self.peft == "prompt-tuning":
+            raise TransferkitError("--peft prompt-tuning is not supported yet; use --peft lora.")
+        if self.peft is not None and self.peft not in PEFT_METHODS:
+            raise TransferkitError(f"peft must be one of: {', '.join(PEFT_METHODS)}. Got {self.peft!r} instead.")
+
+    @staticmethod
+    def _merge_adapters(adapters: LoraAdapters, model: TransferModel) -> dict[str, Any]:
+        """Fold the trained adapters into the weights; count what was trained (adapters + head)."""
+        report = dict(adapters.merge())
+        head = sum(p.numel() for p in model.head.parameters())
+        trainable = report["adapter_parameters"] + head
+        report.update(head_parameters=head, trainable_parameters=trainable,
+                      trainable_fraction=round(trainable / (report["backbone_parameters"] + trainable), 6))
+        return report
 
     def _find_head_lr(self, model: TransferModel, train: ImageDataset) -> dict[str, Any]:
         from ..training import lr_find

@@ -35,6 +35,8 @@ class ScratchClassifier(FineTuneClassifier):
     lr_decay = 1.0
     train_bn = False
     lr_find = False
+    peft = None  # the scratch baseline trains every weight
+    lora_rank = 8
 
     def __init__(
         self,
