@@ -30,7 +30,8 @@ from .timm import hub_reachable
 DEFAULT_MAX_LENGTH = 128
 OPTIONS_FILE = "transferkit_text.json"  # pooling and max_length, written next to a bundle's tokenizer
 UNKNOWN_LICENCE = "unknown — check the model card"
-OFFLINE_ALTERNATIVES = "packaged:all-minilm-l6-v2, packaged:glove-6b-50d, hf:<local model dir>, or a bundle:<dir>"
+OFFLINE_ALTERNATIVES = ("packaged:all-minilm-l6-v2 or packaged:glove-6b-50d (text), packaged:crepe-tiny (audio), "
+                        "hf:<local model dir>, or a bundle:<dir>")
 _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -152,42 +153,62 @@ def _default_pooling(directory: Path | None) -> str:
 
 def _load(name: str, pretrained: bool) -> tuple[Any, Any, Path | None, str]:
     """``(model, tokenizer, local directory or None, origin)``; hub ids go to the network only when reachable."""
+    return load_transformers(name, pretrained, processor="AutoTokenizer", what="model",
+                             needs="config.json, model.safetensors (or pytorch_model.bin) and the tokenizer files",
+                             alternatives=OFFLINE_ALTERNATIVES)
+
+
+def load_transformers(name: str, pretrained: bool, *, processor: str, what: str, needs: str,
+                      alternatives: str) -> tuple[Any, Any, Path | None, str]:
+    """``(model, processor, local directory or None, origin)`` for any transformers encoder.
+
+    A directory is read as it is; a hub id from the local cache first, and from the network only when the hub is
+    reachable, so offline it fails in seconds with ``alternatives`` in the message.
+
+    Args:
+        name: hub id or local directory.
+        pretrained: False builds the same config with random weights.
+        processor: the ``transformers`` auto class of the input processor (``AutoTokenizer``,
+            ``AutoFeatureExtractor``).
+        what, needs, alternatives: wording of the errors (``"speech model"``, the files a directory needs, the
+            specs that work offline).
+    """
     tf = _transformers()
     directory = Path(name) if os.path.isdir(name) else None
 
     def load(local_only: bool) -> tuple[Any, Any]:
         kwargs: dict[str, Any] = {"local_files_only": local_only}
-        tokenizer = tf.AutoTokenizer.from_pretrained(name, **kwargs)
+        pre = getattr(tf, processor).from_pretrained(name, **kwargs)
         if pretrained:
             model = tf.AutoModel.from_pretrained(name, **kwargs)
         else:
             model = tf.AutoModel.from_config(tf.AutoConfig.from_pretrained(name, **kwargs))
-        return model, tokenizer
+        return model, pre
 
     if directory is not None:
         try:
-            model, tokenizer = load(True)
+            model, pre = load(True)
         except (OSError, ValueError, KeyError) as e:
             raise BackboneError(
-                f"{name!r} is not a loadable transformers model directory ({str(e).splitlines()[0]}); it needs "
-                "config.json, model.safetensors (or pytorch_model.bin) and the tokenizer files."
+                f"{name!r} is not a loadable transformers {what} directory ({str(e).splitlines()[0]}); it needs "
+                f"{needs}."
             ) from None
-        return model, tokenizer, directory, str(directory.resolve())
+        return model, pre, directory, str(directory.resolve())
     try:
-        model, tokenizer = load(True)
-        return model, tokenizer, None, f"hf-hub:{name}"
+        model, pre = load(True)
+        return model, pre, None, f"hf-hub:{name}"
     except (OSError, ValueError):
         pass
     if not hub_reachable():
         raise OfflineError(
             f"hf:{name} is not in the local Hugging Face cache and the hub cannot be reached (offline). "
-            f"Use {OFFLINE_ALTERNATIVES}."
+            f"Use {alternatives}."
         )
     try:
-        model, tokenizer = load(False)
+        model, pre = load(False)
     except (OSError, ValueError) as e:
-        raise OfflineError(f"Could not download hf:{name}: {str(e).splitlines()[0]}. Use {OFFLINE_ALTERNATIVES}.") from e
-    return model, tokenizer, None, f"hf-hub:{name}"
+        raise OfflineError(f"Could not download hf:{name}: {str(e).splitlines()[0]}. Use {alternatives}.") from e
+    return model, pre, None, f"hf-hub:{name}"
 
 
 def _hub_file(name: str, filename: str) -> Path | None:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._errors import BackboneError, OfflineError
+from .._errors import BackboneError
 from .._utils import sha256_file
 from ._audio import DEFAULT_MAX_SECONDS, AudioBackbone, AudioPreprocessing, masked_mean
 from ._base import DEFAULT_LAYER, WeightsInfo, state_dict_checksum
@@ -123,42 +123,11 @@ def _groups(trunk: HFAudioTrunk, layers_name: str, num_layers: int, stable_norm:
 
 def _load(name: str, pretrained: bool) -> tuple[Any, Any, Path | None, str]:
     """``(model, feature extractor, local directory or None, origin)``; the hub only when reachable."""
-    from .hf import _transformers
-    from .timm import hub_reachable
+    from .hf import load_transformers
 
-    tf = _transformers()
-    directory = Path(name) if os.path.isdir(name) else None
-
-    def load(local_only: bool) -> tuple[Any, Any]:
-        extractor = tf.AutoFeatureExtractor.from_pretrained(name, local_files_only=local_only)
-        if pretrained:
-            model = tf.AutoModel.from_pretrained(name, local_files_only=local_only)
-        else:
-            model = tf.AutoModel.from_config(tf.AutoConfig.from_pretrained(name, local_files_only=local_only))
-        return model, extractor
-
-    if directory is not None:
-        try:
-            model, extractor = load(True)
-        except (OSError, ValueError, KeyError) as e:
-            raise BackboneError(
-                f"{name!r} is not a loadable transformers speech model directory ({str(e).splitlines()[0]}); it "
-                "needs config.json, preprocessor_config.json and model.safetensors (or pytorch_model.bin)."
-            ) from None
-        return model, extractor, directory, str(directory.resolve())
-    try:
-        model, extractor = load(True)
-        return model, extractor, None, f"hf-hub:{name}"
-    except (OSError, ValueError):
-        pass
-    if not hub_reachable():
-        raise OfflineError(f"hf:{name} is not in the local Hugging Face cache and the hub cannot be reached "
-                           f"(offline). Use {OFFLINE_ALTERNATIVES}.")
-    try:
-        model, extractor = load(False)
-    except (OSError, ValueError) as e:
-        raise OfflineError(f"Could not download hf:{name}: {str(e).splitlines()[0]}. Use {OFFLINE_ALTERNATIVES}.") from e
-    return model, extractor, None, f"hf-hub:{name}"
+    return load_transformers(name, pretrained, processor="AutoFeatureExtractor", what="speech model",
+                             needs="config.json, preprocessor_config.json and model.safetensors (or pytorch_model.bin)",
+                             alternatives=OFFLINE_ALTERNATIVES)
 
 
 def backbone_from_hf_audio(name: str, *, spec: str, arch_spec: str, pretrained: bool = True,
