@@ -211,6 +211,18 @@ def load_transformers(name: str, pretrained: bool, *, processor: str, what: str,
     return model, pre, None, f"hf-hub:{name}"
 
 
+def weights_and_card(name: str, directory: Path | None) -> tuple[Path | None, Path | None]:
+    """The weights file (safetensors first) and the model card of a local directory or a cached hub model."""
+    weights_file = None
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        candidate = directory / filename if directory is not None else _hub_file(name, filename)
+        if candidate is not None and candidate.is_file():
+            weights_file = candidate
+            break
+    readme = directory / "README.md" if directory is not None else _hub_file(name, "README.md")
+    return weights_file, readme
+
+
 def _hub_file(name: str, filename: str) -> Path | None:
     try:
         from huggingface_hub import try_to_load_from_cache
@@ -259,13 +271,7 @@ def backbone_from_hf(
     hidden = int(model.config.hidden_size)
 
     if pretrained:
-        weights_file = None
-        for filename in ("model.safetensors", "pytorch_model.bin"):
-            candidate = directory / filename if directory is not None else _hub_file(name, filename)
-            if candidate is not None and candidate.is_file():
-                weights_file = candidate
-                break
-        readme = directory / "README.md" if directory is not None else _hub_file(name, "README.md")
+        weights_file, readme = weights_and_card(name, directory)
         weights = WeightsInfo(
             source=spec.split(":", 1)[0], pretrained=True, licence=licence or _read_licence(readme),
             origin=origin or found_origin,

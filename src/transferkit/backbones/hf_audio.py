@@ -147,7 +147,7 @@ def backbone_from_hf_audio(name: str, *, spec: str, arch_spec: str, pretrained: 
     Example:
         >>> bb = create_backbone("hf:facebook/wav2vec2-base", max_seconds=5)
     """
-    from .hf import _hub_file, _read_licence
+    from .hf import _read_licence, weights_and_card
 
     model, extractor, directory, origin = _load(name, pretrained)
     options: dict[str, Any] = {}
@@ -171,13 +171,7 @@ def backbone_from_hf_audio(name: str, *, spec: str, arch_spec: str, pretrained: 
     hidden = int(config.hidden_size)
     source = spec.split(":", 1)[0]
     if pretrained:
-        weights_file = None
-        for filename in ("model.safetensors", "pytorch_model.bin"):
-            candidate = directory / filename if directory is not None else _hub_file(name, filename)
-            if candidate is not None and candidate.is_file():
-                weights_file = candidate
-                break
-        readme = directory / "README.md" if directory is not None else _hub_file(name, "README.md")
+        weights_file, readme = weights_and_card(name, directory)
         weights = WeightsInfo(source=source, pretrained=True, licence=_read_licence(readme), origin=origin,
                               checksum=sha256_file(weights_file) if weights_file else state_dict_checksum(trunk),
                               source_task=f"self-supervised speech ({config.model_type})")

@@ -79,14 +79,19 @@ class ImageDataset:
         return ImageDataset(items, labels, list(self.classes), self.name, [])
 
     def class_counts(self) -> dict[str, int]:
-        if self.labels is None:
-            return {}
-        counts = Counter(int(v) for v in self.labels)
-        return {c: counts.get(i, 0) for i, c in enumerate(self.classes)}
+        return count_per_class(self.labels, self.classes)
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "images": len(self), "classes": len(self.classes),
                 "per_class": self.class_counts(), "skipped": [list(s) for s in self.skipped]}
+
+
+def count_per_class(labels: np.ndarray | None, classes: Sequence[str]) -> dict[str, int]:
+    """``{class name: number of items}`` in class order (every modality's ``class_counts``)."""
+    if labels is None:
+        return {}
+    counts = Counter(int(v) for v in labels)
+    return {c: counts.get(i, 0) for i, c in enumerate(classes)}
 
 
 def check_trainable(ds: Any) -> None:

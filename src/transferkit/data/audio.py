@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import DataError
+from ._dataset import count_per_class
 from ._images import BadImage
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".mp3")
@@ -147,10 +147,7 @@ class AudioDataset:
         return AudioDataset([self.items[i] for i in idx], labels, list(self.classes), self.name, [], self.sample_rate)
 
     def class_counts(self) -> dict[str, int]:
-        if self.labels is None:
-            return {}
-        counts = Counter(int(v) for v in self.labels)
-        return {c: counts.get(i, 0) for i, c in enumerate(self.classes)}
+        return count_per_class(self.labels, self.classes)
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "clips": len(self), "classes": len(self.classes),

@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import os
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import DataError
+from ._dataset import count_per_class
 
 TEXT_SUFFIXES = (".csv", ".tsv", ".jsonl", ".txt")
 
@@ -75,10 +75,7 @@ class TextDataset:
         return TextDataset([self.items[i] for i in idx], labels, list(self.classes), self.name, [], sources)
 
     def class_counts(self) -> dict[str, int]:
-        if self.labels is None:
-            return {}
-        counts = Counter(int(v) for v in self.labels)
-        return {c: counts.get(i, 0) for i, c in enumerate(self.classes)}
+        return count_per_class(self.labels, self.classes)
 
     def duplicates(self) -> dict[str, int]:
         """``{"duplicates": texts repeating an earlier text, "conflicting": of those, with another label}``.
