@@ -33,6 +33,18 @@ Protocol:
     Every run calls ``torch.set_num_threads(1)``: the machine is shared, and one core per run keeps timings
     comparable. Wall seconds come from ``time.perf_counter``.
 
+Protocol 2 (``--lr-grid``, decided 2026-11-23 before any of its results, after protocol 1 gave tau 0.50/0.56):
+    LogME's paper and the Transfer-Learning-Library compare scores with each model's accuracy *after its own
+    hyperparameter search*; protocol 1 fine-tunes every candidate with one recipe tuned for the pretrained backbone,
+    which under-trains random init (32 fine-tuning steps). Protocol 2: every candidate is fine-tuned at
+    lr_backbone 3e-4, 1e-3 and 3e-3, 2 head epochs then 8 with all groups, PreciseBN on 1,024 images, seeds 0 and 1;
+    per candidate the learning rate with the best mean accuracy on 500 validation images (train split, never the
+    training images) is kept, and its test accuracy is the candidate's. Scores are unchanged. ``--linear-probe``
+    adds a logistic head on the frozen features at the fine-tune size: the quantity LogME estimates, so the gap
+    between the two taus shows where fine-tuning reorders candidates.
+    Command: ``python bench/ranking.py --lr-grid 3e-4,1e-3,3e-3 --head-epochs 2 --epochs 10 --precise-bn 1024
+    --linear-probe --sources-dir /tmp/rank-sources``
+
 Usage:
     python bench/ranking.py --quick     # tiny sizes, 1 seed, 1 epoch per stage: checks it runs (about 1 min)
     python bench/ranking.py             # the full benchmark, about 20 min on one core
@@ -66,10 +78,11 @@ ARCH = "packaged:efficientnet_lite0"
 TAU_GOAL = 0.7
 TLLIB_TAU = 0.665
 TEST_SEED = 12345
+VALIDATION_SEED = 777
 METRICS = ("logme", "hscore")
 
 FULL = {
-    "target_per_class": 50, "target_seed": 0, "test_per_class": 200, "seeds": [0, 1],
+    "target_per_class": 50, "target_seed": 0, "test_per_class": 200, "validation_per_class": 100, "seeds": [0, 1],
     "fine_tune": {"schedule": "two-stage", "head_epochs": 2, "epochs": 4, "lr_head": 3e-3, "lr_backbone": 5e-4,
                   "lr_decay": 0.7, "scheduler": "cosine", "augment": "light", "batch_size": 32},
     "packaged_image_size": 112,
@@ -80,7 +93,7 @@ FULL = {
     },
 }
 QUICK = {
-    "target_per_class": 10, "target_seed": 0, "test_per_class": 10, "seeds": [0],
+    "target_per_class": 10, "target_seed": 0, "test_per_class": 10, "validation_per_class": 5, "seeds": [0],
     "fine_tune": {**FULL["fine_tune"], "head_epochs": 1, "epochs": 1},
     "packaged_image_size": 64,
     "sources": {
@@ -106,11 +119,16 @@ def candidates(sources: dict[str, str], packaged_size: int) -> list[dict[str, An
 
 
 # -- data --------------------------------------------------------------------------------------------------
-def target_data(cfg: dict[str, Any]) -> tuple[tk.ImageDataset, tk.ImageDataset]:
-    train = select_classes(tk.load_fashion_mnist("train"), "5-9")
+def target_data(cfg: dict[str, Any]) -> tuple[tk.ImageDataset, tk.ImageDataset, tk.ImageDataset]:
+    """(training set, validation set, test set). The validation images come from the train split but never from
+    the training set; they only choose each candidate's learning rate under ``--lr-grid``."""
+    full = select_classes(tk.load_fashion_mnist("train"), "5-9")
     test = select_classes(tk.load_fashion_mnist("test"), "5-9")
-    return (tk.per_class(train, cfg["target_per_class"], seed=cfg["target_seed"]),
-            tk.per_class(test, cfg["test_per_class"], seed=TEST_SEED))
+    train = tk.per_class(full, cfg["target_per_class"], seed=cfg["target_seed"])
+    used = {str(item) for item in train.items}
+    rest = full.subset(np.array([i for i, item in enumerate(full.items) if str(item) not in used], dtype=np.int64))
+    validation = tk.per_class(rest, cfg["validation_per_class"], seed=VALIDATION_SEED)
+    return train, validation, tk.per_class(test, cfg["test_per_class"], seed=TEST_SEED)
 
 
 def source_data(source: dict[str, Any]) -> tuple[tk.ImageDataset, tk.ImageDataset]:
@@ -181,7 +199,7 @@ def scores_at_size(spec: str, layer: str, data: tk.ImageDataset, size: int) -> d
 
 
 def fine_tune(candidate: dict[str, Any], train: tk.ImageDataset, test: tk.ImageDataset, settings: dict[str, Any],
-              seed: int) -> dict[str, Any]:
+              seed: int, validation: tk.ImageDataset | None = None) -> dict[str, Any]:
     torch.set_num_threads(1)
     start = time.perf_counter()
     model = tk.FineTuneClassifier(candidate["spec"], layer=candidate["layer"], image_size=candidate["fine_tune_size"],
@@ -189,10 +207,39 @@ def fine_tune(candidate: dict[str, Any], train: tk.ImageDataset, test: tk.ImageD
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
     metrics = tk.evaluate(model, test)
-    return {"seed": seed, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "fit_wall_s": fit_s,
-            "predict_wall_s": time.perf_counter() - start,
-            "image_size": model.backbone_.preprocessing.input_size[-1],
-            "history": [{k: v for k, v in h.items() if isinstance(v, (int, float, str))} for h in model.history_]}
+    run = {"seed": seed, "lr_backbone": settings["lr_backbone"], "accuracy": metrics["accuracy"],
+           "macro_f1": metrics["macro_f1"], "fit_wall_s": fit_s, "predict_wall_s": time.perf_counter() - start,
+           "image_size": model.backbone_.preprocessing.input_size[-1],
+           "history": [{k: v for k, v in h.items() if isinstance(v, (int, float, str))} for h in model.history_]}
+    if validation is not None:
+        run["val_accuracy"] = tk.evaluate(model, validation)["accuracy"]
+    return run
+
+
+def select_lr(runs: list[dict[str, Any]]) -> tuple[float, list[dict[str, Any]]]:
+    """The lr_backbone with the best mean *validation* accuracy over seeds, and its runs (the test set never
+    chooses). Ties go to the smaller learning rate."""
+    by_lr: dict[float, list[dict[str, Any]]] = {}
+    for run in runs:
+        if "val_accuracy" in run:
+            by_lr.setdefault(run["lr_backbone"], []).append(run)
+    if not by_lr:
+        return float("nan"), []
+    best = max(sorted(by_lr), key=lambda lr: np.mean([r["val_accuracy"] for r in by_lr[lr]]))
+    return best, by_lr[best]
+
+
+def linear_probe(candidate: dict[str, Any], train: tk.ImageDataset, test: tk.ImageDataset) -> dict[str, Any]:
+    """Frozen features at the fine-tuning input size + logistic regression: what LogME estimates directly."""
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    backbone = tk.create_backbone(candidate["spec"])
+    if candidate["fine_tune_size"] is not None:
+        backbone.preprocessing = backbone.preprocessing.with_image_size(candidate["fine_tune_size"])
+    model = tk.FeatureExtractionClassifier(backbone, layer=candidate["layer"], cache=False, device="cpu",
+                                           progress=False).fit(train)
+    return {"linear_probe_accuracy": tk.evaluate(model, test)["accuracy"],
+            "linear_probe_wall_s": time.perf_counter() - start}
 
 
 # -- statistics --------------------------------------------------------------------------------------------
@@ -231,6 +278,16 @@ def statistics(rows: list[dict[str, Any]]) -> dict[str, Any]:
         for s, accs in zip(seeds[:2], by_seed, strict=True):
             logme = [r["logme"] for r in complete]
             out.setdefault("logme_tau_per_seed", {})[str(s)] = float(kendalltau(logme, accs)[0])
+    probed = [r for r in rows if "linear_probe_accuracy" in r]
+    if len(probed) >= 3:
+        out["linear_probe"] = {
+            "logme_vs_linear_probe_tau": float(kendalltau([r["logme_ft_size"] for r in probed],
+                                                          [r["linear_probe_accuracy"] for r in probed])[0]),
+            "linear_probe_vs_fine_tuned_tau": float(kendalltau([r["linear_probe_accuracy"] for r in probed],
+                                                               [r["accuracy_mean"] for r in probed])[0]),
+            "n": len(probed),
+            "note": "LogME (at the fine-tune size) estimates how well a linear model fits the frozen features; the "
+                    "second tau shows how far fine-tuning reorders the candidates away from their frozen features"}
     tau = out["all"]["logme"]["kendall_tau"]
     out["goal"] = {"goal": f"Kendall tau >= {TAU_GOAL} between LogME ranking and fine-tuned accuracy "
                            f"(Transfer-Learning-Library: {TLLIB_TAU} on ImageNet models)",
@@ -314,11 +371,20 @@ def main() -> None:
                         "deleted at the end); never inside the repository")
     p.add_argument("--precise-bn", type=int, default=0, metavar="IMAGES",
                    help="fine-tune every candidate with precise_bn=IMAGES (exact BatchNorm statistics after training)")
+    p.add_argument("--lr-grid", default=None, metavar="LRS",
+                   help="fine-tune every candidate at each lr_backbone in this comma-separated list and keep, per "
+                        "candidate, the one with the best validation accuracy (the LogME paper's protocol: each "
+                        "model's accuracy after its own hyperparameter search)")
+    p.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs in all (head stage included)")
+    p.add_argument("--head-epochs", type=int, default=None, help="epochs of the head-only stage")
+    p.add_argument("--linear-probe", action="store_true",
+                   help="also fit a logistic head on frozen features at the fine-tune size (what LogME estimates)")
     p.add_argument("--out", default=None, help="JSON path (default bench/results/ranking-<date>[-quick].json)")
     args = p.parse_args()
     cfg = QUICK if args.quick else FULL
-    if args.precise_bn:
-        cfg = {**cfg, "fine_tune": {**cfg["fine_tune"], "precise_bn": args.precise_bn}}
+    overrides = {"precise_bn": args.precise_bn or None, "epochs": args.epochs, "head_epochs": args.head_epochs}
+    cfg = {**cfg, "fine_tune": {**cfg["fine_tune"], **{k: v for k, v in overrides.items() if v}}}
+    lr_grid = [float(v) for v in args.lr_grid.split(",")] if args.lr_grid else [cfg["fine_tune"]["lr_backbone"]]
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else cfg["seeds"]
 
     from run import machine  # bench/run.py, next to this file
@@ -328,7 +394,7 @@ def main() -> None:
     png = out.with_suffix(".png")
     sources_root = Path(args.sources_dir) if args.sources_dir else Path(tempfile.mkdtemp(prefix="tk-ranking-"))
     started = time.perf_counter()
-    train, test = target_data(cfg)
+    train, validation, test = target_data(cfg)
     result: dict[str, Any] = {
         "benchmark": "ranking", "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": [Path(sys.executable).name, *sys.argv], "quick": args.quick, "machine": machine(),
@@ -336,8 +402,13 @@ def main() -> None:
         "data": {"target": "fashion-mnist classes 5-9 (Debian IDX files)", "classes": train.classes,
                  "train": f"train split, per_class({cfg['target_per_class']}, seed={cfg['target_seed']})",
                  "train_images": len(train), "test": f"test split, per_class({cfg['test_per_class']}, seed={TEST_SEED})",
-                 "test_images": len(test)},
-        "fine_tune": {**cfg["fine_tune"], "seeds": seeds,
+                 "test_images": len(test),
+                 "validation": f"train split minus the training images, per_class({cfg['validation_per_class']}, "
+                               f"seed={VALIDATION_SEED}); used only to pick lr_backbone under --lr-grid",
+                 "validation_images": len(validation)},
+        "fine_tune": {**cfg["fine_tune"], "seeds": seeds, "lr_backbone_grid": lr_grid,
+                      "selection": "per candidate, the grid value with the best mean validation accuracy over seeds"
+                                   if len(lr_grid) > 1 else "one fixed recipe for every candidate",
                       "image_size": f"{cfg['packaged_image_size']} px for packaged/random (their weights say 224); "
                                     "the bundles' own size"},
         "scores": {"primary": "tk.rank_backbones, one candidate per call, at the backbone's own input size, "
@@ -374,12 +445,21 @@ def main() -> None:
                             "ft_size_scores_wall_s": matched["wall_s"]})
             else:  # fine-tuned at its own size: the primary scores are already at that size
                 row.update({"logme_ft_size": row["logme"], "hscore_ft_size": row["hscore"]})
-            row["runs"] = []
-            for seed in seeds:
-                try:
-                    row["runs"].append(fine_tune(cand, train, test, cfg["fine_tune"], seed))
-                except Exception as e:  # one failed run must not lose the others
-                    row["runs"].append({"seed": seed, "error": f"{type(e).__name__}: {e}"})
+            if args.linear_probe:
+                row.update(linear_probe(cand, train, test))
+            grid_runs = []
+            for lr in lr_grid:
+                for seed in seeds:
+                    try:
+                        grid_runs.append(fine_tune(cand, train, test, {**cfg["fine_tune"], "lr_backbone": lr}, seed,
+                                                   validation if len(lr_grid) > 1 else None))
+                    except Exception as e:  # one failed run must not lose the others
+                        grid_runs.append({"seed": seed, "lr_backbone": lr, "error": f"{type(e).__name__}: {e}"})
+            if len(lr_grid) > 1:
+                row["selected_lr_backbone"], row["runs"] = select_lr(grid_runs)
+                row["grid"] = grid_runs
+            else:
+                row["runs"] = grid_runs
             accs = [run["accuracy"] for run in row["runs"] if "accuracy" in run]
             if accs:
                 row["accuracy_mean"] = float(np.mean(accs))
@@ -390,9 +470,11 @@ def main() -> None:
             result["statistics"] = statistics(scored)
             write_json(out, result)
             ft = [f"{run['accuracy']:.3f}" if "accuracy" in run else "FAILED" for run in row["runs"]]
-            ft_s = sum(run.get("fit_wall_s", 0) + run.get("predict_wall_s", 0) for run in row["runs"])
+            ft_s = sum(run.get("fit_wall_s", 0) + run.get("predict_wall_s", 0) for run in row.get("grid", row["runs"]))
+            picked = f" (lr_backbone {row['selected_lr_backbone']:g})" if "selected_lr_backbone" in row else ""
+            probe = f"  linear probe {row['linear_probe_accuracy']:.3f}" if "linear_probe_accuracy" in row else ""
             print(f"[{i}/{len(plan)} {elapsed()}] {row['name']:<22} LogME {row['logme']:+.3f} "
-                  f"(@ft size {row['logme_ft_size']:+.3f})  H-score {row['hscore']:.3f}  accuracy {' '.join(ft)}  "
+                  f"(@ft size {row['logme_ft_size']:+.3f})  H-score {row['hscore']:.3f}  accuracy {' '.join(ft)}{picked}{probe}  "
                   f"score {row['logme_wall_s']:.1f} s  fine-tune {ft_s:.0f} s  load {row['loadavg_1m_after']:.1f}",
                   flush=True)
     finally:
