@@ -194,6 +194,14 @@ def test_option_mistakes(capsys, tmp_path, image_folder):
     assert_user_error(cli(capsys, "fit", image_folder), "--out")
 
 
+def test_file_system_refusals_are_one_line(capsys, tmp_path, image_folder):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    message = assert_user_error(cli(capsys, "fit", image_folder, *FIT_TINY, "--out", blocker / "bundle"),
+                                "a-file")
+    assert "Not a directory" in message and "check that the path exists" in message
+
+
 def test_console_script_exits_2_without_traceback(tmp_path):
     script = Path(sys.executable).with_name("transferkit")
     proc = subprocess.run([str(script), "fit", str(tmp_path / "missing"), "--out", str(tmp_path / "o")],

@@ -49,9 +49,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TransferkitError as e:
         stderr_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
         return 2
+    except OSError as e:  # the file system said no: a path the user chose, permissions or a full disk
+        stderr_console.print(f"[red]error:[/red] {describe_os_error(e)}", highlight=False, soft_wrap=True)
+        return 2
     except KeyboardInterrupt:
         stderr_console.print("[yellow]interrupted[/yellow]: partial results already written are kept (cache, files).")
         return 130
+
+
+def describe_os_error(e: OSError) -> str:
+    """One line naming the file, what the system said and what to check."""
+    where = f" {str(e.filename)!r}" if e.filename else ""
+    what = e.strerror or str(e)
+    if isinstance(e, PermissionError):
+        fix = "choose a path you may write to, or fix its permissions"
+    elif getattr(e, "errno", None) == 28:  # ENOSPC
+        fix = "free disk space or choose another --out; finished files were written atomically and are kept"
+    else:
+        fix = "check that the path exists and its parent folder can be created"
+    return f"{what}:{where}; {fix}."
 
 
 def entrypoint() -> None:
