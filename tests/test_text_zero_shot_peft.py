@@ -1,4 +1,4 @@
-"""Text: zero-shot classification by label embeddings, and LoRA fine-tuning (tiny random BERT; MiniLM when slow)."""
+"""Text: zero-shot classification by label embeddings, LoRA and prompt tuning (tiny random BERT; MiniLM when slow)."""
 
 from __future__ import annotations
 
@@ -174,9 +174,8 @@ def test_peft_errors_are_one_line(tiny_bert: Path, text_csv: Path, tmp_path: Pat
                                   capsys: pytest.CaptureFixture[str]) -> None:
     from .conftest import tiny_backbone
 
-    ds = open_dataset(text_csv)
-    with pytest.raises(tk.TransferkitError, match="prompt-tuning is not supported yet"):
-        tk.FineTuneClassifier(f"hf:{tiny_bert}", peft="prompt-tuning", progress=False).fit(ds)
+    with pytest.raises(tk.TransferkitError, match="peft must be one of: lora, prompt-tuning"):
+        tk.FineTuneClassifier(f"hf:{tiny_bert}", peft="prefix", progress=False).fit(open_dataset(text_csv))
     with pytest.raises(tk.TransferkitError, match="transformer text encoders"):
         tk.FineTuneClassifier(tiny_backbone(), peft="lora", progress=False).fit(np.zeros((4, 8, 8, 3)), [0, 1, 0, 1])
     code = main(["fit", str(text_csv), "--backbone", f"hf:{tiny_bert}", "--peft", "lora", "--out", str(tmp_path / "o"),
@@ -193,6 +192,174 @@ def test_cli_fit_lora_reports_trainable_parameters(tiny_bert: Path, text_csv: Pa
     assert code == 0
     fit = json.loads(capsys.readouterr().out)
     assert fit["peft"]["rank"] == 2 and fit["peft"]["adapter_parameters"] == 2 * 2 * (2 * 32 + 32 * 2)
+
+
+# -- prompt tuning ------------------------------------------------------------------------------------------------
+def test_prompt_runs_as_peft_feature_extraction_and_pools_only_the_text(tiny_bert: Path) -> None:
+    import copy
+    import warnings
+
+    import peft
+
+    from transferkit.backbones._text import pool_tokens
+    from transferkit.backbones.prompt_tuning import PromptTuning
+
+    bb = create_backbone(f"hf:{tiny_bert}")
+    base = copy.deepcopy(bb.trunk.model)
+    PromptTuning(bb, num_tokens=5)
+    inputs = bb.encoder(["apple banana", "the car is very fast and i like this engine"])  # padding in row 0
+    config = peft.PromptTuningConfig(task_type="FEATURE_EXTRACTION", num_virtual_tokens=5, token_dim=32,
+                                     num_transformer_submodules=1, num_attention_heads=2, num_layers=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # peft/transformers deprecation notices, not ours
+        reference = peft.get_peft_model(base, config).eval()
+        with torch.no_grad():
+            reference.prompt_encoder["default"].embedding.weight.copy_(bb.trunk.prompt)
+            # token_type_ids are all zero for single texts, so leaving them out (as peft asks) changes nothing
+            expected = reference(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).last_hidden_state
+    with torch.no_grad():
+        ours = bb.trunk._run(inputs).last_hidden_state
+        features = bb(inputs)
+    assert ours.shape == (2, 5 + inputs["input_ids"].shape[1], 32)
+    torch.testing.assert_close(ours, expected)
+    torch.testing.assert_close(features, pool_tokens(expected[:, 5:], inputs["attention_mask"], "mean"))
+    bb.trunk.pooling = "cls"  # the text's own [CLS], not the first virtual token
+    with torch.no_grad():
+        torch.testing.assert_close(bb(inputs), expected[:, 5])
+        layer0 = bb(inputs, "encoder.layer.0")
+    assert layer0.shape == (2, 32)
+
+
+def test_prompt_tuning_trains_only_the_prompt_and_the_head(tiny_bert: Path, text_csv: Path) -> None:
+    from transferkit.backbones import DEFAULT_LAYER
+    from transferkit.backbones.prompt_tuning import PromptTuning
+    from transferkit.strategies._train import TransferModel
+    from transferkit.training import TrainConfig, Trainer
+
+    bb = create_backbone(f"hf:{tiny_bert}")
+    weights = {n: p.detach().clone() for n, p in bb.trunk.named_parameters()}
+    tuning = PromptTuning(bb, num_tokens=4)
+    assert [g.name for g in bb.layer_groups()] == ["prompt"]
+    assert tuning.report["prompt_parameters"] == 4 * 32 and tuning.report["max_length"] == 64 - 4
+    # sampled-vocabulary init: every virtual token starts as some word's embedding
+    vocab = bb.trunk.model.get_input_embeddings().weight
+    assert all(bool((vocab == row).all(1).any()) for row in bb.trunk.prompt.detach())
+    initial = bb.trunk.prompt.detach().clone()
+    model = TransferModel(bb, torch.nn.Linear(32, 2), DEFAULT_LAYER)
+    trainer = Trainer(TrainConfig(head_epochs=1, epochs=2, schedule="gradual", batch_size=8, lr_backbone=5e-2),
+                      torch.device("cpu"), progress=False)
+    assert [s.trainable_groups for s in trainer.plan(model)] == [(), ("prompt",)]  # nothing to unfreeze gradually
+    trainer.fit(model, open_dataset(text_csv))
+    after = dict(bb.trunk.named_parameters())
+    for name, value in weights.items():
+        assert torch.equal(after[name].detach(), value), name  # bit-identical, dropout and all
+        assert not after[name].requires_grad  # even after the loop's final unfreeze()
+    assert not torch.equal(bb.trunk.prompt.detach(), initial)
+    tuning.finish()
+    assert [g.name for g in bb.layer_groups()] == ["prompt", "embeddings", "encoder.layer.0", "encoder.layer.1",
+                                                   "pooler"]
+    assert all(p.requires_grad for p in bb.trunk.parameters()) and not bb.fixed_parameters
+
+
+def test_prompt_init_text_and_limits(tiny_bert: Path) -> None:
+    from transferkit.backbones.prompt_tuning import PromptTuning
+
+    bb = create_backbone(f"hf:{tiny_bert}")
+    report = PromptTuning(bb, num_tokens=3, init_text="apple car").report
+    assert report["init"] == "text" and report["init_text"] == "apple car"
+    ids = bb.encoder(["apple car"])["input_ids"][0, :3]  # [CLS] apple car: as peft, special tokens included
+    torch.testing.assert_close(bb.trunk.prompt.detach(), bb.trunk.model.get_input_embeddings().weight[ids])
+    assert bb.preprocessing.prompt_tokens == 3 and bb.preprocessing.max_length == 61
+    assert bb.encoder(["apple " * 100])["input_ids"].shape[1] == 61  # 3 virtual + 61 real = the 64 positions
+    with pytest.raises(tk.TransferkitError, match="already runs with 3 virtual tokens"):
+        PromptTuning(bb, num_tokens=2)
+    for tokens, match in ((63, "leaves no room for text"), (0, "positive integer")):
+        with pytest.raises(tk.TransferkitError, match=match):
+            PromptTuning(create_backbone(f"hf:{tiny_bert}"), num_tokens=tokens)
+    with pytest.raises(tk.TransferkitError, match="non-empty text"):
+        PromptTuning(create_backbone(f"hf:{tiny_bert}"), init_text=" ")
+    assert "prompt_tokens" not in create_backbone(f"hf:{tiny_bert}").preprocessing.to_dict()  # cache keys unchanged
+
+
+def test_prompt_tuning_bundle_predicts_identically_after_reload(tiny_bert: Path, text_csv: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    clf = tk.FineTuneClassifier(f"hf:{tiny_bert}", peft="prompt-tuning", prompt_tokens=6, head_epochs=1, epochs=2,
+                                lr_backbone=5e-2, batch_size=8, progress=False, device="cpu")
+    clf.fit(open_dataset(text_csv))
+    peft = clf.fit_info_["peft"]
+    assert peft["method"] == "prompt-tuning" and peft["num_virtual_tokens"] == 6 and peft["prompt_parameters"] == 192
+    assert peft["trainable_parameters"] == 192 + 32 * 2 + 2 and 0 < peft["trainable_fraction"] < 0.05
+    assert clf.fit_info_["plan"][-1]["trainable_groups"] == ("prompt",)
+    pretrained = create_backbone(f"hf:{tiny_bert}").trunk.state_dict()
+    trained = clf.backbone_.trunk.state_dict()
+    assert set(trained) - set(pretrained) == {"prompt"}
+    assert all(torch.equal(trained[k], v) for k, v in pretrained.items())  # the encoder did not move
+    texts = ["grape melon sweet", "brake wheel road", "the car is very fast"]
+    proba = clf.predict_proba(texts)
+    clf.save(tmp_path / "pt")
+    tensors = load_file(str(tmp_path / "pt" / "model.safetensors"))
+    torch.testing.assert_close(tensors["backbone.prompt"], clf.backbone_.trunk.prompt.detach(), rtol=0, atol=0)
+    meta = json.loads((tmp_path / "pt" / "transferkit.json").read_text())
+    assert meta["preprocessing"]["prompt_tokens"] == 6 and meta["preprocessing"]["max_length"] == 64 - 6
+    assert meta["backbone"]["groups"][0] == "prompt" and meta["fit"]["peft"]["num_virtual_tokens"] == 6
+    assert not any(p.suffix in (".pkl", ".pt", ".bin") for p in (tmp_path / "pt").rglob("*"))
+    loaded = tk.load_bundle(tmp_path / "pt", progress=False)
+    np.testing.assert_array_equal(loaded.predict_proba(texts), proba)  # prompt and head restored exactly
+    torch.testing.assert_close(loaded.head_module_.state_dict(), clf.head_module_.state_dict(), rtol=0, atol=0)
+    (tmp_path / "new.txt").write_text("\n".join(texts) + "\n")
+    assert main(["predict", str(tmp_path / "pt"), str(tmp_path / "new.txt"), "--json", "--no-progress"]) == 0
+    predicted = json.loads(capsys.readouterr().out)["predictions"]
+    assert [[p["probabilities"][c] for c in ("car", "fruit")] for p in predicted] == proba.tolist()
+    # the prompt matters: the same encoder and head without it predict otherwise
+    plain = create_backbone(f"hf:{tiny_bert}")
+    with torch.no_grad():
+        without = clf.head_module_(plain(plain.encoder(texts))).softmax(-1).numpy()
+    assert np.abs(without - proba).max() > 1e-4
+    reused = create_backbone(f"bundle:{tmp_path / 'pt'}")  # the next transfer starts from the prompted encoder
+    assert reused.trunk.num_virtual_tokens == 6 and reused.preprocessing.prompt_tokens == 6
+    with torch.no_grad():
+        torch.testing.assert_close(reused(reused.encoder(texts)), clf.backbone_(clf.backbone_.encoder(texts)))
+
+
+def test_cli_fit_prompt_tuning_reports_it(tiny_bert: Path, text_csv: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["fit", str(text_csv), "--strategy", "fine-tune", "--peft", "prompt-tuning", "--prompt-tokens", "4",
+                 "--prompt-init", "fruit or car", "--lr-backbone", "3e-2", "--backbone", f"hf:{tiny_bert}", "--out",
+                 str(tmp_path / "run"), "--no-baseline", "--epochs", "1", "--head-epochs", "1", "--json",
+                 "--no-progress", "--device", "cpu"])
+    assert code == 0
+    fit = json.loads(capsys.readouterr().out)
+    assert fit["peft"]["method"] == "prompt-tuning" and fit["peft"]["num_virtual_tokens"] == 4
+    assert fit["peft"]["init_text"] == "fruit or car" and fit["peft"]["prompt_parameters"] == 4 * 32
+    assert fit["peft"]["trainable_parameters"] == 4 * 32 + 32 * 2 + 2
+    assert fit["plan"][-1]["trainable_groups"] == ["prompt"] and fit["inputs"]["max_length"] == 60
+
+
+def test_prompt_tuning_errors_are_one_line(tiny_bert: Path, text_csv: Path, image_folder: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from .conftest import tiny_backbone
+
+    with pytest.raises(tk.TransferkitError, match="transformer text encoders"):
+        tk.FineTuneClassifier(tiny_backbone(), peft="prompt-tuning", progress=False).fit(np.zeros((4, 8, 8, 3)),
+                                                                                          [0, 1, 0, 1])
+    with pytest.raises(tk.TransferkitError, match="--unfreeze-top does not apply"):
+        tk.FineTuneClassifier(f"hf:{tiny_bert}", peft="prompt-tuning", unfreeze_top=2,
+                              progress=False).fit(open_dataset(text_csv))
+    common = ["--strategy", "fine-tune", "--no-baseline", "--no-progress", "--device", "cpu"]
+    for data, extra, message in (
+        (image_folder, ["--backbone", "timm:test_efficientnet", "--random-init", "--peft", "prompt-tuning",
+                        "--image-size", "32"], "--peft prompt-tuning adapts transformer text encoders"),
+        (text_csv, ["--backbone", f"hf:{tiny_bert}", "--prompt-tokens", "4"], "--prompt-tokens applies to --peft "
+                                                                              "prompt-tuning"),
+        (text_csv, ["--backbone", f"hf:{tiny_bert}", "--peft", "prompt-tuning", "--lora-rank", "4"],
+         "--lora-rank applies to --peft lora"),
+        (text_csv, ["--backbone", f"hf:{tiny_bert}", "--peft", "prompt-tuning", "--prompt-tokens", "70"],
+         "leaves no room for text"),
+    ):
+        code = main(["fit", str(data), *extra, *common, "--out", str(tmp_path / "bad")])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and err.startswith("error:") and message in " ".join(err.split()), err
+        assert len(err.splitlines()) <= 2  # one line (rich may wrap it)
 
 
 # -- slow: real packaged weights --------------------------------------------------------------------------------
@@ -219,3 +386,15 @@ def test_cli_fit_zero_shot_on_unlabeled_texts_writes_a_bundle(tiny_bert: Path, t
     printed = capsys.readouterr().out
     assert code == 0 and "n/a (DATA has no labels)" in printed and "fruit, car" in printed
     assert tk.load_bundle(out, progress=False).predict(["apple"])[0] in ("fruit", "car")
+
+
+@pytest.mark.slow
+def test_packaged_minilm_prompt_tuning_from_text() -> None:
+    from transferkit.backbones.prompt_tuning import PromptTuning
+
+    bb = create_backbone("packaged:all-minilm-l6-v2")
+    report = PromptTuning(bb, num_tokens=20, init_text="Classify the topic of this sentence.").report
+    assert report["prompt_parameters"] == 20 * 384 and report["max_length"] == 128  # 512 positions: room for both
+    with torch.no_grad():
+        features = bb(bb.encoder(["The striker scored twice.", "Simmer the sauce."]))
+    assert features.shape == (2, 384) and torch.isfinite(features).all()

@@ -44,13 +44,18 @@ def architecture_spec(directory: Path, meta: dict[str, Any]) -> str:
     return str(arch)
 
 
-def backbone_from_bundle(directory: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Backbone:
-    """Rebuild the architecture offline (random init), then load the bundle's backbone weights into it."""
+def backbone_from_bundle(directory: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor],
+                         **options: Any) -> Backbone:
+    """Rebuild the architecture offline (random init), then load the bundle's backbone weights into it.
+
+    ``options`` (text: ``pooling``, ``max_length``) change how a text bundle's backbone runs; without them it
+    runs as it was trained (a prompt-tuned one with its virtual tokens: they are part of the architecture its
+    assets describe, and their values are weights like any other)."""
     from .backbones import create_backbone
 
     info = meta.get("backbone", {})
     arch = architecture_spec(directory, meta)
-    backbone = create_backbone(arch, pretrained=False)
+    backbone = create_backbone(arch, pretrained=False, **options)
     state = {k.removeprefix("backbone."): v for k, v in tensors.items() if k.startswith("backbone.")}
     missing, unexpected = backbone.trunk.load_state_dict(state, strict=False)
     if missing or unexpected:
@@ -59,7 +64,8 @@ def backbone_from_bundle(directory: Path, meta: dict[str, Any], tensors: dict[st
             "unexpected tensors); it was made by an incompatible version, re-create it."
         )
     backbone.spec = f"bundle:{directory}"
-    backbone.preprocessing = Preprocessing.from_dict(meta.get("preprocessing") or info["preprocessing"])
+    if not options:  # with options, the rebuilt text backbone's own preprocessing says how it now runs
+        backbone.preprocessing = Preprocessing.from_dict(meta.get("preprocessing") or info["preprocessing"])
     origin = WeightsInfo.from_dict(info.get("weights", {})) if info.get("weights") else None
     backbone.weights = WeightsInfo(
         source="bundle",

@@ -26,6 +26,7 @@ from ._utils import atomic_path, write_json_atomic
 from .data import ImageDataset, per_class, stratified_split
 from .evaluation import evaluate
 from .strategies import FeatureExtractionClassifier, FineTuneClassifier, ScratchClassifier
+from .strategies.feature_extraction import with_options
 from .verdict import seeds_interval
 
 CURVE_FORMAT = "transferkit-curve"
@@ -48,6 +49,8 @@ class CurveConfig:
         min_steps: every trained run gets at least this many optimizer steps.
         batch_size: training batch size.
         device, progress: where to run, and whether to show bars.
+        backbone_options: given to :func:`~transferkit.create_backbone` (text: ``pooling``, ``max_length``);
+            scratch is built with them too.
     """
 
     backbone: str = "packaged:efficientnet_lite0"
@@ -63,6 +66,7 @@ class CurveConfig:
     batch_size: int = 32
     device: str = "auto"
     progress: bool = False
+    backbone_options: dict[str, Any] = field(default_factory=dict)
 
 
 def epochs_for(base: int, n_train: int, batch_size: int, min_steps: int) -> int:
@@ -73,13 +77,15 @@ def epochs_for(base: int, n_train: int, batch_size: int, min_steps: int) -> int:
 
 def _models(cfg: CurveConfig, n_train: int, seed: int) -> dict[str, Any]:
     common: dict[str, Any] = {"seed": seed, "device": cfg.device, "progress": cfg.progress}
-    scratch = ScratchClassifier(cfg.backbone, epochs=epochs_for(cfg.scratch_epochs, n_train, cfg.batch_size,
+    backbone = with_options(cfg.backbone, cfg.backbone_options)
+    architecture = with_options(cfg.backbone, cfg.backbone_options, pretrained=False)
+    scratch = ScratchClassifier(architecture, epochs=epochs_for(cfg.scratch_epochs, n_train, cfg.batch_size,
                                                                 cfg.min_steps),
                                 image_size=cfg.image_size, batch_size=cfg.batch_size, **common)
     if cfg.strategy == "feature-extraction":
-        transfer: Any = FeatureExtractionClassifier(cfg.backbone, head=cfg.head, **common)
+        transfer: Any = FeatureExtractionClassifier(backbone, head=cfg.head, **common)
     elif cfg.strategy == "fine-tune":
-        transfer = FineTuneClassifier(cfg.backbone, epochs=epochs_for(cfg.epochs, n_train, cfg.batch_size,
+        transfer = FineTuneClassifier(backbone, epochs=epochs_for(cfg.epochs, n_train, cfg.batch_size,
                                                                       cfg.min_steps),
                                       image_size=cfg.image_size, batch_size=cfg.batch_size, **common)
     else:

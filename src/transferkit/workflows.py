@@ -13,6 +13,7 @@ from typing import Any
 
 from ._dist import barrier, is_main_process, rank_and_world
 from ._errors import TransferkitError, did_you_mean
+from .backbones import Backbone, create_backbone
 from .bundle import load_bundle, read_meta, save_bundle, update_bundle_meta
 from .data import (
     ImageDataset,
@@ -26,6 +27,7 @@ from .data import (
 from .evaluation import evaluate
 from .features.extract import DEFAULT_MAX_BAD_FRACTION
 from .strategies import STRATEGIES, FeatureExtractionClassifier, ScratchClassifier, ZeroShotClassifier
+from .strategies.feature_extraction import with_options
 
 DEFAULT_BACKBONE = "packaged:efficientnet_lite0"
 
@@ -68,8 +70,14 @@ class FitConfig:
         labels: ``zero-shot``: the classes, ``"a,b,c"`` or ``"name: description"`` items separated by commas.
         template: ``zero-shot``: format string each label text is embedded through (``"{}"``).
         temperature: ``zero-shot``: softmax temperature over cosine similarities (default 0.05).
-        peft: ``fine-tune`` of a transformer text backbone with parameter-efficient adapters: ``lora``.
+        peft: ``fine-tune`` of a transformer text backbone with parameter-efficient adapters: ``lora`` or
+            ``prompt-tuning``.
         lora_rank: rank of the LoRA adapters (alpha = 2 x rank).
+        prompt_tokens: ``prompt-tuning``: virtual tokens (default 20).
+        prompt_init: ``prompt-tuning``: text the prompt starts from (default: sampled vocabulary embeddings).
+        backbone_options: options of the backbone's source, given to :func:`~transferkit.create_backbone`: for
+            text ``pooling`` (``mean``/``cls``/``max`` for transformers, ``mean``/``sif`` for word vectors) and
+            ``max_length`` (transformers); the scratch baseline is built with them too.
     """
 
     data: str
@@ -105,6 +113,28 @@ class FitConfig:
     temperature: float | None = None
     peft: str | None = None
     lora_rank: int | None = None
+    prompt_tokens: int | None = None
+    prompt_init: str | None = None
+    backbone_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def backbone_for(cfg: FitConfig) -> str | Backbone:
+    """``cfg.backbone``, or with ``backbone_options`` the backbone they configure (strategies take either)."""
+    pretrained = not cfg.random_init and cfg.strategy != "scratch"
+    return with_options(cfg.backbone, cfg.backbone_options, pretrained=pretrained)
+
+
+def _check_peft_options(cfg: FitConfig) -> None:
+    """Each PEFT option belongs to one method, and every method to fine-tuning."""
+    prompt_given = cfg.prompt_tokens is not None or cfg.prompt_init is not None
+    if (cfg.peft or cfg.lora_rank or prompt_given) and cfg.strategy not in ("fine-tune", "zero-shot"):
+        raise TransferkitError(f"--peft trains adapters while fine-tuning; use --strategy fine-tune. Got {cfg.strategy}.")
+    if cfg.lora_rank is not None and cfg.peft != "lora":
+        raise TransferkitError(f"--lora-rank applies to --peft lora. Got --peft {cfg.peft}; drop --lora-rank.")
+    if prompt_given and cfg.peft != "prompt-tuning":
+        flag = "--prompt-tokens" if cfg.prompt_tokens is not None else "--prompt-init"
+        raise TransferkitError(f"{flag} applies to --peft prompt-tuning. Got --peft {cfg.peft}; add --peft "
+                               f"prompt-tuning or drop {flag}.")
 
 
 def make_strategy(cfg: FitConfig) -> Any:
@@ -113,6 +143,7 @@ def make_strategy(cfg: FitConfig) -> Any:
         raise TransferkitError(
             f"Unknown strategy {cfg.strategy!r}; strategies are: {', '.join(STRATEGIES)}.{did_you_mean(cfg.strategy, STRATEGIES)}"
         )
+    _check_peft_options(cfg)
     common: dict[str, Any] = {"device": cfg.device, "num_workers": cfg.num_workers, "seed": cfg.seed, "progress": cfg.progress,
               "max_bad_fraction": cfg.max_bad_fraction}
     if cfg.batch_size:
@@ -121,13 +152,11 @@ def make_strategy(cfg: FitConfig) -> Any:
         return _zero_shot_strategy(cfg, common)
     if cfg.labels is not None:
         raise TransferkitError(f"--labels applies to --strategy zero-shot; {cfg.strategy} learns the classes from DATA.")
-    if (cfg.peft or cfg.lora_rank) and cfg.strategy != "fine-tune":
-        raise TransferkitError(f"--peft trains adapters while fine-tuning; use --strategy fine-tune. Got {cfg.strategy}.")
     if cfg.strategy == "feature-extraction":
         if cfg.image_size or cfg.epochs:
             raise TransferkitError("--image-size and --epochs apply to fine-tune and scratch, not feature-extraction.")
-        return FeatureExtractionClassifier(cfg.backbone, layer=cfg.layer, head=cfg.head, pretrained=not cfg.random_init,
-                                           cache=cfg.cache, **common)
+        return FeatureExtractionClassifier(backbone_for(cfg), layer=cfg.layer, head=cfg.head,
+                                           pretrained=not cfg.random_init, cache=cfg.cache, **common)
     if cfg.head != "logistic":
         raise TransferkitError(f"--head applies to feature-extraction; {cfg.strategy} trains a linear head.")
     cls = STRATEGIES[cfg.strategy]
@@ -135,12 +164,13 @@ def make_strategy(cfg: FitConfig) -> Any:
     extra: dict[str, Any] = {"epochs": cfg.epochs} if cfg.epochs else {}
     if cfg.strategy == "fine-tune":
         extra.update(layer=cfg.layer, pretrained=not cfg.random_init)
-        extra.update({k: v for k, v in {"peft": cfg.peft, "lora_rank": cfg.lora_rank}.items() if v is not None})
+        extra.update({k: v for k, v in {"peft": cfg.peft, "lora_rank": cfg.lora_rank, "prompt_tokens": cfg.prompt_tokens,
+                                        "prompt_init": cfg.prompt_init}.items() if v is not None})
     unknown = sorted(set(cfg.train) - accepted)
     if unknown:
         raise TransferkitError(f"{cfg.strategy} has no setting {unknown[0]!r}.{did_you_mean(unknown[0], accepted)}")
     extra.update({k: v for k, v in cfg.train.items() if v is not None})
-    return cls(cfg.backbone, image_size=cfg.image_size, run_dir=cfg.out, **extra, **common)
+    return cls(backbone_for(cfg), image_size=cfg.image_size, run_dir=cfg.out, **extra, **common)
 
 
 def _zero_shot_strategy(cfg: FitConfig, common: dict[str, Any]) -> ZeroShotClassifier:
@@ -153,7 +183,8 @@ def _zero_shot_strategy(cfg: FitConfig, common: dict[str, Any]) -> ZeroShotClass
     if ignored:
         raise TransferkitError(f"{ignored[0]} does not apply to zero-shot, which trains nothing; drop it.")
     extra: dict[str, Any] = {"temperature": cfg.temperature} if cfg.temperature is not None else {}
-    return ZeroShotClassifier(cfg.backbone, labels=cfg.labels, template=cfg.template, cache=cfg.cache, **extra, **common)
+    return ZeroShotClassifier(backbone_for(cfg), labels=cfg.labels, template=cfg.template, cache=cfg.cache, **extra,
+                              **common)
 
 
 def zero_shot_bundle(cfg: FitConfig) -> dict[str, Any]:
@@ -278,7 +309,7 @@ def resolve_auto(cfg: FitConfig, train: ImageDataset) -> tuple[FitConfig, dict[s
 
     if cfg.random_init:
         raise TransferkitError("--strategy auto judges pretrained weights; drop --random-init, or pick a strategy.")
-    decision = choose_strategy(train, cfg.backbone, seed=cfg.seed, device=cfg.device, cache=cfg.cache,
+    decision = choose_strategy(train, backbone_for(cfg), seed=cfg.seed, device=cfg.device, cache=cfg.cache,
                                progress=cfg.progress)
     if decision.strategy == "feature-extraction":
         ignored = sorted(k for k, v in {"epochs": cfg.epochs, "image_size": cfg.image_size, **cfg.train}.items() if v)
@@ -331,7 +362,11 @@ def make_baseline(cfg: FitConfig, estimator: Any, seed: int, run_dir: str | None
     extra: dict[str, Any] = {"epochs": cfg.baseline_epochs} if cfg.baseline_epochs else {}
     if cfg.batch_size:
         extra["batch_size"] = cfg.batch_size
-    return ScratchClassifier(backbone.arch_spec, image_size=image_size, run_dir=run_dir, seed=seed, device=cfg.device,
+    # the same architecture, pooling and max_length: a spec alone rebuilds it unless it was created with options
+    arch: str | Backbone = backbone.arch_spec
+    if backbone.options:
+        arch = create_backbone(backbone.arch_spec, pretrained=False, **backbone.options)
+    return ScratchClassifier(arch, image_size=image_size, run_dir=run_dir, seed=seed, device=cfg.device,
                              num_workers=cfg.num_workers, progress=cfg.progress,
                              max_bad_fraction=cfg.max_bad_fraction, **extra)
 

@@ -89,6 +89,8 @@ class TextPreprocessing:
         max_length: tokens kept per text (longer texts are truncated); None for no limit.
         lowercase: texts are lowercased before tokenising.
         tokenizer_sha256: identifies the exact vocabulary/tokenizer (part of the feature-cache key).
+        prompt_tokens: trained virtual tokens the encoder reads before every text (prompt tuning; 0: none).
+            ``max_length`` then counts the text's own tokens, which share the model's positions with them.
     """
 
     tokenizer: str = "wordpiece"
@@ -97,6 +99,7 @@ class TextPreprocessing:
     lowercase: bool = False
     tokenizer_sha256: str = ""
     modality: str = "text"
+    prompt_tokens: int = 0
 
     def with_image_size(self, size: int | None) -> TextPreprocessing:
         if size is not None:
@@ -104,7 +107,10 @@ class TextPreprocessing:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if not d["prompt_tokens"]:  # absent unless prompt-tuned: feature-cache keys of other models stay as they were
+            del d["prompt_tokens"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TextPreprocessing:
@@ -233,8 +239,10 @@ class Backbone(nn.Module):
         self.source_head = source_head
         self._frozen: set[str] = set()
         self.train_frozen_bn = False
-        # trunk parameter names no schedule ever trains (the pretrained weights under LoRA adapters)
+        # trunk parameter names no schedule ever trains (the pretrained weights under LoRA adapters or a prompt)
         self.fixed_parameters: set[str] = set()
+        # the source options it was created with (text: pooling, max_length); its architecture is rebuilt with them
+        self.options: dict[str, Any] = {}
 
     # -- inputs ---------------------------------------------------------------------------------------
     def batches(

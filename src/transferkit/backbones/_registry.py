@@ -38,9 +38,14 @@ class _Source:
     list_entries: Callable[[], list[SourceEntry]]
     knows: Callable[[str], bool]
     description: str
+    reads: Callable[[str], str | None]
 
 
 _SOURCES: dict[str, _Source] = {}
+
+#: options of text backbones (``--pooling``, ``--max-length``): refused by backbones that read images or sound,
+#: and remembered on the backbone (``Backbone.options``) so its architecture is rebuilt with them.
+TEXT_OPTIONS = ("pooling", "max_length")
 
 
 def register_source(
@@ -49,9 +54,14 @@ def register_source(
     list_entries: Callable[[], list[SourceEntry]],
     knows: Callable[[str], bool],
     description: str,
+    reads: Callable[[str], str | None] | None = None,
 ) -> None:
-    """Make ``<prefix>:<name>`` specs resolvable. Later modalities register here too."""
-    _SOURCES[prefix] = _Source(prefix, create, list_entries, knows, description)
+    """Make ``<prefix>:<name>`` specs resolvable. Later modalities register here too.
+
+    ``reads(name)`` says what a backbone of this source reads (``image``, ``text``, ``audio``) before creating it,
+    or None when only the created backbone knows; options of another modality are then refused without a download.
+    """
+    _SOURCES[prefix] = _Source(prefix, create, list_entries, knows, description, reads or (lambda _name: None))
 
 
 def split_spec(spec: str) -> tuple[str, str]:
@@ -82,13 +92,17 @@ def create_backbone(spec: str, *, pretrained: bool = True, init_seed: int = 0, *
         spec: ``timm:<model>``, ``torchvision:<model>``, ``packaged:<name>`` or ``bundle:<dir>``.
         pretrained: False gives the same architecture randomly initialised (offline, the scratch baseline).
         init_seed: seed of that random initialisation.
-        **kwargs: source-specific options, e.g. ``weights_file=`` for timm.
+        **kwargs: source-specific options, e.g. ``weights_file=`` for timm; for text backbones ``pooling=``
+            (``mean``/``cls``/``max`` for transformers, ``mean``/``sif`` for word vectors) and ``max_length=``
+            (transformers). None means the source's default.
 
     Returns:
         A :class:`Backbone` in eval mode.
 
     Raises:
-        BackboneError: unknown source or name (with the closest names); OfflineError when a hub is unreachable.
+        BackboneError: unknown source or name (with the closest names); a text option given to a backbone that
+            does not read text, or a pooling/max_length that backbone does not have; OfflineError when a hub is
+            unreachable.
 
     Example:
         >>> bb = create_backbone("packaged:efficientnet_lite0")
@@ -96,6 +110,9 @@ def create_backbone(spec: str, *, pretrained: bool = True, init_seed: int = 0, *
         1280
     """
     prefix, name = split_spec(spec)
+    text_options = {k: kwargs[k] for k in TEXT_OPTIONS if kwargs.get(k) is not None}
+    if text_options and _SOURCES[prefix].reads(name) not in (None, "text"):
+        _refuse_text_options(text_options, spec, str(_SOURCES[prefix].reads(name)))
     if pretrained:
         backbone = _SOURCES[prefix].create(name, pretrained=True, **kwargs)
     else:
@@ -103,7 +120,18 @@ def create_backbone(spec: str, *, pretrained: bool = True, init_seed: int = 0, *
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
             backbone = _SOURCES[prefix].create(name, pretrained=False, **kwargs)
+    if text_options and backbone.modality != "text":
+        _refuse_text_options(text_options, spec, backbone.modality)
+    backbone.options = text_options
     return backbone.eval()
+
+
+def _refuse_text_options(options: dict[str, Any], spec: str, modality: str) -> None:
+    flags = " and ".join(f"--{k.replace('_', '-')}" for k in options)
+    raise BackboneError(
+        f"{flags} applies to text backbones (hf:<model>, packaged:all-minilm-l6-v2, vectors:<file>, "
+        f"packaged:glove-6b-50d); {spec} reads {modality}. Drop {flags}."
+    )
 
 
 def list_backbones() -> list[SourceEntry]:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from .._errors import BackboneError
 from ._base import DEFAULT_LAYER, Backbone
 
 POOLINGS = ("mean", "cls", "max")
@@ -41,6 +42,22 @@ def pool_tokens(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch
     if pooling == "max":
         return hidden.masked_fill(m == 0, torch.finfo(hidden.dtype).min).amax(dim=1)
     return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1)
+
+
+def check_text_options(pooling: str | None, max_length: Any, poolings: tuple[str, ...], spec: str) -> None:
+    """Refuse a pooling this kind of text backbone does not have, or a max_length that is not a positive integer,
+    naming the fix (``sif`` belongs to word vectors; ``cls``/``max`` to transformers)."""
+    if pooling is not None and pooling not in poolings:
+        if pooling == "sif":
+            hint = " sif weighs word vectors (vectors:<file>, packaged:glove-6b-50d);"
+        elif pooling in POOLINGS:
+            hint = f" {pooling} pooling needs token vectors of a transformer (hf:<model>, packaged:all-minilm-l6-v2);"
+        else:
+            hint = ""
+        raise BackboneError(f"--pooling of {spec} must be one of {', '.join(poolings)}. Got {pooling!r} instead;"
+                            f"{hint} use --pooling {poolings[0]} or drop --pooling.")
+    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
+        raise BackboneError(f"--max-length must be a positive integer (tokens per text). Got {max_length!r} instead.")
 
 
 class _Texts(Dataset):

@@ -10,8 +10,8 @@ The adapters sit inside the backbone's usual layer groups, so the fine-tuning sc
 unfreezing, per-group learning rates) apply to them unchanged; the pretrained weights are the backbone's
 ``fixed_parameters``, which no stage unfreezes and the optimizer never sees. After training the adapters are
 merged into the weights (``merge_and_unload``): the fitted backbone is a plain transformer again, so its bundle is
-the usual safetensors file, loads without ``peft``, and reuses as ``bundle:DIR``. Prompt tuning is not supported
-yet.
+the usual safetensors file, loads without ``peft``, and reuses as ``bundle:DIR``. Prompt tuning, the other
+method, is :mod:`transferkit.backbones.prompt_tuning`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from torch import nn
 from .._errors import BackboneError, TransferkitError
 from ._base import Backbone
 
-PEFT_METHODS = ("lora",)
+PEFT_METHODS = ("lora", "prompt-tuning")
 DEFAULT_LORA_RANK = 8
 LORA_DROPOUT = 0.1
 # (query, value) leaf names of the attention projections, by model family
@@ -81,9 +81,10 @@ class LoraAdapters:
         backbone.fixed_parameters = {n for n, _ in backbone.trunk.named_parameters()} - adapter
         for name, p in backbone.trunk.named_parameters():
             p.requires_grad_(name in adapter)
+        self.trained_parameters = sum(p.numel() for n, p in backbone.trunk.named_parameters() if n in adapter)
         self.report: dict[str, Any] = {
             "method": "lora", "rank": rank, "alpha": 2 * rank, "dropout": dropout, "target_modules": targets,
-            "adapter_parameters": sum(p.numel() for n, p in backbone.trunk.named_parameters() if n in adapter),
+            "adapter_parameters": self.trained_parameters,
             "backbone_parameters": self.backbone_parameters, "merged": False,
         }
 
@@ -96,3 +97,7 @@ class LoraAdapters:
             p.requires_grad_(True)
         self.report["merged"] = True
         return self.report
+
+    def finish(self) -> dict[str, Any]:
+        """After training: :meth:`merge` (the fitted backbone is a plain transformer)."""
+        return self.merge()

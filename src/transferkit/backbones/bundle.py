@@ -10,21 +10,23 @@ from pathlib import Path
 from typing import Any
 
 from ._base import Backbone
-from ._registry import SourceEntry, register_source
+from ._registry import TEXT_OPTIONS, SourceEntry, register_source
 
 
-def create(name: str, *, pretrained: bool = True, **_: Any) -> Backbone:
+def create(name: str, *, pretrained: bool = True, **options: Any) -> Backbone:
+    """``options``: ``pooling``/``max_length`` of a text bundle (default: as it was trained)."""
     from ..bundle import read_meta, read_weights
     from ..bundle_io import backbone_from_bundle
 
     directory = Path(name)
     meta = read_meta(directory)
+    options = {k: v for k, v in options.items() if k in TEXT_OPTIONS and v is not None}
     if not pretrained:
         from ..bundle_io import architecture_spec
         from ._registry import create_backbone
 
-        return create_backbone(architecture_spec(directory, meta), pretrained=False)
-    return backbone_from_bundle(directory, meta, read_weights(directory, meta))
+        return create_backbone(architecture_spec(directory, meta), pretrained=False, **options)
+    return backbone_from_bundle(directory, meta, read_weights(directory, meta), **options)
 
 
 def list_entries() -> list[SourceEntry]:

@@ -6,10 +6,17 @@ feature layer (its hidden states pooled the same way); the layer groups are the 
 and what follows (pooler, final norm), so freezing, gradual unfreezing and discriminative learning rates work as
 for images. A local directory needs ``config.json``, the weights and the tokenizer files; a hub id is read from
 the local hub cache, or downloaded when the hub is reachable. ``transformers`` is imported only here, lazily.
+
+A trunk may also carry ``prompt``: virtual token vectors prepended to every text's word embeddings (prompt
+tuning, :mod:`transferkit.backbones.prompt_tuning`), the attention mask extended to cover them, exactly as peft's
+``PeftModelForFeatureExtraction`` runs a ``PromptTuningConfig``. Their output vectors are dropped before pooling:
+they steer the text's tokens through attention, while ``mean``/``max`` run over the text's real tokens and ``cls``
+is still the text's own first token, as without a prompt.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -24,11 +31,11 @@ from .._utils import sha256_bytes, sha256_file
 from ._base import DEFAULT_LAYER, TextPreprocessing, WeightsInfo, state_dict_checksum
 from ._groups import name_and_cover_groups
 from ._registry import SourceEntry, register_source
-from ._text import POOLINGS, TextBackbone, pool_tokens
+from ._text import POOLINGS, TextBackbone, check_text_options, pool_tokens
 from .timm import hub_reachable
 
 DEFAULT_MAX_LENGTH = 128
-OPTIONS_FILE = "transferkit_text.json"  # pooling and max_length, written next to a bundle's tokenizer
+OPTIONS_FILE = "transferkit_text.json"  # pooling, max_length, prompt_tokens; written next to a bundle's tokenizer
 UNKNOWN_LICENCE = "unknown — check the model card"
 OFFLINE_ALTERNATIVES = ("packaged:all-minilm-l6-v2 or packaged:glove-6b-50d (text), packaged:crepe-tiny (audio), "
                         "hf:<local model dir>, or a bundle:<dir>")
@@ -70,27 +77,104 @@ class HFEncoder:
 
 
 class HFTextTrunk(nn.Module):
-    """A transformers encoder whose hidden states are pooled over the attention mask."""
+    """A transformers encoder whose hidden states are pooled over the attention mask.
+
+    ``prompt`` (``(num_virtual_tokens, hidden)``, or None) is prepended to the word embeddings of every text; see
+    the module docstring for how it is run and why its outputs are not pooled.
+    """
+
+    prompt: nn.Parameter | None
 
     def __init__(self, model: nn.Module, pooling: str, layer_names: list[str]):
         super().__init__()
         self.model = model
         self.pooling = pooling
         self.layer_names = layer_names  # hidden_states[i + 1] is the output of layer_names[i]
+        self.register_parameter("prompt", None)
+
+    @property
+    def num_virtual_tokens(self) -> int:
+        return 0 if self.prompt is None else int(self.prompt.shape[0])
+
+    def _run(self, inputs: dict[str, torch.Tensor], hidden_states: bool = False) -> Any:
+        """The model's output on ``inputs`` (``(B, T)`` tensors); with a prompt, every sequence is
+        ``num_virtual_tokens + T`` long, the virtual tokens first."""
+        if self.prompt is None:
+            return self.model(**inputs, output_hidden_states=hidden_states) if hidden_states else self.model(**inputs)
+        model: Any = self.model
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        batch, n = ids.shape[0], self.num_virtual_tokens
+        embeds = model.get_input_embeddings()(ids)
+        prompt = self.prompt.to(embeds.dtype).unsqueeze(0).expand(batch, -1, -1)
+        extra: dict[str, torch.Tensor] = {}
+        if "token_type_ids" in inputs:  # the virtual tokens belong to the (single) first segment
+            extra["token_type_ids"] = torch.cat([inputs["token_type_ids"].new_zeros(batch, n),
+                                                 inputs["token_type_ids"]], dim=1)
+        return model(inputs_embeds=torch.cat([prompt, embeds], dim=1),
+                     attention_mask=torch.cat([mask.new_ones(batch, n), mask], dim=1),
+                     output_hidden_states=hidden_states, **extra)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        out = self.model(**inputs)
-        return pool_tokens(out.last_hidden_state, inputs["attention_mask"], self.pooling)
+        out = self._run(inputs)
+        return pool_tokens(out.last_hidden_state[:, self.num_virtual_tokens:], inputs["attention_mask"], self.pooling)
 
     def pooled_layers(self, inputs: dict[str, torch.Tensor], names: list[str]) -> dict[str, torch.Tensor]:
-        out = self.model(**inputs, output_hidden_states=True)
-        mask = inputs["attention_mask"]
+        out = self._run(inputs, hidden_states=True)
+        mask, n = inputs["attention_mask"], self.num_virtual_tokens
         pooled = {}
         for name in names:
             hidden = out.last_hidden_state if name == DEFAULT_LAYER else \
                 out.hidden_states[self.layer_names.index(name) + 1]
-            pooled[name] = pool_tokens(hidden, mask, self.pooling)
+            pooled[name] = pool_tokens(hidden[:, n:], mask, self.pooling)
         return pooled
+
+
+def model_positions(model: nn.Module, tokenizer: Any) -> int | None:
+    """Tokens the model reads at most (the tokenizer's limit or the position embeddings, whichever is smaller)."""
+    limits = []
+    model_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(model_max, int) and 0 < model_max < 1_000_000:
+        limits.append(model_max)
+    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        limits.append(positions)
+    return min(limits) if limits else None
+
+
+def add_virtual_tokens(backbone: TextBackbone, num_tokens: int) -> nn.Parameter:
+    """Give a transformer text backbone ``num_tokens`` virtual tokens (zeros until trained or loaded).
+
+    The prompt becomes its own layer group, ``prompt``, first (it sits below the embeddings). The texts' own
+    ``max_length`` shrinks when the model's positions cannot hold both (e.g. 512 positions, 20 virtual tokens:
+    at most 492 text tokens). Returns the new parameter.
+
+    Raises:
+        BackboneError: not a transformer text backbone, one that already has a prompt, or no room left for text.
+    """
+    trunk = backbone.trunk
+    if not isinstance(trunk, HFTextTrunk) or not isinstance(backbone.encoder, HFEncoder):
+        raise BackboneError(f"Virtual tokens need a transformer text encoder (hf:<model>, packaged:all-minilm-l6-v2). "
+                            f"Got {backbone.spec} ({backbone.modality}).")
+    if trunk.prompt is not None:
+        raise BackboneError(f"{backbone.spec} already runs with {trunk.num_virtual_tokens} virtual tokens (a "
+                            "prompt-tuned bundle); fine-tune it without --peft prompt-tuning, or start from its source.")
+    if not isinstance(num_tokens, int) or isinstance(num_tokens, bool) or num_tokens < 1:
+        raise BackboneError(f"--prompt-tokens must be a positive integer. Got {num_tokens!r} instead.")
+    max_length = backbone.encoder.max_length
+    positions = model_positions(trunk.model, backbone.encoder.tokenizer)
+    if positions is not None:
+        if positions - num_tokens < 2:
+            raise BackboneError(f"--prompt-tokens {num_tokens} leaves no room for text: {backbone.spec} reads at most "
+                                f"{positions} tokens. Use fewer virtual tokens.")
+        max_length = min(max_length, positions - num_tokens)
+    model: Any = trunk.model
+    trunk.prompt = nn.Parameter(torch.zeros(num_tokens, int(model.config.hidden_size), dtype=torch.float32,
+                                            device=next(model.parameters()).device))
+    backbone.encoder.max_length = max_length
+    backbone.preprocessing = dataclasses.replace(backbone.preprocessing, max_length=max_length,
+                                                 prompt_tokens=num_tokens)
+    backbone._group_names = [("prompt", ["prompt"]), *backbone._group_names]
+    return trunk.prompt
 
 
 def _encoder_layers(model: nn.Module, num_layers: int) -> str:
@@ -247,20 +331,20 @@ def backbone_from_hf(
             sentence-transformers pooling config, else ``mean``).
         max_length: tokens per text (default 128, or the tokenizer's limit when smaller).
         licence, origin: override what the model card and location say (packaged weights know better).
+
+    A directory whose ``transferkit_text.json`` names ``prompt_tokens`` (a prompt-tuned bundle's assets) gets that
+    many virtual tokens (:func:`add_virtual_tokens`), whose values then come with the weights.
     """
+    check_text_options(pooling, max_length, POOLINGS, spec)
     model, tokenizer, directory, found_origin = _load(name, pretrained)
     options: dict[str, Any] = {}
     if directory is not None and (directory / OPTIONS_FILE).is_file():
         options = json.loads((directory / OPTIONS_FILE).read_text())
     pooling = pooling or options.get("pooling") or _default_pooling(directory)
-    if pooling not in POOLINGS:
-        raise BackboneError(f"pooling must be one of {', '.join(POOLINGS)}. Got {pooling!r} instead.")
+    check_text_options(pooling, None, POOLINGS, spec)
     limits = [int(max_length or options.get("max_length") or DEFAULT_MAX_LENGTH)]
-    model_max = getattr(tokenizer, "model_max_length", None)
-    if isinstance(model_max, int) and 0 < model_max < 1_000_000:
-        limits.append(model_max)
-    positions = getattr(model.config, "max_position_embeddings", None)
-    if isinstance(positions, int) and positions > 0:
+    positions = model_positions(model, tokenizer)
+    if positions is not None:
         limits.append(positions)
     max_len = min(limits)
 
@@ -288,24 +372,32 @@ def backbone_from_hf(
         lowercase=bool(getattr(tokenizer, "do_lower_case", False)), tokenizer_sha256=tok_hash,
     )
 
+    encoder = HFEncoder(tokenizer, max_len)
+
     def export(target: Path) -> str:
         tokenizer.save_pretrained(target)
         model.config.save_pretrained(target)
-        (target / OPTIONS_FILE).write_text(json.dumps({"pooling": pooling, "max_length": max_len}))
+        written = {"pooling": trunk.pooling, "max_length": encoder.max_length}  # as the backbone runs now
+        if trunk.num_virtual_tokens:
+            written["prompt_tokens"] = trunk.num_virtual_tokens
+        (target / OPTIONS_FILE).write_text(json.dumps(written))
         return "hf"
 
-    return TextBackbone(
-        trunk, encoder=HFEncoder(tokenizer, max_len), export=export, spec=spec, arch_spec=arch_spec,
+    backbone = TextBackbone(
+        trunk, encoder=encoder, export=export, spec=spec, arch_spec=arch_spec,
         preprocessing=preprocessing, weights=weights, num_features=hidden,
         feature_layers=dict.fromkeys(layer_names, hidden), groups=_groups(trunk, layers_name, num_layers),
     )
+    if options.get("prompt_tokens"):
+        add_virtual_tokens(backbone, int(options["prompt_tokens"]))
+    return backbone
 
 
 def create(name: str, *, pretrained: bool = True, pooling: str | None = None, max_length: int | None = None,
            **_: Any) -> TextBackbone:
     from .hf_audio import backbone_from_hf_audio, is_audio_model  # speech encoders: the audio modality
 
-    if is_audio_model(name):
+    if is_audio_model(name):  # --pooling/--max-length are then refused by create_backbone (not a text backbone)
         return backbone_from_hf_audio(name, spec=f"hf:{name}", arch_spec=f"hf:{name}", pretrained=pretrained,
                                       max_seconds=_.get("max_seconds"))  # type: ignore[return-value]
     return backbone_from_hf(name, spec=f"hf:{name}", arch_spec=f"hf:{name}", pretrained=pretrained, pooling=pooling,

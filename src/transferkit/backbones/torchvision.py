@@ -129,4 +129,5 @@ register_source(
     list_entries,
     lambda n: n in _classification_models(),
     "torchvision classification models and their weights enums",
+    reads=lambda _name: "image",
 )

@@ -29,7 +29,7 @@ from .._errors import BackboneError
 from .._utils import sha256_bytes, sha256_file
 from ._base import TextPreprocessing, WeightsInfo, state_dict_checksum
 from ._registry import SourceEntry, register_source
-from ._text import TextBackbone
+from ._text import TextBackbone, check_text_options
 
 TOKEN_PATTERN = re.compile(r"\w+(?:['’]\w+)*")
 VECTOR_POOLINGS = ("mean", "sif")
@@ -179,8 +179,7 @@ def backbone_from_vectors(
     source_task: str = "",
 ) -> TextBackbone:
     """A :class:`TextBackbone` over ``words`` (frequency order); ``vectors=None`` gives a seeded random table."""
-    if pooling not in VECTOR_POOLINGS:
-        raise BackboneError(f"pooling of word vectors must be one of {', '.join(VECTOR_POOLINGS)}. Got {pooling!r}.")
+    check_text_options(pooling, None, VECTOR_POOLINGS, spec)
     words = list(words)
     vocab: dict[str, int] = {}
     for i, w in enumerate(words):
@@ -213,8 +212,16 @@ def backbone_from_vectors(
     )
 
 
+def refuse_max_length(max_length: int | None, spec: str) -> None:
+    """Word vectors embed every word of a text: a token limit would silently mean nothing."""
+    if max_length is not None:
+        raise BackboneError(f"--max-length applies to transformer backbones (hf:, packaged:all-minilm-l6-v2); {spec} "
+                            "averages word vectors over the whole text. Drop --max-length.")
+
+
 def create(name: str, *, pretrained: bool = True, pooling: str | None = None, lowercase: bool | None = None,
-           **_: Any) -> TextBackbone:
+           max_length: int | None = None, **_: Any) -> TextBackbone:
+    refuse_max_length(max_length, f"vectors:{name}")
     path = Path(name)
     if path.is_dir():  # a vocabulary exported with a bundle: the architecture only
         options_path, vocab_path = path / OPTIONS_FILE, path / VOCAB_FILE

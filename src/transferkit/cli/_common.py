@@ -27,6 +27,21 @@ def add_text_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--encoding", default="utf-8", help="encoding of text files (default: utf-8; e.g. latin-1)")
 
 
+def add_backbone_options(p: argparse.ArgumentParser) -> None:
+    """How a text backbone turns a text into one vector; given to ``create_backbone`` (refused by others)."""
+    g = p.add_argument_group("text backbones")
+    g.add_argument("--pooling", choices=["mean", "cls", "max", "sif"], default=None,
+                   help="token vectors -> one vector: mean, cls or max (transformers; default: the model's, else "
+                        "mean), mean or sif (word vectors; default mean)")
+    g.add_argument("--max-length", type=positive_int, default=None, metavar="TOKENS",
+                   help="transformers: tokens kept per text (default 128, or the model's limit when smaller)")
+
+
+def backbone_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The backbone options the command line gave (``create_backbone`` keyword arguments)."""
+    return {k: v for k, v in {"pooling": args.pooling, "max_length": args.max_length}.items() if v is not None}
+
+
 def emit(args: argparse.Namespace, result: dict[str, Any], render: Callable[[Console, dict[str, Any]], None]) -> None:
     if "rank" in result:  # a non-zero rank of a distributed run: rank 0 reports
         return

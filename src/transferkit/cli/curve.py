@@ -13,7 +13,15 @@ from .._progress import stderr_console
 from ..curve import CurveConfig, learning_curve
 from ..data import open_dataset, select_classes
 from ..workflows import DEFAULT_BACKBONE
-from ._common import add_runtime_options, add_text_options, emit, fraction, positive_int
+from ._common import (
+    add_backbone_options,
+    add_runtime_options,
+    add_text_options,
+    backbone_options,
+    emit,
+    fraction,
+    positive_int,
+)
 
 
 def int_list(text: str) -> list[int]:
@@ -45,6 +53,7 @@ def register(sub: Any) -> None:
     p.add_argument("--epochs", type=positive_int, default=6, help="fine-tune epochs (raised for small sets)")
     p.add_argument("--min-steps", type=positive_int, default=200, help="optimizer steps every trained run gets")
     add_text_options(p)
+    add_backbone_options(p)
     add_runtime_options(p)
     p.set_defaults(run=run)
 
@@ -62,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = CurveConfig(backbone=args.backbone, per_class=args.per_class, seeds=args.seeds, strategy=args.strategy,
                       head=args.head, test_fraction=args.test_fraction, image_size=args.image_size,
                       scratch_epochs=args.scratch_epochs, epochs=args.epochs, min_steps=args.min_steps,
-                      batch_size=args.batch_size or 32, device=args.device, progress=False)
+                      batch_size=args.batch_size or 32, device=args.device, progress=False,
+                      backbone_options=backbone_options(args))
     log = None if args.no_progress else (lambda line: stderr_console.print(line, highlight=False))
     emit(args, learning_curve(data, cfg, args.out, test=test, log=log), render)
     return 0

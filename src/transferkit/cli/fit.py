@@ -10,7 +10,15 @@ from rich.table import Table
 
 from ..strategies import STRATEGIES
 from ..workflows import DEFAULT_BACKBONE, FitConfig, fit_bundle
-from ._common import add_runtime_options, add_text_options, emit, fraction, positive_int
+from ._common import (
+    add_backbone_options,
+    add_runtime_options,
+    add_text_options,
+    backbone_options,
+    emit,
+    fraction,
+    positive_int,
+)
 from ._train_options import add_train_options, train_overrides
 
 
@@ -46,6 +54,7 @@ def register(sub: Any) -> None:
                    help="input size of the baseline (default: the transfer model's)")
     add_train_options(p)
     add_text_options(p)
+    add_backbone_options(p)
     z = p.add_argument_group("text: zero-shot and parameter-efficient fine-tuning")
     z.add_argument("--labels", default=None, help="zero-shot: class names, comma-separated; 'name: description' "
                    "embeds the description (DATA, if labeled, is only evaluated; its classes must be among these)")
@@ -55,6 +64,11 @@ def register(sub: Any) -> None:
     z.add_argument("--peft", choices=["lora", "prompt-tuning"], default=None,
                    help="fine-tune: train adapters instead of the encoder weights (hf:/packaged transformers)")
     z.add_argument("--lora-rank", type=positive_int, default=None, help="--peft lora: rank of the adapters (default 8)")
+    z.add_argument("--prompt-tokens", type=positive_int, default=None, metavar="N",
+                   help="--peft prompt-tuning: virtual tokens before every text (default 20)")
+    z.add_argument("--prompt-init", default=None, metavar="TEXT",
+                   help="--peft prompt-tuning: start the prompt from this text's token embeddings (default: "
+                        "sampled vocabulary tokens)")
     add_runtime_options(p)
     p.set_defaults(run=run)
 
@@ -70,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         baseline_seeds=args.baseline_seeds, baseline_epochs=args.baseline_epochs,
         baseline_image_size=args.baseline_image_size, text_column=args.text_column, label_column=args.label_column,
         encoding=args.encoding, labels=args.labels, template=args.template, temperature=args.temperature,
-        peft=args.peft, lora_rank=args.lora_rank,
+        peft=args.peft, lora_rank=args.lora_rank, prompt_tokens=args.prompt_tokens, prompt_init=args.prompt_init,
+        backbone_options=backbone_options(args),
     )
     result = fit_bundle(cfg)
     emit(args, result, render)

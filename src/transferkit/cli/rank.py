@@ -11,7 +11,14 @@ from rich.table import Table
 from ..data import open_dataset, select_classes
 from ..transferability import METRICS
 from ..transferability.rank import rank_backbones
-from ._common import add_runtime_options, add_text_options, emit, positive_int
+from ._common import (
+    add_backbone_options,
+    add_runtime_options,
+    add_text_options,
+    backbone_options,
+    emit,
+    positive_int,
+)
 
 
 def register(sub: Any) -> None:
@@ -27,6 +34,7 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seeds the sample")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     add_text_options(p)
+    add_backbone_options(p)
     add_runtime_options(p)
     p.set_defaults(run=run)
 
@@ -38,7 +46,8 @@ def rank(args: argparse.Namespace) -> dict[str, Any]:
         data = select_classes(data, args.classes)
     rows = rank_backbones(data, args.candidates, layers=args.layers, sample=args.sample, metric=args.metric,
                           seed=args.seed, device=args.device, cache=not args.no_cache,
-                          batch_size=args.batch_size or 64, progress=not args.no_progress)
+                          batch_size=args.batch_size or 64, progress=not args.no_progress,
+                          backbone_options=backbone_options(args))
     return {"data": data.name, "metric": rows[0]["metric"], "images": max(r.get("images", 0) for r in rows),
             "ranking": rows}
 

@@ -21,13 +21,23 @@ from ..heads import ModuleHead, head_to_module, make_head
 from ._base import TransferClassifier, as_dataset, class_values, full_proba
 
 
+def with_options(backbone: str | Backbone, options: dict[str, Any] | None, pretrained: bool = True) -> str | Backbone:
+    """What a strategy's ``backbone`` parameter takes: the spec itself, or with source ``options`` (text:
+    ``pooling``, ``max_length``) the backbone they configure, created here (the options are then checked)."""
+    if not options or isinstance(backbone, Backbone):
+        return backbone
+    return create_backbone(backbone, pretrained=pretrained, **options)
+
+
 def resolve_backbone(backbone: str | Backbone, pretrained: bool = True) -> Backbone:
     if isinstance(backbone, Backbone):
         if pretrained or not backbone.weights.pretrained:
             return backbone
-        # pretrained=False means the architecture only, for a Backbone object too (the scratch baseline)
-        fresh = create_backbone(backbone.arch_spec, pretrained=False)
-        fresh.preprocessing = backbone.preprocessing
+        # pretrained=False means the architecture only, for a Backbone object too (the scratch baseline); a text
+        # backbone is rebuilt with the options it was created with (pooling, max_length), which its trunk applies
+        fresh = create_backbone(backbone.arch_spec, pretrained=False, **backbone.options)
+        if fresh.modality != "text":  # e.g. an image size chosen for the transfer model
+            fresh.preprocessing = backbone.preprocessing
         return fresh
     return create_backbone(backbone, pretrained=pretrained)
 

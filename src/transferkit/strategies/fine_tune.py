@@ -25,6 +25,7 @@ from .._errors import TransferkitError
 from .._utils import resolve_device, set_seed
 from ..backbones import Backbone
 from ..backbones.adapters import DEFAULT_LORA_RANK, PEFT_METHODS, LoraAdapters
+from ..backbones.prompt_tuning import DEFAULT_PROMPT_TOKENS, PromptTuning
 from ..data import ImageDataset, check_trainable, stratified_split
 from ..features.extract import DEFAULT_MAX_BAD_FRACTION, check_bad_fraction
 from ..heads import build_head_module
@@ -71,9 +72,15 @@ class FineTuneClassifier(TransferClassifier):
         run_dir: where checkpoints, ``metrics.jsonl`` and ``training_curves.png`` go; needed for ``resume``.
         checkpoint_every: also checkpoint every N steps (every epoch always, when ``run_dir`` is set).
         peft: ``lora`` trains LoRA adapters on the attention of a transformer text backbone instead of its
-            weights (merged into them after training; see :mod:`transferkit.backbones.adapters`); the head is
-            trained as usual. Adapters learn at ``lr_backbone`` (LoRA usually wants about 1e-3).
+            weights (merged into them after training; see :mod:`transferkit.backbones.adapters`);
+            ``prompt-tuning`` trains ``prompt_tokens`` virtual tokens prepended to every text, the encoder frozen
+            (kept in the backbone, which then runs with them; see :mod:`transferkit.backbones.prompt_tuning`). The
+            head is trained as usual. Adapters and prompts learn at ``lr_backbone`` (LoRA usually wants about
+            1e-3, a prompt 1e-2 or more).
         lora_rank: rank of the LoRA adapters.
+        prompt_tokens: ``prompt-tuning``: number of virtual tokens.
+        prompt_init: ``prompt-tuning``: a text whose token embeddings the prompt starts from (default: embeddings
+            of randomly sampled vocabulary tokens).
         lr_find: run a learning-rate range test for the head (backbone frozen) first and use its suggestion as
             ``lr_head``; the model is restored exactly afterwards (see :func:`transferkit.training.lr_find`).
         max_bad_fraction, device, num_workers, seed, progress: as everywhere.
@@ -118,6 +125,8 @@ class FineTuneClassifier(TransferClassifier):
         lr_find: bool = False,
         peft: str | None = None,
         lora_rank: int = DEFAULT_LORA_RANK,
+        prompt_tokens: int = DEFAULT_PROMPT_TOKENS,
+        prompt_init: str | None = None,
         max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
         device: str = "auto",
         num_workers: int = 0,
@@ -127,6 +136,8 @@ class FineTuneClassifier(TransferClassifier):
         self.lr_find = lr_find
         self.peft = peft
         self.lora_rank = lora_rank
+        self.prompt_tokens = prompt_tokens
+        self.prompt_init = prompt_init
         self.backbone = backbone
         self.layer = layer
         self.schedule = schedule
@@ -204,7 +215,11 @@ class FineTuneClassifier(TransferClassifier):
             train, val = stratified_split(train, self.validation_fraction, seed=self.seed)
         device = resolve_device(self.device)
         torch.manual_seed(self.seed)
-        adapters = LoraAdapters(backbone, self.lora_rank) if self.peft else None
+        adapters: LoraAdapters | PromptTuning | None = None
+        if self.peft == "lora":
+            adapters = LoraAdapters(backbone, self.lora_rank)
+        elif self.peft == "prompt-tuning":
+            adapters = PromptTuning(backbone, self.prompt_tokens, self.prompt_init)
         model, head_config = self._build(backbone, len(ds.classes))
         run_dir = Path(self.run_dir) if self.run_dir else None
         lr_found = self._find_head_lr(model, train) if self.lr_find and not resume else None
@@ -212,10 +227,11 @@ class FineTuneClassifier(TransferClassifier):
             config = dataclasses.replace(config, lr_head=lr_found["suggested_lr"])
         trainer = Trainer(config, device, run_dir, progress=self.progress)
         self.history_ = trainer.fit(model, train, val, resume=resume)
+        plan = [dataclasses.asdict(s) for s in trainer.plan(model)]  # before finishing peft changes the groups back
         if run_dir is not None and is_main_process():  # finished: the fitted model supersedes the checkpoints
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
         model.cpu()
-        peft_report = self._merge_adapters(adapters, model) if adapters is not None else None
+        peft_report = self._finish_peft(adapters, model) if adapters is not None else None
         self.model_ = model
         self.backbone_ = model.backbone
         self.layer_ = model.layer
@@ -229,7 +245,7 @@ class FineTuneClassifier(TransferClassifier):
             "val_images": int(len(val)) if val is not None else 0,
             "skipped": [list(s) for s in ds.skipped + skipped], "history": self.history_,
             "train_config": dataclasses.asdict(config),
-            "plan": [dataclasses.asdict(s) for s in trainer.plan(model)],
+            "plan": plan,
             "lr_find": lr_found,
             **({"peft": peft_report} if peft_report is not None else {}),
             "seconds": round(time.perf_counter() - start, 3),
@@ -237,17 +253,18 @@ class FineTuneClassifier(TransferClassifier):
         return self
 
     def _check_peft(self) -> None:
-        if self.peft == "prompt-tuning":
-            raise TransferkitError("--peft prompt-tuning is not supported yet; use --peft lora.")
         if self.peft is not None and self.peft not in PEFT_METHODS:
             raise TransferkitError(f"peft must be one of: {', '.join(PEFT_METHODS)}. Got {self.peft!r} instead.")
+        if self.peft == "prompt-tuning" and self.unfreeze_top is not None:
+            raise TransferkitError(f"--unfreeze-top does not apply to --peft prompt-tuning, which trains only the prompt "
+                                   f"(below every layer) and the head. Got unfreeze_top={self.unfreeze_top}; drop it.")
 
     @staticmethod
-    def _merge_adapters(adapters: LoraAdapters, model: TransferModel) -> dict[str, Any]:
-        """Fold the trained adapters into the weights; count what was trained (adapters + head)."""
-        report = dict(adapters.merge())
+    def _finish_peft(adapters: LoraAdapters | PromptTuning, model: TransferModel) -> dict[str, Any]:
+        """Merge LoRA adapters (a prompt stays as it is); count what was trained (adapters or prompt + head)."""
+        report = dict(adapters.finish())
         head = sum(p.numel() for p in model.head.parameters())
-        trainable = report["adapter_parameters"] + head
+        trainable = adapters.trained_parameters + head
         report.update(head_parameters=head, trainable_parameters=trainable,
                       trainable_fraction=round(trainable / (report["backbone_parameters"] + trainable), 6))
         return report

@@ -37,6 +37,8 @@ class ScratchClassifier(FineTuneClassifier):
     lr_find = False
     peft = None  # the scratch baseline trains every weight
     lora_rank = 8
+    prompt_tokens = 20
+    prompt_init = None
 
     def __init__(
         self,

@@ -65,7 +65,8 @@ def source_probabilities(backbone: Backbone, features: np.ndarray) -> np.ndarray
 
 def rank_backbones(data: ImageDataset, candidates: str | list[str], *, layers: str | list[str] = "last",
                    sample: int | None = None, metric: str = "logme", seed: int = 0, device: str = "auto",
-                   cache: Any = True, batch_size: int = 64, progress: bool = True) -> list[dict[str, Any]]:
+                   cache: Any = True, batch_size: int = 64, progress: bool = True,
+                   backbone_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Score every (candidate, layer) on ``data`` and return the rows best first.
 
     Args:
@@ -76,6 +77,8 @@ def rank_backbones(data: ImageDataset, candidates: str | list[str], *, layers: s
         metric: a name from :data:`~transferkit.transferability.METRICS` (``logme``, ``hscore``, ``leep``, ``nce``).
         seed: seeds the sample.
         device, cache, batch_size, progress: as for :func:`~transferkit.extract_features`.
+        backbone_options: given to :func:`~transferkit.create_backbone` for every candidate (text: ``pooling``,
+            ``max_length``; a candidate that does not take them is refused).
 
     Returns:
         One dict per (candidate, layer), best first: ``rank``, ``backbone``, ``layer``, ``score``, ``metric``,
@@ -96,7 +99,7 @@ def rank_backbones(data: ImageDataset, candidates: str | list[str], *, layers: s
     rows: list[dict[str, Any]] = []
     for spec in specs:
         try:
-            backbone = create_backbone(spec)
+            backbone = create_backbone(spec, **(backbone_options or {}))
         except OfflineError as e:
             rows.append({"backbone": spec, "layer": None, "score": None, "metric": name, "error": str(e)})
             continue
