@@ -33,8 +33,8 @@ Methods, all on the same subsets and test set (``--methods`` picks some):
 Fine-tuning settings (``FINE_TUNE``, at the reference size of 100 texts per section; ``--set METHOD.KEY=VALUE``
 overrides one): batch 16, 128 tokens, 1 head-only epoch then 3 epochs with every group, AdamW with weight decay
 0.01, cosine schedule with 10% warmup per stage, no augmentation, lr_head 1e-2, lr_decay 0.9 per group going down
-(embeddings, 6 layers, pooler: the embeddings learn at 0.9^7 = 0.48x the top rate; the pooler is unused by mean
-pooling, so the top layer actually learns at 0.9x). ``minilm-two-stage`` trains the encoder at lr_backbone 5e-5;
+(embeddings, 6 layers; the unused pooler is removed by the backbone: the top layer learns at lr_backbone, the
+embeddings at 0.9^6 = 0.53x). ``minilm-two-stage`` trains the encoder at lr_backbone 5e-5;
 ``minilm-lora`` trains its adapters at 1e-3 and differs in nothing else. How they were chosen (never on the test
 set):
 

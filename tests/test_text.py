@@ -122,7 +122,8 @@ def test_hf_layer_features_are_pooled_hidden_states(tiny_bert: Path) -> None:
 def test_hf_groups_cover_every_parameter_once_and_freeze(tiny_bert: Path) -> None:
     bb = create_backbone(f"hf:{tiny_bert}")
     names = [g.name for g in bb.layer_groups()]
-    assert names == ["embeddings", "encoder.layer.0", "encoder.layer.1", "pooler"]
+    assert names == ["embeddings", "encoder.layer.0", "encoder.layer.1"]  # the unused pooler is gone
+    assert bb.trunk.model.pooler is None
     ids = [id(p) for g in bb.layer_groups() for p in g.parameters()]
     assert len(ids) == len(set(ids)) == len(list(bb.trunk.parameters()))
     bb.freeze(["embeddings", "encoder.layer.0"])

@@ -256,8 +256,7 @@ def test_prompt_tuning_trains_only_the_prompt_and_the_head(tiny_bert: Path, text
         assert not after[name].requires_grad  # even after the loop's final unfreeze()
     assert not torch.equal(bb.trunk.prompt.detach(), initial)
     tuning.finish()
-    assert [g.name for g in bb.layer_groups()] == ["prompt", "embeddings", "encoder.layer.0", "encoder.layer.1",
-                                                   "pooler"]
+    assert [g.name for g in bb.layer_groups()] == ["prompt", "embeddings", "encoder.layer.0", "encoder.layer.1"]
     assert all(p.requires_grad for p in bb.trunk.parameters()) and not bb.fixed_parameters
 
 

@@ -3,8 +3,10 @@
 Token vectors of the last layer are pooled into one vector per text: ``mean`` over the attention mask (the
 default, as sentence-transformers' mean pooling), ``cls`` (first token) or ``max``. Every encoder layer is a
 feature layer (its hidden states pooled the same way); the layer groups are the embeddings, each encoder layer,
-and what follows (pooler, final norm), so freezing, gradual unfreezing and discriminative learning rates work as
-for images. A local directory needs ``config.json``, the weights and the tokenizer files; a hub id is read from
+and what follows (a final norm, if any), so freezing, gradual unfreezing and discriminative learning rates work as
+for images. The model's own pooler (BERT's dense + tanh over ``[CLS]``, trained for next-sentence prediction) is
+removed: no pooling here reads it, so it would only take the top slot of the learning-rate decay, waste the first
+stage of gradual unfreezing and leave DDP with parameters that never get a gradient. A local directory needs ``config.json``, the weights and the tokenizer files; a hub id is read from
 the local hub cache, or downloaded when the hub is reachable. ``transformers`` is imported only here, lazily.
 
 A trunk may also carry ``prompt``: virtual token vectors prepended to every text's word embeddings (prompt
@@ -87,6 +89,8 @@ class HFTextTrunk(nn.Module):
 
     def __init__(self, model: nn.Module, pooling: str, layer_names: list[str]):
         super().__init__()
+        if isinstance(getattr(model, "pooler", None), nn.Module):  # unused by every pooling (module docstring)
+            model.pooler = None  # type: ignore[assignment]  # transformers' add_pooling_layer=False; bundles are saved without it too
         self.model = model
         self.pooling = pooling
         self.layer_names = layer_names  # hidden_states[i + 1] is the output of layer_names[i]
@@ -199,7 +203,7 @@ def _groups(trunk: HFTextTrunk, layers_name: str, num_layers: int) -> list[tuple
             seen_layer = True
         else:
             raw[-1 if seen_layer else 0].append(name)
-    tail = "pooler" if any(".pooler." in n for n in raw[-1]) else "final"
+    tail = "final"  # what follows the last layer (a final norm); the pooler is removed (module docstring)
     labels = ["embeddings", *[f"{layers_name}.{i}" for i in range(num_layers)], tail]
     kept = [(label, names) for label, names in zip(labels, raw, strict=True) if names]
     covered = name_and_cover_groups(trunk, [names for _, names in kept])
