@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .._errors import BackboneError
 from ..data.audio import BadAudio
-from ._base import DEFAULT_LAYER, Backbone
+from ._base import PooledBackbone
 
 DEFAULT_MAX_SECONDS = 10.0
 
@@ -125,7 +125,7 @@ def pad_clips(clips: list[np.ndarray]) -> dict[str, torch.Tensor]:
     return {"input_values": values, "attention_mask": mask}
 
 
-class AudioBackbone(Backbone):
+class AudioBackbone(PooledBackbone):
     """A :class:`Backbone` over sound clips.
 
     Args:
@@ -141,9 +141,8 @@ class AudioBackbone(Backbone):
 
     def __init__(self, trunk: nn.Module, *, prepare: Callable[[list[np.ndarray]], dict[str, torch.Tensor]] | None = None,
                  export: Callable[[Path], str] | None = None, **kwargs: Any):
-        super().__init__(trunk, **kwargs)
+        super().__init__(trunk, export=export, **kwargs)
         self.prepare = prepare
-        self._export = export
 
     def batches(self, dataset: Any, *, indices: Any = None, batch_size: int = 64, shuffle: bool = False,
                 num_workers: int = 0, pin_memory: bool = False, seed: int = 0, augment: str = "none") -> DataLoader:
@@ -157,25 +156,6 @@ class AudioBackbone(Backbone):
 
     def describe_inputs(self, dataset: Any) -> dict[str, Any]:
         return {}
-
-    def export_assets(self, directory: Any) -> str | None:
-        if self._export is None:
-            return None
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        return self._export(directory)
-
-    def forward(self, x: Any, layer: str | None = None) -> torch.Tensor:
-        """Pooled features ``(B, D)`` at ``layer`` of a batch ``x`` as ``batches`` yields it."""
-        layer = self._check_layer(layer)
-        if layer == DEFAULT_LAYER:
-            return self.trunk(x)
-        return cast(Any, self.trunk).pooled_layers(x, [layer])[layer]
-
-    def forward_layers(self, x: Any, layers: list[str]) -> dict[str, torch.Tensor]:
-        names = [self._check_layer(layer) for layer in layers]
-        out = cast(Any, self.trunk).pooled_layers(x, names)
-        return {n: out[n] for n in names}
 
 
 def masked_mean(frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -435,3 +436,39 @@ class Backbone(nn.Module):
             "preprocessing": self.preprocessing.to_dict(),
             "weights": self.weights.to_dict(),
         }
+
+
+class PooledBackbone(Backbone):
+    """A :class:`Backbone` whose trunk pools its own features: texts and audio, where a batch is a dict of
+    tensors and every feature layer is pooled over a mask inside the trunk.
+
+    The trunk maps a batch to pooled features ``(B, num_features)`` and has ``pooled_layers(inputs, names) ->
+    {name: (B, D)}`` (one forward pass for several layers). ``export`` writes what rebuilding the architecture
+    needs (tokenizer, vocabulary, config) into a directory and returns the source prefix that reads it back; None
+    when ``arch_spec`` alone rebuilds it.
+    """
+
+    def __init__(self, trunk: nn.Module, *, export: Callable[[Path], str] | None = None, **kwargs: Any):
+        super().__init__(trunk, **kwargs)
+        self._export = export
+
+    def export_assets(self, directory: Any) -> str | None:
+        if self._export is None:
+            return None
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        return self._export(directory)
+
+    def forward(self, x: Any, layer: str | None = None) -> torch.Tensor:
+        """Pooled features ``(B, D)`` at ``layer`` of a batch ``x`` as ``batches`` yields it."""
+        layer = self._check_layer(layer)
+        if layer == DEFAULT_LAYER:
+            return self.trunk(x)
+        return self.trunk.pooled_layers(x, [layer])[layer]  # type: ignore[operator]
+
+    def forward_layers(self, x: Any, layers: list[str]) -> dict[str, torch.Tensor]:
+        names = [self._check_layer(layer) for layer in layers]
+        if all(n == DEFAULT_LAYER for n in names):
+            return {DEFAULT_LAYER: self.trunk(x)}
+        out = self.trunk.pooled_layers(x, names)  # type: ignore[operator]  # one pass for every layer
+        return {n: out[n] for n in names}

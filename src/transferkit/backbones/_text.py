@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .._errors import BackboneError
-from ._base import DEFAULT_LAYER, Backbone
+from ._base import PooledBackbone
 
 POOLINGS = ("mean", "cls", "max")
 
@@ -83,7 +83,7 @@ class _Collate:
                 "index": torch.tensor([i for _, i in batch], dtype=torch.long), "bad": []}
 
 
-class TextBackbone(Backbone):
+class TextBackbone(PooledBackbone):
     """A :class:`Backbone` over texts.
 
     Args:
@@ -98,9 +98,8 @@ class TextBackbone(Backbone):
     modality = "text"
 
     def __init__(self, trunk: nn.Module, *, encoder: TextEncoder, export: Callable[[Path], str], **kwargs: Any):
-        super().__init__(trunk, **kwargs)
+        super().__init__(trunk, export=export, **kwargs)
         self.encoder = encoder
-        self._export = export
 
     def batches(self, dataset: Any, *, indices: Any = None, batch_size: int = 64, shuffle: bool = False,
                 num_workers: int = 0, pin_memory: bool = False, seed: int = 0, augment: str = "none") -> DataLoader:
@@ -113,22 +112,3 @@ class TextBackbone(Backbone):
 
     def describe_inputs(self, dataset: Any) -> dict[str, Any]:
         return self.encoder.report([dataset.load(i) for i in range(len(dataset))])
-
-    def export_assets(self, directory: Any) -> str | None:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        return self._export(directory)
-
-    def forward(self, x: Any, layer: str | None = None) -> torch.Tensor:
-        """Pooled features ``(B, D)`` at ``layer`` of tokenised texts ``x`` (the dict ``batches`` yields)."""
-        layer = self._check_layer(layer)
-        if layer == DEFAULT_LAYER:
-            return self.trunk(x)
-        return cast(Any, self.trunk).pooled_layers(x, [layer])[layer]
-
-    def forward_layers(self, x: Any, layers: list[str]) -> dict[str, torch.Tensor]:
-        names = [self._check_layer(layer) for layer in layers]
-        if all(n == DEFAULT_LAYER for n in names):
-            return {DEFAULT_LAYER: self.trunk(x)}
-        out = cast(Any, self.trunk).pooled_layers(x, names)  # one forward pass for every layer (pre_logits included)
-        return {n: out[n] for n in names}
