@@ -19,7 +19,10 @@ accuracy, macro-F1, wall and CPU seconds for fit and predict. The summary gives 
 Usage:
     python bench/finetune.py [--quick] [--per-class 10,30,100] [--seeds 0,1,2] [--test-size 2000]
         [--methods scratch,feature-extraction,two-stage,gradual,fastai] [--image-size 112]
-        [--set two-stage.lr_backbone=3e-4 ...] [--out bench/results/finetune-<date>.json]
+        [--set two-stage.lr_backbone=3e-4 ...] [--out bench/results/finetune-<date>.json] [--resume]
+
+The JSON is rewritten atomically after every run; after an interruption, the same command with ``--resume`` keeps
+the finished runs (refusing ones recorded with other settings) and runs the rest.
 
 fastai is a benchmark-only dependency; see bench/README.md for the install command that keeps torch as it is.
 """
@@ -453,6 +456,8 @@ def main() -> None:
     p.add_argument("--run-timeout", type=float, default=1800.0, help="seconds before a run is recorded as failed")
     p.add_argument("--quick", action="store_true", help="tiny sizes and 1 epoch per stage: checks it runs")
     p.add_argument("--out", default=None, help="JSON path (default bench/results/finetune-<date>[-quick].json)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the successful runs already in --out and run only the missing ones (same settings)")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child is not None:
@@ -499,9 +504,22 @@ def main() -> None:
         "runs": [],
     }
     plan = [(n, seed, m) for n in per_class for seed in seeds for m in methods]
+    done: dict[tuple[int, int, str], dict[str, Any]] = {}
+    if args.resume and out.is_file():
+        previous = json.loads(out.read_text())
+        done = {(r["per_class"], r["seed"], r["method"]): r for r in previous["runs"] if "error" not in r}
+        result["resumed"] = {"from": previous["date"], "runs_kept": len(done)}
     started = time.perf_counter()
     for i, (n, seed, method) in enumerate(plan, 1):
         scaled = settings_for(method, settings[method], epochs_scale(n, args.reference_per_class, args.epoch_scaling))
+        kept = done.get((n, seed, method))
+        if kept is not None:
+            if kept["settings"] != scaled:
+                raise SystemExit(f"error: --resume: {method} per_class={n} seed={seed} in {out} ran with other "
+                                 "settings; use a new --out or the same options.")
+            result["runs"].append(kept)
+            print(f"[{i}/{len(plan)}] {method:<18} per_class={n:<4} seed={seed}  kept from {out.name}", flush=True)
+            continue
         spec = {"method": method, "per_class": n, "seed": seed, "test_size": test_size, "image_size": image_size,
                 "settings": scaled, "evaluate_on": args.evaluate_on}
         record = {"method": method, "per_class": n, "seed": seed, "settings": scaled,
