@@ -113,3 +113,29 @@ def check_trainable(ds: Any) -> None:
 
 
 __all__ = ["BadImage", "ImageDataset", "check_trainable"]
+
+
+def encode_labels(labels: Any, classes: Sequence[str] | None, count: int, items: str) -> tuple[np.ndarray, list[str]]:
+    """``labels`` (class indices or names) for ``count`` ``items`` → (indices, class names).
+
+    Integer labels index ``classes`` (default ``"0".."max"``); other labels are names, looked up in ``classes``
+    (default: the sorted distinct names).
+
+    Raises:
+        DataError: a count mismatch, an index outside ``classes``, or a name not in ``classes``.
+    """
+    values = np.asarray(labels)
+    if len(values) != count:
+        raise DataError(f"Got {count} {items} but {len(values)} labels; they must match.")
+    if values.dtype.kind in "iu":
+        n_classes = int(values.max()) + 1 if len(values) else 0
+        names = list(classes) if classes is not None else [str(i) for i in range(n_classes)]
+        if values.min(initial=0) < 0 or n_classes > len(names):
+            raise DataError(f"labels must index into classes (0..{len(names) - 1}). Got max label {n_classes - 1}.")
+        return values, names
+    names = sorted({str(v) for v in values}) if classes is None else list(classes)
+    index = {c: i for i, c in enumerate(names)}
+    unknown = [str(v) for v in values if str(v) not in index]
+    if unknown:
+        raise DataError(f"label {unknown[0]!r} is not one of classes {names}.")
+    return np.array([index[str(v)] for v in values]), names

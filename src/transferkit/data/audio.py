@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import DataError
-from ._dataset import count_per_class
+from ._dataset import count_per_class, encode_labels
 from ._images import BadImage
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".mp3")
@@ -210,18 +210,5 @@ def from_waveforms(waveforms: Sequence[np.ndarray], sample_rate: int, labels: Se
         raise DataError(f"sample_rate must be a positive integer (Hz). Got {sample_rate!r} instead.")
     if labels is None:
         return AudioDataset(waves, None, list(classes or []), name, sample_rate=int(sample_rate))
-    values = np.asarray(labels)
-    if len(values) != len(waves):
-        raise DataError(f"Got {len(waves)} clips but {len(values)} labels; they must match.")
-    if values.dtype.kind in "iu":
-        n_classes = int(values.max()) + 1 if len(values) else 0
-        names = list(classes) if classes is not None else [str(i) for i in range(n_classes)]
-        if values.min(initial=0) < 0 or n_classes > len(names):
-            raise DataError(f"labels must index into classes (0..{len(names) - 1}). Got max label {n_classes - 1}.")
-        return AudioDataset(waves, values, names, name, sample_rate=int(sample_rate))
-    names = sorted({str(v) for v in values}) if classes is None else list(classes)
-    index = {c: i for i, c in enumerate(names)}
-    unknown = [str(v) for v in values if str(v) not in index]
-    if unknown:
-        raise DataError(f"label {unknown[0]!r} is not one of classes {names}.")
-    return AudioDataset(waves, np.array([index[str(v)] for v in values]), names, name, sample_rate=int(sample_rate))
+    values, names = encode_labels(labels, classes, len(waves), "clips")
+    return AudioDataset(waves, values, names, name, sample_rate=int(sample_rate))

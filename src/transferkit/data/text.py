@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import DataError
-from ._dataset import count_per_class
+from ._dataset import count_per_class, encode_labels
 
 TEXT_SUFFIXES = (".csv", ".tsv", ".jsonl", ".txt")
 
@@ -219,21 +219,8 @@ def from_texts(texts: Sequence[str], labels: Sequence[Any] | np.ndarray | None =
     texts = [str(t) for t in texts]
     if labels is None:
         return TextDataset(texts, None, list(classes or []), name)
-    values = np.asarray(labels)
-    if len(values) != len(texts):
-        raise DataError(f"Got {len(texts)} texts but {len(values)} labels; they must match.")
-    if values.dtype.kind in "iu":
-        n_classes = int(values.max()) + 1 if len(values) else 0
-        names = list(classes) if classes is not None else [str(i) for i in range(n_classes)]
-        if values.min(initial=0) < 0 or n_classes > len(names):
-            raise DataError(f"labels must index into classes (0..{len(names) - 1}). Got max label {n_classes - 1}.")
-        return TextDataset(texts, values, names, name)
-    names = sorted({str(v) for v in values}) if classes is None else list(classes)
-    index = {c: i for i, c in enumerate(names)}
-    unknown = [str(v) for v in values if str(v) not in index]
-    if unknown:
-        raise DataError(f"label {unknown[0]!r} is not one of classes {names}.")
-    return TextDataset(texts, np.array([index[str(v)] for v in values]), names, name)
+    values, names = encode_labels(labels, classes, len(texts), "texts")
+    return TextDataset(texts, values, names, name)
 
 
 def is_text_table(path: Path, text_column: str = "text", encoding: str = "utf-8") -> bool:
