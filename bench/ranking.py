@@ -45,6 +45,21 @@ Protocol 2 (``--lr-grid``, decided 2026-11-23 before any of its results, after p
     Command: ``python bench/ranking.py --lr-grid 3e-4,1e-3,3e-3 --head-epochs 2 --epochs 10 --precise-bn 1024
     --linear-probe --sources-dir /tmp/rank-sources``
 
+Protocol 3 (``--candidates wide``, decided 2026-11-28 before any of its results, after protocol 2 gave tau 0.667 on
+the grid {3e-4, 1e-3, 3e-3} and 0.50 on {1e-3, 3e-3, 1e-2}, 8 of 9 candidates choosing the grid's top both times):
+    Two weaknesses of protocol 2 are addressed, nothing else changes (target, data, scores, 10 epochs, PreciseBN,
+    seeds 0 and 1, selection on validation). (1) The search stopped at its edge: the grid is now the union
+    {3e-4, 1e-3, 3e-3, 1e-2, 3e-2}. (2) Nine candidates make tau coarse (one swapped pair moves it by 0.056): every
+    backbone is now a candidate at several layers, as ``transferkit rank --layers`` would offer them — ImageNet and
+    random init at pre_logits, blocks.6, blocks.4 and blocks.2, each own source at pre_logits and blocks.4: 14
+    candidates, 91 pairs. Runs protocol 2 already made are taken from its two files (``--reuse``): fine-tuning is
+    deterministic here (the 1e-3 and 3e-3 runs of both files agree exactly) and a run is reused only where the
+    candidate's LogME is bit-identical to the file's (the same weights). The primary statistic stays LogME at the
+    weights' own size over all candidates; the fine-tune size and the pretrained-only subset stay secondary.
+    Command: ``python bench/ranking.py --candidates wide --lr-grid 3e-4,1e-3,3e-3,1e-2,3e-2 --head-epochs 2
+    --epochs 10 --precise-bn 1024 --linear-probe --jobs 2 --sources-dir /tmp/rank-sources
+    --reuse bench/results/ranking-2026-11-23-lr-grid.json,bench/results/ranking-2026-11-23-lr-grid-wide.json``
+
 Usage:
     python bench/ranking.py --quick     # tiny sizes, 1 seed, 1 epoch per stage: checks it runs (about 1 min)
     python bench/ranking.py             # the full benchmark, about 20 min on one core
@@ -107,14 +122,27 @@ SOURCE_NOTES = {"fmnist0-4": "related: Fashion-MNIST classes 0-4 (T-shirt/top, T
                 "digits": "unrelated: sklearn's 8x8 handwritten digits (0-16 scaled to 0-255, grayscale)"}
 
 
-def candidates(sources: dict[str, str], packaged_size: int) -> list[dict[str, Any]]:
-    """The (backbone, layer) pairs, each with the input size it is fine-tuned at (None: the weights' own)."""
+# Layers per kind of backbone. "base": protocols 1 and 2 (9 candidates); "wide": protocol 3 (14 candidates).
+CANDIDATE_SETS = {
+    "base": {"imagenet": ("pre_logits", "blocks.6", "blocks.4", "blocks.2"), "random": ("pre_logits", "blocks.4"),
+             "own": ("pre_logits",)},
+    "wide": {"imagenet": ("pre_logits", "blocks.6", "blocks.4", "blocks.2"),
+             "random": ("pre_logits", "blocks.6", "blocks.4", "blocks.2"), "own": ("pre_logits", "blocks.4")},
+}
+
+
+def candidates(sources: dict[str, str], packaged_size: int, layers: dict[str, tuple[str, ...]] | None = None,
+               ) -> list[dict[str, Any]]:
+    """The (backbone, layer) pairs, each with the input size it is fine-tuned at (None: the weights' own). Names
+    keep protocol 1's form (``own digits`` is the pre_logits candidate) so result files stay comparable."""
+    layers = layers or CANDIDATE_SETS["base"]
     out = [{"name": f"imagenet {layer}", "kind": "pretrained (ImageNet)", "spec": ARCH, "layer": layer,
-            "fine_tune_size": packaged_size} for layer in ("pre_logits", "blocks.6", "blocks.4", "blocks.2")]
+            "fine_tune_size": packaged_size} for layer in layers["imagenet"]]
     out += [{"name": f"random {layer}", "kind": "random init", "spec": f"random:{ARCH}", "layer": layer,
-             "fine_tune_size": packaged_size} for layer in ("pre_logits", "blocks.4")]
-    out += [{"name": f"own {name}", "kind": "pretrained (own source)", "spec": f"bundle:{directory}",
-             "layer": "pre_logits", "fine_tune_size": None} for name, directory in sources.items()]
+             "fine_tune_size": packaged_size} for layer in layers["random"]]
+    out += [{"name": f"own {name}" + ("" if layer == "pre_logits" else f" {layer}"), "kind": "pretrained (own source)",
+             "spec": f"bundle:{directory}", "layer": layer, "fine_tune_size": None}
+            for name, directory in sources.items() for layer in layers["own"]]
     return out
 
 
@@ -227,6 +255,29 @@ def select_lr(runs: list[dict[str, Any]]) -> tuple[float, list[dict[str, Any]]]:
         return float("nan"), []
     best = max(sorted(by_lr), key=lambda lr: np.mean([r["val_accuracy"] for r in by_lr[lr]]))
     return best, by_lr[best]
+
+
+def reusable_runs(paths: list[Path], fine_tune: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Fine-tuning runs of earlier result files, by candidate name: ``{"logme": float, "runs": {(lr, seed): run}}``.
+    Only files whose fine-tuning settings equal this run's (the lr grid and the selection rule aside) count; a run
+    is then reused only where the candidate's LogME is bit-identical (same weights, same features) — see ``main``.
+    Fine-tuning here is deterministic (seeded, one thread): the runs two result files share agree exactly."""
+    ignore = {"lr_backbone_grid", "selection", "seeds"}
+    out: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        previous = json.loads(path.read_text())
+        settings = {k: v for k, v in previous.get("fine_tune", {}).items() if k not in ignore}
+        if settings != {k: v for k, v in fine_tune.items() if k not in ignore}:
+            raise SystemExit(f"error: --reuse: {path} was run with other fine-tuning settings; drop it from --reuse.")
+        for row in previous.get("candidates", []):
+            entry = out.setdefault(row["name"], {"logme": row["logme"], "runs": {}, "files": []})
+            if entry["logme"] != row["logme"]:
+                continue
+            entry["files"].append(path.name)
+            for run in row.get("grid", row.get("runs", [])):
+                if "accuracy" in run and "val_accuracy" in run:
+                    entry["runs"].setdefault((float(run["lr_backbone"]), int(run["seed"])), run)
+    return out
 
 
 def linear_probe(candidate: dict[str, Any], train: tk.ImageDataset, test: tk.ImageDataset) -> dict[str, Any]:
@@ -384,6 +435,11 @@ def main() -> None:
                         "2-core machine halves the wall time; timings then share the machine)")
     p.add_argument("--resume", action="store_true",
                    help="keep the candidates already in --out (same fine-tuning settings) and run only the rest")
+    p.add_argument("--candidates", choices=sorted(CANDIDATE_SETS), default="base",
+                   help="base: 9 candidates (protocols 1-2); wide: 14, every backbone at 4 layers (own sources at 2)")
+    p.add_argument("--reuse", default=None, metavar="JSON[,JSON]",
+                   help="take fine-tuning runs (candidate, lr, seed) from these earlier result files instead of "
+                        "rerunning them, where the settings match and the candidate's LogME is bit-identical")
     p.add_argument("--out", default=None, help="JSON path (default bench/results/ranking-<date>[-quick].json)")
     args = p.parse_args()
     cfg = QUICK if args.quick else FULL
@@ -424,6 +480,10 @@ def main() -> None:
         "sources": {}, "candidates": [],
     }
 
+    reuse = reusable_runs([Path(f) for f in args.reuse.split(",")], result["fine_tune"]) if args.reuse else {}
+    result["candidate_set"] = args.candidates
+    if args.reuse:
+        result["reused_runs_from"] = args.reuse.split(",")
     kept: dict[str, dict[str, Any]] = {}
     if args.resume and out.is_file():
         previous = json.loads(out.read_text())
@@ -454,7 +514,7 @@ def main() -> None:
                   f"{info['image_size']} px: held-out accuracy {info['held_out_accuracy']:.3f}, "
                   f"{info['fit_wall_s']:.0f} s{' (reused)' if info.get('reused') else ''}", flush=True)
 
-        plan = candidates(specs, cfg["packaged_image_size"])
+        plan = candidates(specs, cfg["packaged_image_size"], CANDIDATE_SETS[args.candidates])
         for i, cand in enumerate(plan, 1):
             if cand["name"] in kept:
                 result["statistics"] = statistics(result["candidates"])
@@ -472,16 +532,28 @@ def main() -> None:
                 row.update({"logme_ft_size": row["logme"], "hscore_ft_size": row["hscore"]})
             if args.linear_probe:
                 row.update(linear_probe(cand, train, test))
+            earlier = reuse.get(cand["name"])
+            same_weights = earlier is not None and earlier["logme"] == row["logme"] and len(lr_grid) > 1
+            reused = {key: {**run, "reused_from": earlier["files"]} for key, run in earlier["runs"].items()
+                      } if same_weights and earlier is not None else {}
             jobs = [(lr, seed) for lr in lr_grid for seed in seeds]
             calls = [(cand, train, test, {**cfg["fine_tune"], "lr_backbone": lr}, seed,
                       validation if len(lr_grid) > 1 else None) for lr, seed in jobs]
-            futures = [pool.submit(fine_tune, *call) for call in calls] if pool is not None else None
+            futures = [None if (lr, seed) in reused else
+                       (pool.submit(fine_tune, *call) if pool is not None else None)
+                       for (lr, seed), call in zip(jobs, calls, strict=True)]
             grid_runs = []
             for k, ((lr, seed), call) in enumerate(zip(jobs, calls, strict=True)):
+                if (lr, seed) in reused:
+                    grid_runs.append(reused[(lr, seed)])
+                    continue
                 try:  # one failed run must not lose the others
-                    grid_runs.append(futures[k].result() if futures is not None else fine_tune(*call))
+                    future = futures[k]
+                    grid_runs.append(future.result() if future is not None else fine_tune(*call))
                 except Exception as e:
                     grid_runs.append({"seed": seed, "lr_backbone": lr, "error": f"{type(e).__name__}: {e}"})
+            if reused:
+                row["runs_reused"] = sum(1 for lr, seed in jobs if (lr, seed) in reused)
             if len(lr_grid) > 1:
                 row["selected_lr_backbone"], row["runs"] = select_lr(grid_runs)
                 row["grid"] = grid_runs
@@ -497,7 +569,8 @@ def main() -> None:
             result["statistics"] = statistics(scored)
             write_json(out, result)
             ft = [f"{run['accuracy']:.3f}" if "accuracy" in run else "FAILED" for run in row["runs"]]
-            ft_s = sum(run.get("fit_wall_s", 0) + run.get("predict_wall_s", 0) for run in row.get("grid", row["runs"]))
+            ft_s = sum(run.get("fit_wall_s", 0) + run.get("predict_wall_s", 0) for run in row.get("grid", row["runs"])
+                       if "reused_from" not in run)
             picked = f" (lr_backbone {row['selected_lr_backbone']:g})" if "selected_lr_backbone" in row else ""
             probe = f"  linear probe {row['linear_probe_accuracy']:.3f}" if "linear_probe_accuracy" in row else ""
             print(f"[{i}/{len(plan)} {elapsed()}] {row['name']:<22} LogME {row['logme']:+.3f} "
