@@ -15,7 +15,8 @@ Protocol:
         ``tk.save_bundle`` and used as ``bundle:DIR`` at pre_logits (what ``transferkit pretrain`` does):
         ``fmnist0-4``: Fashion-MNIST classes 0-4, 600 per class (related); ``fmnist0-4-small``: the same classes,
         60 per class (related, weaker); ``digits``: sklearn's 8x8 digits, 85% of the 1,797 images (unrelated).
-    Scores: LogME and H-score on the 250 target training images. The primary figures come from
+    Scores: LogME and H-score on the 250 target training images (and, from protocol 3 on, ``probe``: 5-fold
+    cross-validated logistic regression on the same 250 images' features, never the test images). The primary figures come from
     ``tk.rank_backbones`` with one candidate per call, as ``transferkit rank`` computes them: at the backbone's own
     input size (224 px for the packaged and random ones, 64 px for the bundles), feature cache off, so the
     seconds include extraction. Because the packaged and random candidates are fine-tuned at 112 px (below), both
@@ -94,7 +95,7 @@ TAU_GOAL = 0.7
 TLLIB_TAU = 0.665
 TEST_SEED = 12345
 VALIDATION_SEED = 777
-METRICS = ("logme", "hscore")
+METRICS = ("logme", "hscore", "probe")
 
 FULL = {
     "target_per_class": 50, "target_seed": 0, "test_per_class": 200, "validation_per_class": 100, "seeds": [0, 1],
@@ -147,11 +148,11 @@ def candidates(sources: dict[str, str], packaged_size: int, layers: dict[str, tu
 
 
 # -- data --------------------------------------------------------------------------------------------------
-def target_data(cfg: dict[str, Any]) -> tuple[tk.ImageDataset, tk.ImageDataset, tk.ImageDataset]:
+def target_data(cfg: dict[str, Any], classes: str = "5-9") -> tuple[tk.ImageDataset, tk.ImageDataset, tk.ImageDataset]:
     """(training set, validation set, test set). The validation images come from the train split but never from
     the training set; they only choose each candidate's learning rate under ``--lr-grid``."""
-    full = select_classes(tk.load_fashion_mnist("train"), "5-9")
-    test = select_classes(tk.load_fashion_mnist("test"), "5-9")
+    full = select_classes(tk.load_fashion_mnist("train"), classes)
+    test = select_classes(tk.load_fashion_mnist("test"), classes)
     train = tk.per_class(full, cfg["target_per_class"], seed=cfg["target_seed"])
     used = {str(item) for item in train.items}
     rest = full.subset(np.array([i for i, item in enumerate(full.items) if str(item) not in used], dtype=np.int64))
@@ -257,7 +258,7 @@ def select_lr(runs: list[dict[str, Any]]) -> tuple[float, list[dict[str, Any]]]:
     return best, by_lr[best]
 
 
-def reusable_runs(paths: list[Path], fine_tune: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def reusable_runs(paths: list[Path], fine_tune: dict[str, Any], target: str) -> dict[str, dict[str, Any]]:
     """Fine-tuning runs of earlier result files, by candidate name: ``{"logme": float, "runs": {(lr, seed): run}}``.
     Only files whose fine-tuning settings equal this run's (the lr grid and the selection rule aside) count; a run
     is then reused only where the candidate's LogME is bit-identical (same weights, same features) — see ``main``.
@@ -269,6 +270,8 @@ def reusable_runs(paths: list[Path], fine_tune: dict[str, Any]) -> dict[str, dic
         settings = {k: v for k, v in previous.get("fine_tune", {}).items() if k not in ignore}
         if settings != {k: v for k, v in fine_tune.items() if k not in ignore}:
             raise SystemExit(f"error: --reuse: {path} was run with other fine-tuning settings; drop it from --reuse.")
+        if previous["data"]["target"] != target:
+            raise SystemExit(f"error: --reuse: {path} has another target ({previous['data']['target']}); drop it.")
         for row in previous.get("candidates", []):
             entry = out.setdefault(row["name"], {"logme": row["logme"], "runs": {}, "files": []})
             if entry["logme"] != row["logme"]:
@@ -295,8 +298,10 @@ def linear_probe(candidate: dict[str, Any], train: tk.ImageDataset, test: tk.Ima
 
 # -- statistics --------------------------------------------------------------------------------------------
 def correlations(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
-    """Kendall tau-b and Spearman rho between a score and the mean accuracy (None with fewer than 3 rows)."""
-    from scipy.stats import kendalltau, spearmanr
+    """Kendall tau-b and Spearman rho between a score and the mean accuracy (None with fewer than 3 rows); also
+    the weighted tau the LogME paper reports (``scipy.stats.weightedtau``: swaps near the top weigh more) and the
+    regret of trusting the score's first choice (best accuracy minus the accuracy of the top-scored candidate)."""
+    from scipy.stats import kendalltau, spearmanr, weightedtau
 
     pairs = [(r[key], r["accuracy_mean"]) for r in rows if r.get(key) is not None and "accuracy_mean" in r]
     if len(pairs) < 3:
@@ -305,15 +310,16 @@ def correlations(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
     tau, tau_p = kendalltau(x, y)
     rho, rho_p = spearmanr(x, y)
     return {"n": len(pairs), "kendall_tau": float(tau), "kendall_p": float(tau_p), "spearman_rho": float(rho),
-            "spearman_p": float(rho_p)}
+            "spearman_p": float(rho_p), "weighted_tau": float(weightedtau(x, y)[0]),
+            "top1_regret": float(y.max() - y[int(np.argmax(x))])}
 
 
 def statistics(rows: list[dict[str, Any]]) -> dict[str, Any]:
     from scipy.stats import kendalltau
 
     groups = {"all": rows, "pretrained only": [r for r in rows if r["kind"] != "random init"]}
-    keys = {"logme": "logme", "hscore": "hscore", "logme at fine-tune size": "logme_ft_size",
-            "hscore at fine-tune size": "hscore_ft_size"}
+    keys = {"logme": "logme", "hscore": "hscore", "probe": "probe", "logme at fine-tune size": "logme_ft_size",
+            "hscore at fine-tune size": "hscore_ft_size", "probe at fine-tune size": "probe_ft_size"}
     out: dict[str, Any] = {group: {label: correlations(members, key) for label, key in keys.items()}
                            for group, members in groups.items()}
     seeds = sorted({run["seed"] for r in rows for run in r.get("runs", []) if "accuracy" in run})
@@ -362,7 +368,7 @@ def versions() -> dict[str, str]:
     return {**library_versions(), "scipy": scipy.__version__, "matplotlib": matplotlib.__version__}
 
 
-def plot(rows: list[dict[str, Any]], stats: dict[str, Any], path: Path) -> None:
+def plot(rows: list[dict[str, Any]], stats: dict[str, Any], path: Path, target: str = "5-9") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -380,7 +386,7 @@ def plot(rows: list[dict[str, Any]], stats: dict[str, Any], path: Path) -> None:
     tau = stats["all"]["logme"]["kendall_tau"]
     ax.set_xlabel("LogME score (tk.rank_backbones, 250 target images)")
     ax.set_ylabel("fine-tuned test accuracy (mean over seeds)")
-    ax.set_title(f"Fashion-MNIST 5-9, 50/class: LogME vs two-stage fine-tuning (Kendall tau {tau:.2f})"
+    ax.set_title(f"Fashion-MNIST {target}, 50/class: LogME vs two-stage fine-tuning (Kendall tau {tau:.2f})"
                  if tau is not None else "LogME vs fine-tuned accuracy", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
@@ -392,17 +398,20 @@ def plot(rows: list[dict[str, Any]], stats: dict[str, Any], path: Path) -> None:
 
 
 def print_table(rows: list[dict[str, Any]], stats: dict[str, Any]) -> None:
-    print(f"\n{'candidate':<24}{'LogME':>9}{'H-score':>9}{'LogME@ft':>10}{'accuracy':>17}{'score s':>9}{'fine-tune s':>13}")
+    print(f"\n{'candidate':<30}{'LogME':>9}{'H-score':>9}{'probe':>8}{'LogME@ft':>10}{'accuracy':>17}{'score s':>9}"
+          f"{'fine-tune s':>13}")
     for r in sorted(rows, key=lambda r: -r["logme"]):
         acc = f"{r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f}" if "accuracy_mean" in r else "failed"
         ft_s = np.mean([run["fit_wall_s"] + run["predict_wall_s"] for run in r["runs"] if "accuracy" in run] or [0])
-        print(f"{r['name']:<24}{r['logme']:>9.3f}{r['hscore']:>9.3f}{r['logme_ft_size']:>10.3f}{acc:>17}"
+        print(f"{r['name']:<30}{r['logme']:>9.3f}{r['hscore']:>9.3f}{r.get('probe', float('nan')):>8.3f}"
+              f"{r['logme_ft_size']:>10.3f}{acc:>17}"
               f"{r['logme_wall_s']:>9.1f}{ft_s:>13.1f}")
     for group in ("all", "pretrained only"):
         for label, c in stats[group].items():
             if c["kendall_tau"] is not None:
                 print(f"{group:<16} {label:<26} n={c['n']}  Kendall tau {c['kendall_tau']:+.3f} "
-                      f"(p {c['kendall_p']:.3f})  Spearman {c['spearman_rho']:+.3f}")
+                      f"(p {c['kendall_p']:.3f})  Spearman {c['spearman_rho']:+.3f}  weighted tau "
+                      f"{c['weighted_tau']:+.3f}  top-1 regret {c['top1_regret']:.3f}")
     if "seed_vs_seed_accuracy_tau" in stats:
         print(f"accuracy ranking, seed {stats['seed_vs_seed_accuracy_tau']['seeds'][0]} vs "
               f"{stats['seed_vs_seed_accuracy_tau']['seeds'][1]}: Kendall tau "
@@ -440,6 +449,9 @@ def main() -> None:
     p.add_argument("--reuse", default=None, metavar="JSON[,JSON]",
                    help="take fine-tuning runs (candidate, lr, seed) from these earlier result files instead of "
                         "rerunning them, where the settings match and the candidate's LogME is bit-identical")
+    p.add_argument("--target-classes", default="5-9",
+                   help="the Fashion-MNIST classes of the target (default 5-9; 0-4 is the second target, the classes "
+                        "the fmnist0-4 sources were trained on)")
     p.add_argument("--out", default=None, help="JSON path (default bench/results/ranking-<date>[-quick].json)")
     args = p.parse_args()
     cfg = QUICK if args.quick else FULL
@@ -455,12 +467,12 @@ def main() -> None:
     png = out.with_suffix(".png")
     sources_root = Path(args.sources_dir) if args.sources_dir else Path(tempfile.mkdtemp(prefix="tk-ranking-"))
     started = time.perf_counter()
-    train, validation, test = target_data(cfg)
+    train, validation, test = target_data(cfg, args.target_classes)
     result: dict[str, Any] = {
         "benchmark": "ranking", "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": [Path(sys.executable).name, *sys.argv], "quick": args.quick, "machine": machine(),
         "versions": versions(), "torch_threads": 1, "device": "cpu",
-        "data": {"target": "fashion-mnist classes 5-9 (Debian IDX files)", "classes": train.classes,
+        "data": {"target": f"fashion-mnist classes {args.target_classes} (Debian IDX files)", "classes": train.classes,
                  "train": f"train split, per_class({cfg['target_per_class']}, seed={cfg['target_seed']})",
                  "train_images": len(train), "test": f"test split, per_class({cfg['test_per_class']}, seed={TEST_SEED})",
                  "test_images": len(test),
@@ -480,15 +492,16 @@ def main() -> None:
         "sources": {}, "candidates": [],
     }
 
-    reuse = reusable_runs([Path(f) for f in args.reuse.split(",")], result["fine_tune"]) if args.reuse else {}
+    reuse = (reusable_runs([Path(f) for f in args.reuse.split(",")], result["fine_tune"], result["data"]["target"])
+             if args.reuse else {})
     result["candidate_set"] = args.candidates
     if args.reuse:
         result["reused_runs_from"] = args.reuse.split(",")
     kept: dict[str, dict[str, Any]] = {}
     if args.resume and out.is_file():
         previous = json.loads(out.read_text())
-        if previous.get("fine_tune") != result["fine_tune"]:
-            raise SystemExit(f"error: --resume: {out} was run with other fine-tuning settings; use a new --out.")
+        if previous.get("fine_tune") != result["fine_tune"] or previous["data"]["target"] != result["data"]["target"]:
+            raise SystemExit(f"error: --resume: {out} was run with other fine-tuning settings or another target; use a new --out.")
         kept = {r["name"]: r for r in previous.get("candidates", []) if "accuracy_mean" in r}
         result["resumed"] = {"from": previous["date"], "candidates_kept": sorted(kept)}
         result["candidates"] = list(kept.values())  # in the file from the first write on: a second kill loses none
@@ -526,10 +539,10 @@ def main() -> None:
             row.update(scores_by_ranking(cand["spec"], cand["layer"], train))
             if cand["fine_tune_size"] is not None:
                 matched = scores_at_size(cand["spec"], cand["layer"], train, cand["fine_tune_size"])
-                row.update({"logme_ft_size": matched["logme"], "hscore_ft_size": matched["hscore"],
-                            "ft_size_scores_wall_s": matched["wall_s"]})
+                row.update({f"{metric}_ft_size": matched[metric] for metric in METRICS})
+                row["ft_size_scores_wall_s"] = matched["wall_s"]
             else:  # fine-tuned at its own size: the primary scores are already at that size
-                row.update({"logme_ft_size": row["logme"], "hscore_ft_size": row["hscore"]})
+                row.update({f"{metric}_ft_size": row[metric] for metric in METRICS})
             if args.linear_probe:
                 row.update(linear_probe(cand, train, test))
             earlier = reuse.get(cand["name"])
@@ -587,7 +600,7 @@ def main() -> None:
     result["total_wall_s"] = time.perf_counter() - started
     result["statistics"] = statistics(scored)
     write_json(out, result)
-    plot(scored, result["statistics"], png)
+    plot(scored, result["statistics"], png, args.target_classes)
     print_table(result["candidates"], result["statistics"])
     print(f"total {elapsed()}; wrote {out} and {png}")
 

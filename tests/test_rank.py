@@ -73,6 +73,9 @@ def test_pretrained_outranks_random_init_on_real_images():
     rows = rank_backbones(data, candidates[1], layers="all", sample=60, progress=False)
     assert len(rows) == 6 and [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
     assert rows[0]["layer"] in ("pre_logits", "blocks.6")  # deep ImageNet features fit clothing best
+    rows = rank_backbones(data, candidates, sample=60, metric="probe", progress=False)  # held-out accuracy
+    assert rows[0]["backbone"] == "packaged:efficientnet_lite0" and rows[0]["metric"] == "probe", rows
+    assert 1.0 >= rows[0]["score"] > rows[1]["score"] >= 0.0
 
 
 def test_own_bundles_and_every_layer_are_candidates(arrays, own_bundle):
@@ -107,6 +110,9 @@ def test_cli_rank_json_and_mistakes(capsys, image_folder, own_bundle):
         ("random", "blocks.2"), ("random", "pre_logits"), ("bundle", "blocks.2"), ("bundle", "pre_logits")}
     assert main(["rank", str(image_folder), "--candidates", f"random:{TINY}", "--no-progress"]) == 0
     assert "transferkit rank" in capsys.readouterr().out  # the human table
+    assert main(["rank", str(image_folder), "--candidates", f"random:{TINY}", "--metric", "probe", "--json",
+                 "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["metric"] == "probe"
     assert main(["rank", str(image_folder), "--candidates", TINY, "--metric", "logm"]) == 2
     assert "Did you mean: logme" in capsys.readouterr().err
     assert main(["rank", str(image_folder), "--candidates", f"random:{TINY}", "--layers", "blocks.77"]) == 2

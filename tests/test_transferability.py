@@ -11,7 +11,7 @@ from scipy.optimize import minimize
 from sklearn.covariance import LedoitWolf
 
 from transferkit import DataError, TransferkitError
-from transferkit.transferability import METRICS, hscore, leep, logme, nce, score
+from transferkit.transferability import METRICS, hscore, leep, logme, nce, probe, score
 
 
 def blobs(n: int, d: int, classes: int, separation: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -133,7 +133,7 @@ def test_hscore_shrinkage_matches_formula() -> None:
 
 
 def _score_all(features: np.ndarray, labels: np.ndarray, source: np.ndarray) -> dict[str, float]:
-    return {"logme": logme(features, labels), "hscore": hscore(features, labels),
+    return {"logme": logme(features, labels), "hscore": hscore(features, labels), "probe": probe(features, labels),
             "hscore-unregularised": hscore(features, labels, shrinkage=None),
             "leep": leep(soft(source), labels), "nce": nce(source, labels)}
 
@@ -150,7 +150,7 @@ def test_every_score_ignores_how_classes_are_named() -> None:
     assert nce(np.array(list("abcdef"))[source], labels) == pytest.approx(reference["nce"], rel=1e-12)
 
 
-@pytest.mark.parametrize("metric", ["logme", "hscore"])
+@pytest.mark.parametrize("metric", ["logme", "hscore", "probe"])
 def test_better_separated_features_score_higher(metric: str) -> None:
     scores = [METRICS[metric].function(*blobs(150, 16, 4, separation)) for separation in (0.0, 0.3, 0.6, 1.2)]
     assert all(np.diff(scores) > 0), scores
@@ -190,14 +190,37 @@ def test_logme_casts_float32_and_handles_more_dimensions_than_samples() -> None:
     assert hscore(np.ones((10, 3)), np.arange(10) % 2) == 0.0
 
 
+def test_probe_is_the_held_out_accuracy_of_a_logistic_regression() -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    features, labels = blobs(120, 6, 3, 0.7)
+    # Independently: the same folds (read back from probe's assignment) through a scikit-learn pipeline.
+    from transferkit.transferability.probe import _fold_of
+
+    folds = _fold_of(labels, 3, 5, 0)
+    assert [np.bincount(labels[folds == f]).tolist() for f in range(5)] == [[8, 8, 8]] * 5  # stratified
+    correct = 0
+    for f in range(5):
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+        model.fit(features[folds != f], labels[folds != f])
+        correct += int((model.predict(features[folds == f]) == labels[folds == f]).sum())
+    assert probe(features, labels) == pytest.approx(correct / 120, abs=1e-12)
+    assert 0.4 < probe(features, labels) < 1.0  # better than chance (1/3), not trivially perfect
+    # Classes smaller than `folds` lower the number of folds instead of failing.
+    assert 0 <= probe(features[:9], labels[:9], folds=5) <= 1
+
+
 def test_score_dispatches_by_name() -> None:
     features, labels = blobs(60, 5, 3, 1.0)
     probabilities = soft(noisy_source(labels, 0.2))
-    assert set(METRICS) == {"logme", "hscore", "leep", "nce"}
+    assert set(METRICS) == {"logme", "hscore", "leep", "nce", "probe"}
     assert all(info.higher_is_better for info in METRICS.values())
     assert {name: info.needs for name, info in METRICS.items()} == {
-        "logme": "features", "hscore": "features", "leep": "source_probabilities", "nce": "source_probabilities"}
-    for name in ("logme", "LogME", "H-score", "leep", "nce"):
+        "logme": "features", "hscore": "features", "leep": "source_probabilities", "nce": "source_probabilities",
+        "probe": "features"}
+    for name in ("logme", "LogME", "H-score", "leep", "nce", "Probe"):
         key = name.lower().replace("-", "")
         inputs = probabilities if METRICS[key].needs == "source_probabilities" else features
         assert score(name, features=features, labels=labels, source_probabilities=probabilities) == \
@@ -219,6 +242,9 @@ def test_score_dispatches_by_name() -> None:
     (lambda f, y: leep(np.log(soft(y)), y), r"apply a softmax"),
     (lambda f, y: hscore(f, y, shrinkage="lw"), r"shrinkage must be 'auto'.* Got 'lw'"),
     (lambda f, y: hscore(f, y, shrinkage=1.5), r"Got 1.5"),
+    (lambda f, y: probe(f, np.r_[y[:-1], 7]), r"at least 2 samples .* 1 class\(es\) with 1 sample.*metric='logme'"),
+    (lambda f, y: probe(f, y, folds=1), r"folds must be an integer >= 2. Got 1"),
+    (lambda f, y: probe(f[:, 0], y), r"2-D array"),
     (lambda f, y: score("logmee", features=f, labels=y), r"Unknown transferability metric 'logmee'.*Did you mean: logme"),
     (lambda f, y: score("leep", features=f, labels=y), r"source model's classifier.*use metric='logme'"),
     (lambda f, y: score("hscore", source_probabilities=soft(y), labels=y), r"Got features=None"),
