@@ -61,6 +61,17 @@ the grid {3e-4, 1e-3, 3e-3} and 0.50 on {1e-3, 3e-3, 1e-2}, 8 of 9 candidates ch
     --epochs 10 --precise-bn 1024 --linear-probe --jobs 2 --sources-dir /tmp/rank-sources
     --reuse bench/results/ranking-2026-11-23-lr-grid.json,bench/results/ranking-2026-11-23-lr-grid-wide.json``
 
+    Bracketing (run after protocol 3's results, as the rule "a search not stopped by its edge" asks): 11 of 14
+    candidates chose 3e-2, so 1e-1 was added (``--reuse`` of protocol 3's file); the final file scores ``probe`` too.
+
+Second target (``--target-classes 0-4``, declared 2026-11-28 before any of its results): Fashion-MNIST classes 0-4
+(T-shirt/top, Trouser, Pullover, Dress, Coat), everything else as protocol 3 with the grid {3e-3, 1e-2, 3e-2, 1e-1}
+(3e-4 and 1e-3 never won on the first target). The fmnist0-4 sources were trained on 600 train-split images per class
+of these very classes, so they are same-task sources here; their training images overlap this target's training
+and validation images but never its test images. Question: do the scores' taus on the first target carry over?
+    Command: ``python bench/ranking.py --target-classes 0-4 --candidates wide --lr-grid 3e-3,1e-2,3e-2,1e-1
+    --head-epochs 2 --epochs 10 --precise-bn 1024 --linear-probe --jobs 2 --sources-dir /tmp/rank-sources``
+
 Usage:
     python bench/ranking.py --quick     # tiny sizes, 1 seed, 1 epoch per stage: checks it runs (about 1 min)
     python bench/ranking.py             # the full benchmark, about 20 min on one core
