@@ -12,7 +12,7 @@ Higher is better for all four. Scores compare backbones on the *same* labeled se
 little across data sets. ``leep`` and ``nce`` need the source model's classifier, so they only apply to backbones
 whose source head is kept; ``logme``, ``hscore`` and ``probe`` need only features. ``probe`` fits ``folds``
 classifiers, so it takes seconds where LogME takes milliseconds; on our ranking benchmark it tracked fine-tuned
-accuracy more closely (bench/README.md).
+accuracy somewhat more closely, not always (bench/README.md).
 
 Example:
     >>> import transferkit as tk
