@@ -8,7 +8,7 @@
 | ``nce`` | source_probabilities (or hard source labels) | Tran et al., ICCV 2019 |
 | ``probe`` | features | cross-validated logistic regression (Kornblith et al., CVPR 2019) |
 
-Higher is better for all four. Scores compare backbones on the *same* labeled set; their absolute values mean
+Higher is better for all five. Scores compare backbones on the *same* labeled set; their absolute values mean
 little across data sets. ``leep`` and ``nce`` need the source model's classifier, so they only apply to backbones
 whose source head is kept; ``logme``, ``hscore`` and ``probe`` need only features. ``probe`` fits ``folds``
 classifiers, so it takes seconds where LogME takes milliseconds; on our ranking benchmark it tracked fine-tuned
