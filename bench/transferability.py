@@ -1,4 +1,5 @@
-"""Transferability-score benchmark (not a test): wall time of LogME, H-score, LEEP and NCE at backbone scale.
+"""Transferability-score benchmark (not a test): wall time of LogME, H-score, LEEP, NCE and the
+cross-validated probe at backbone scale.
 
 Features are random but structured like a backbone's: 10,000 samples x 1,280 dimensions (EfficientNet-Lite0's
 width), float32, a low-rank correlated part, class means along a few directions, and isotropic noise; 10 classes.
@@ -89,7 +90,7 @@ def main() -> None:
 
     from run import machine  # bench/run.py, next to this file
 
-    from transferkit.transferability import hscore, leep, logme, nce
+    from transferkit.transferability import hscore, leep, logme, nce, probe
 
     if args.blas_threads is not None:
         threadpool_limits(args.blas_threads)  # kept for the whole process: the timings and blas() below
@@ -103,6 +104,7 @@ def main() -> None:
         ("hscore (shrinkage=None)", f"features {features.shape}", lambda: hscore(features, labels, shrinkage=None)),
         ("leep", f"source_probabilities {probabilities.shape}", lambda: leep(probabilities, labels)),
         ("nce", f"argmax of source_probabilities {probabilities.shape}", lambda: nce(probabilities, labels)),
+        ("probe", f"features {features.shape}, 5 folds", lambda: probe(features, labels)),
     ]
     rows = []
     for name, inputs, call in cases:
