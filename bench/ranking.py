@@ -269,20 +269,26 @@ def select_lr(runs: list[dict[str, Any]]) -> tuple[float, list[dict[str, Any]]]:
     return best, by_lr[best]
 
 
+def same_protocol(previous: dict[str, Any], fine_tune: dict[str, Any], target: str, ignore: tuple[str, ...] = (),
+                  ) -> bool:
+    """Whether an earlier result file used these fine-tuning settings (``ignore`` aside) on the same target."""
+    def kept(settings: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in settings.items() if k not in ignore}
+
+    return kept(previous.get("fine_tune", {})) == kept(fine_tune) and previous["data"]["target"] == target
+
+
 def reusable_runs(paths: list[Path], fine_tune: dict[str, Any], target: str) -> dict[str, dict[str, Any]]:
     """Fine-tuning runs of earlier result files, by candidate name: ``{"logme": float, "runs": {(lr, seed): run}}``.
     Only files whose fine-tuning settings equal this run's (the lr grid and the selection rule aside) count; a run
     is then reused only where the candidate's LogME is bit-identical (same weights, same features) — see ``main``.
     Fine-tuning here is deterministic (seeded, one thread): the runs two result files share agree exactly."""
-    ignore = {"lr_backbone_grid", "selection", "seeds"}
     out: dict[str, dict[str, Any]] = {}
     for path in paths:
         previous = json.loads(path.read_text())
-        settings = {k: v for k, v in previous.get("fine_tune", {}).items() if k not in ignore}
-        if settings != {k: v for k, v in fine_tune.items() if k not in ignore}:
-            raise SystemExit(f"error: --reuse: {path} was run with other fine-tuning settings; drop it from --reuse.")
-        if previous["data"]["target"] != target:
-            raise SystemExit(f"error: --reuse: {path} has another target ({previous['data']['target']}); drop it.")
+        if not same_protocol(previous, fine_tune, target, ignore=("lr_backbone_grid", "selection", "seeds")):
+            raise SystemExit(f"error: --reuse: {path} was run with other fine-tuning settings or another target; "
+                             "drop it from --reuse.")
         for row in previous.get("candidates", []):
             entry = out.setdefault(row["name"], {"logme": row["logme"], "runs": {}, "files": []})
             if entry["logme"] != row["logme"]:
@@ -511,7 +517,7 @@ def main() -> None:
     kept: dict[str, dict[str, Any]] = {}
     if args.resume and out.is_file():
         previous = json.loads(out.read_text())
-        if previous.get("fine_tune") != result["fine_tune"] or previous["data"]["target"] != result["data"]["target"]:
+        if not same_protocol(previous, result["fine_tune"], result["data"]["target"]):
             raise SystemExit(f"error: --resume: {out} was run with other fine-tuning settings or another target; use a new --out.")
         kept = {r["name"]: r for r in previous.get("candidates", []) if "accuracy_mean" in r}
         result["resumed"] = {"from": previous["date"], "candidates_kept": sorted(kept)}
@@ -557,27 +563,20 @@ def main() -> None:
             if args.linear_probe:
                 row.update(linear_probe(cand, train, test))
             earlier = reuse.get(cand["name"])
-            same_weights = earlier is not None and earlier["logme"] == row["logme"] and len(lr_grid) > 1
-            reused = {key: {**run, "reused_from": earlier["files"]} for key, run in earlier["runs"].items()
-                      } if same_weights and earlier is not None else {}
-            jobs = [(lr, seed) for lr in lr_grid for seed in seeds]
+            done: dict[tuple[float, int], dict[str, Any]] = {}
+            if earlier is not None and earlier["logme"] == row["logme"] and len(lr_grid) > 1:  # the same weights
+                done = {key: {**run, "reused_from": earlier["files"]} for key, run in earlier["runs"].items()}
+                row["runs_reused"] = sum(1 for lr in lr_grid for seed in seeds if (lr, seed) in done)
+            jobs = [(lr, seed) for lr in lr_grid for seed in seeds if (lr, seed) not in done]
             calls = [(cand, train, test, {**cfg["fine_tune"], "lr_backbone": lr}, seed,
                       validation if len(lr_grid) > 1 else None) for lr, seed in jobs]
-            futures = [None if (lr, seed) in reused else
-                       (pool.submit(fine_tune, *call) if pool is not None else None)
-                       for (lr, seed), call in zip(jobs, calls, strict=True)]
-            grid_runs = []
+            futures = [pool.submit(fine_tune, *call) for call in calls] if pool is not None else None
             for k, ((lr, seed), call) in enumerate(zip(jobs, calls, strict=True)):
-                if (lr, seed) in reused:
-                    grid_runs.append(reused[(lr, seed)])
-                    continue
                 try:  # one failed run must not lose the others
-                    future = futures[k]
-                    grid_runs.append(future.result() if future is not None else fine_tune(*call))
+                    done[(lr, seed)] = futures[k].result() if futures is not None else fine_tune(*call)
                 except Exception as e:
-                    grid_runs.append({"seed": seed, "lr_backbone": lr, "error": f"{type(e).__name__}: {e}"})
-            if reused:
-                row["runs_reused"] = sum(1 for lr, seed in jobs if (lr, seed) in reused)
+                    done[(lr, seed)] = {"seed": seed, "lr_backbone": lr, "error": f"{type(e).__name__}: {e}"}
+            grid_runs = [done[(lr, seed)] for lr in lr_grid for seed in seeds]
             if len(lr_grid) > 1:
                 row["selected_lr_backbone"], row["runs"] = select_lr(grid_runs)
                 row["grid"] = grid_runs
