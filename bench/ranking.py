@@ -72,6 +72,15 @@ and validation images but never its test images. Question: do the scores' taus o
     Command: ``python bench/ranking.py --target-classes 0-4 --candidates wide --lr-grid 3e-3,1e-2,3e-2,1e-1
     --head-epochs 2 --epochs 10 --precise-bn 1024 --linear-probe --jobs 2 --sources-dir /tmp/rank-sources``
 
+Own sources on another machine (2026-11-30): retrained on a fresh machine, the source bundles are not bit-identical to
+session 4's (held-out accuracy 0.792 / 0.595 / 0.937 instead of 0.799 / 0.557 / 0.911: other CPU kernels), so their fine-
+tuning runs cannot be reused; ``--kinds own`` reruns protocol 3 (or the second target) for the six own candidates
+only, with the retrained bundles; ImageNet and random init are the same weights everywhere and keep their rows.
+    Command: ``python bench/ranking.py --candidates wide --kinds own --lr-grid 3e-4,1e-3,3e-3,1e-2,3e-2,1e-1
+    --head-epochs 2 --epochs 10 --precise-bn 1024 --jobs 2 --sources-dir /tmp/rank-sources
+    --out bench/results/ranking-2026-11-30-own-target5-9.json`` (and ``--target-classes 0-4 --lr-grid
+    3e-3,1e-2,3e-2,1e-1 --out bench/results/ranking-2026-11-30-own-target0-4.json``)
+
 Usage:
     python bench/ranking.py --quick     # tiny sizes, 1 seed, 1 epoch per stage: checks it runs (about 1 min)
     python bench/ranking.py             # the full benchmark, about 20 min on one core
@@ -466,6 +475,8 @@ def main() -> None:
     p.add_argument("--reuse", default=None, metavar="JSON[,JSON]",
                    help="take fine-tuning runs (candidate, lr, seed) from these earlier result files instead of "
                         "rerunning them, where the settings match and the candidate's LogME is bit-identical")
+    p.add_argument("--kinds", default=None, metavar="KIND[,KIND]",
+                   help="run only these kinds of candidate: imagenet, random, own (default: all of the set)")
     p.add_argument("--target-classes", default="5-9",
                    help="the Fashion-MNIST classes of the target (default 5-9; 0-4 is the second target, the classes "
                         "the fmnist0-4 sources were trained on)")
@@ -544,7 +555,10 @@ def main() -> None:
                   f"{info['image_size']} px: held-out accuracy {info['held_out_accuracy']:.3f}, "
                   f"{info['fit_wall_s']:.0f} s{' (reused)' if info.get('reused') else ''}", flush=True)
 
-        plan = candidates(specs, cfg["packaged_image_size"], CANDIDATE_SETS[args.candidates])
+        layers = CANDIDATE_SETS[args.candidates]
+        if args.kinds:
+            layers = {kind: layers[kind] if kind in args.kinds.split(",") else () for kind in layers}
+        plan = candidates(specs, cfg["packaged_image_size"], layers)
         for i, cand in enumerate(plan, 1):
             if cand["name"] in kept:
                 result["statistics"] = statistics(result["candidates"])

@@ -9,7 +9,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ..data import open_dataset, select_classes
+from ..features.cache import default_cache_dir
 from ..transferability import METRICS
+from ..transferability.race import race
 from ..transferability.rank import rank_backbones
 from ._common import (
     add_backbone_options,
@@ -36,6 +38,18 @@ def register(sub: Any) -> None:
     p.add_argument("--image-size", type=positive_int, default=None,
                    help="score images at this square size, the one you will fine-tune at (default: each "
                         "candidate's own)")
+    race = p.add_argument_group("race", "fine-tune the best-scored candidates briefly and rank them by that instead "
+                                        "(successive halving over candidates x learning rates, k-fold validated)")
+    race.add_argument("--race", nargs="?", const="all", default=None, type=race_count, metavar="K",
+                      help="race the top K candidates by score (all when K is left out)")
+    race.add_argument("--race-lrs", default="1e-3,1e-2,1e-1", type=learning_rates,
+                      help="backbone learning rates each raced candidate is tried with (default 1e-3,1e-2,1e-1)")
+    race.add_argument("--race-epochs", default="1,9", type=epoch_range, metavar="MIN,MAX",
+                      help="fine-tuning epochs of the first rung and the cap; x3 per rung (default 1,9)")
+    race.add_argument("--race-folds", default=3, type=positive_int, help="cross-validation folds (default 3)")
+    race.add_argument("--race-state", default=None,
+                      help="JSON file keeping every finished fine-tune, so a stopped race resumes (default: in the "
+                           "cache directory; none with --no-cache)")
     add_text_options(p)
     add_backbone_options(p)
     add_runtime_options(p)
@@ -51,8 +65,56 @@ def rank(args: argparse.Namespace) -> dict[str, Any]:
                           seed=args.seed, device=args.device, cache=not args.no_cache,
                           batch_size=args.batch_size or 64, progress=not args.no_progress,
                           backbone_options=backbone_options(args), image_size=args.image_size)
-    return {"data": data.name, "metric": rows[0]["metric"], "images": max(r.get("images", 0) for r in rows),
-            "ranking": rows}
+    result: dict[str, Any] = {"data": data.name, "metric": rows[0]["metric"],
+                              "images": max(r.get("images", 0) for r in rows), "ranking": rows}
+    if args.race is not None:
+        result.update(race_rows(args, data, rows))
+    return result
+
+
+def race_rows(args: argparse.Namespace, data: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Race the top ``--race`` scored rows; they come first, in race order, the others after them by score."""
+    scored = [r for r in rows if r["score"] is not None]
+    top = scored if args.race == "all" else scored[:args.race]
+    state = args.race_state
+    if state is None and not args.no_cache:
+        state = default_cache_dir() / "race"
+        state.mkdir(parents=True, exist_ok=True)
+    min_epochs, max_epochs = args.race_epochs
+    raced = race(data, [{**r, "image_size": args.image_size} for r in top], lrs=args.race_lrs,
+                 folds=args.race_folds, min_epochs=min_epochs, max_epochs=max_epochs, seed=args.seed,
+                 device=args.device, state=state, progress=not args.no_progress,
+                 backbone_options=backbone_options(args))
+    rest = rows[len(top):]  # rows come best first with the unscored last, so the raced ones are a prefix
+    ranking = []
+    for i, row in enumerate(raced + rest, 1):
+        row = {k: v for k, v in row.items() if k != "image_size"}
+        ranking.append({**row, "score_rank": row["rank"], "rank": i})
+    return {"ranking": ranking,
+            "race": {"candidates": len(top), "lrs": args.race_lrs, "folds": args.race_folds,
+                     "epochs": [min_epochs, max_epochs], "seconds": raced[0]["race_seconds"]}}
+
+
+def race_count(text: str) -> int | str:
+    return "all" if text == "all" else positive_int(text)
+
+
+def learning_rates(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(not v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive learning rates such as 1e-3,1e-2, got "
+                                         f"{text!r}")
+    return values
+
+
+def epoch_range(text: str) -> tuple[int, int]:
+    parts = text.split(",")
+    if len(parts) == 2 and all(p.strip().isdigit() for p in parts) and 1 <= int(parts[0]) <= int(parts[1]):
+        return int(parts[0]), int(parts[1])
+    raise argparse.ArgumentTypeError(f"expected MIN,MAX epochs with 1 <= MIN <= MAX, e.g. 1,9, got {text!r}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,14 +123,24 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render(console: Console, r: dict[str, Any]) -> None:
-    table = Table(title=f"transferkit rank — {r['metric']} on {r['images']} images of {r['data']} (higher is better)")
-    for col in ("#", "backbone", "layer", "score", "seconds", "dim", "licence"):
-        table.add_column(col, justify="right" if col in ("#", "score", "seconds", "dim") else "left")
+    title = f"transferkit rank — {r['metric']} on {r['images']} images of {r['data']} (higher is better)"
+    raced = r.get("race")
+    if raced:
+        title += (f"; top {raced['candidates']} raced by {raced['folds']}-fold fine-tuning ({raced['seconds']:.0f} s):"
+                  f" out-of-fold accuracy at the most epochs each reached")
+    table = Table(title=title)
+    race_cols = ("race acc", "epochs", "lr") if raced else ()
+    for col in ("#", "backbone", "layer", "score", *race_cols, "seconds", "dim", "licence"):
+        table.add_column(col, justify="left" if col in ("backbone", "layer", "licence") else "right")
     for row in r["ranking"]:
         if row["score"] is None:
-            table.add_row(str(row["rank"]), row["backbone"], str(row["layer"] or "-"), "-", "-", "-",
-                          f"[yellow]{row['error']}[/yellow]")
+            table.add_row(str(row["rank"]), row["backbone"], str(row["layer"] or "-"), "-", *("-" for _ in race_cols),
+                          "-", "-", f"[yellow]{row['error']}[/yellow]")
             continue
-        table.add_row(str(row["rank"]), row["backbone"], row["layer"], f"{row['score']:.4f}",
+        cells: tuple[str, ...] = ()
+        if raced:
+            cells = (("-", "-", "-") if row.get("race_accuracy") is None else
+                     (f"{row['race_accuracy']:.3f}", str(row["race_epochs"]), f"{row['race_lr']:g}"))
+        table.add_row(str(row["rank"]), row["backbone"], row["layer"], f"{row['score']:.4f}", *cells,
                       f"{row['seconds']:.1f}", str(row["dim"]), row["licence"])
     console.print(table)
