@@ -12,7 +12,7 @@ from ..data import open_dataset, select_classes
 from ..features.cache import default_cache_dir
 from ..transferability import METRICS
 from ..transferability.race import race
-from ..transferability.rank import rank_backbones
+from ..transferability.rank import rank_backbones, sample_balanced
 from ._common import (
     add_backbone_options,
     add_runtime_options,
@@ -41,7 +41,8 @@ def register(sub: Any) -> None:
     race = p.add_argument_group("race", "fine-tune the best-scored candidates briefly and rank them by that instead "
                                         "(successive halving over candidates x learning rates, k-fold validated)")
     race.add_argument("--race", nargs="?", const="all", default=None, type=race_count, metavar="K",
-                      help="race the top K candidates by score (all when K is left out)")
+                      help="race the top K candidates by score (all when K is left out), on the images that were "
+                           "scored (--sample)")
     race.add_argument("--race-lrs", default="1e-3,1e-2,1e-1", type=learning_rates,
                       help="backbone learning rates each raced candidate is tried with (default 1e-3,1e-2,1e-1)")
     race.add_argument("--race-epochs", default="1,9", type=epoch_range, metavar="MIN,MAX",
@@ -81,7 +82,8 @@ def race_rows(args: argparse.Namespace, data: Any, rows: list[dict[str, Any]]) -
         state = default_cache_dir() / "race"
         state.mkdir(parents=True, exist_ok=True)
     min_epochs, max_epochs = args.race_epochs
-    raced = race(data, [{**r, "image_size": args.image_size} for r in top], lrs=args.race_lrs,
+    subset = sample_balanced(data, args.sample, args.seed)  # the images that were scored
+    raced = race(subset, [{**r, "image_size": args.image_size} for r in top], lrs=args.race_lrs,
                  folds=args.race_folds, min_epochs=min_epochs, max_epochs=max_epochs, seed=args.seed,
                  device=args.device, state=state, progress=not args.no_progress,
                  backbone_options=backbone_options(args))
