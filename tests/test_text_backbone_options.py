@@ -104,6 +104,13 @@ def test_cli_rank_and_curve_take_the_options(tiny_bert: Path, text_csv: Path, tm
         return [r["score"] for r in json.loads(capsys.readouterr().out)["ranking"]]
 
     assert rank("--pooling", "max", "--max-length", "6") != rank()  # other features, other scores
+    # The race fine-tunes text candidates too, their backbone options passed on.
+    assert main(["rank", str(text_csv), "--candidates", f"hf:{tiny_bert},random:hf:{tiny_bert}", "--json",
+                 "--race", "--race-lrs", "1e-3", "--race-epochs", "1,1", "--race-folds", "2", "--max-length", "6",
+                 "--race-state", str(tmp_path / "race.json"), *CPU]) == 0
+    raced = json.loads(capsys.readouterr().out)
+    assert raced["race"]["candidates"] == 2 and all(0 <= r["race_accuracy"] <= 1 for r in raced["ranking"])
+    assert len(json.loads((tmp_path / "race.json").read_text())["runs"]) == 4  # 2 candidates x 2 folds
     code = main(["curve", str(text_csv), "--backbone", f"hf:{tiny_bert}", "--per-class", "3", "--seeds", "1",
                  "--min-steps", "1", "--scratch-epochs", "1", "--test-fraction", "0.25", "--pooling", "cls",
                  "--max-length", "6", "--json", "--out", str(tmp_path / "curve"), *CPU])
