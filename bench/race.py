@@ -179,13 +179,7 @@ def plot(rows: list[dict[str, Any]], stats: dict[str, Any], path: Path, target: 
     tau = stats["race"]["kendall_tau"]
     ax.set_title(f"Fashion-MNIST {target}: fine-tuning race vs full fine-tuning (Kendall tau "
                  f"{tau:.2f}; LogME {stats['logme']['kendall_tau']:.2f})" if tau is not None else "race", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    ranking.save_figure(fig, ax, path)
 
 
 if __name__ == "__main__":

@@ -414,6 +414,13 @@ def plot(rows: list[dict[str, Any]], stats: dict[str, Any], path: Path, target: 
     ax.set_ylabel("fine-tuned test accuracy (mean over seeds)")
     ax.set_title(f"Fashion-MNIST {target}, 50/class: LogME vs two-stage fine-tuning (Kendall tau {tau:.2f})"
                  if tau is not None else "LogME vs fine-tuned accuracy", fontsize=10)
+    save_figure(fig, ax, path)
+
+
+def save_figure(fig: Any, ax: Any, path: Path) -> None:
+    """Grid, legend, then an atomic write of the PNG (a reader never sees half a file)."""
+    import matplotlib.pyplot as plt
+
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
