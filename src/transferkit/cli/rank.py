@@ -43,12 +43,12 @@ def register(sub: Any) -> None:
     race.add_argument("--race", nargs="?", const="all", default=None, type=race_count, metavar="K",
                       help="race the top K candidates by score (all when K is left out), on the images that were "
                            "scored (--sample)")
-    race.add_argument("--race-lrs", default="1e-3,1e-2,1e-1", type=learning_rates,
+    race.add_argument("--race-lrs", default="1e-3,1e-2,1e-1", type=learning_rates, metavar="LRS",
                       help="backbone learning rates each raced candidate is tried with (default 1e-3,1e-2,1e-1)")
     race.add_argument("--race-epochs", default="1,9", type=epoch_range, metavar="MIN,MAX",
                       help="fine-tuning epochs of the first rung and the cap; x3 per rung (default 1,9)")
-    race.add_argument("--race-folds", default=3, type=positive_int, help="cross-validation folds (default 3)")
-    race.add_argument("--race-state", default=None,
+    race.add_argument("--race-folds", default=3, type=positive_int, metavar="N", help="cross-validation folds (default 3)")
+    race.add_argument("--race-state", default=None, metavar="FILE",
                       help="JSON file keeping every finished fine-tune, so a stopped race resumes (default: in the "
                            "cache directory; none with --no-cache)")
     add_text_options(p)
