@@ -33,7 +33,10 @@ Usage:
     python bench/race.py --target-classes 0-4 --sources-dir /tmp/rank-sources
         --own-truth bench/results/ranking-2026-11-30-own-target0-4.json
     python bench/race.py --quick        # 4 candidates, tiny budgets: checks it runs
-Options: ``--state FILE`` (default ``/tmp/race-<target>.json``): the race's state, so a stopped run resumes.
+Repeat (declared 2026-11-30 after both targets' results, before its own): ``--seed 1`` on target 5-9, everything
+else the same — other folds and other fine-tuning seeds: how much of the race's tau is its own noise.
+
+Options: ``--seed N`` (default 0), ``--state FILE`` (default ``/tmp/race-<target>.json``): the race's state, so a stopped run resumes.
 """
 
 from __future__ import annotations
@@ -79,6 +82,8 @@ def main() -> None:
     p.add_argument("--own-truth", default=None, metavar="JSON",
                    help="ground-truth rows for the own candidates (bench/ranking.py --kinds own with these bundles)")
     p.add_argument("--quick", action="store_true", help="4 candidates, one lr, 2 folds, 1 epoch: checks it runs")
+    p.add_argument("--seed", type=int, default=0, help="seeds the folds and every fine-tune (protocol: 0; a repeat "
+                                                       "with 1 measures the race's own noise)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
 
@@ -108,11 +113,12 @@ def main() -> None:
                                  f"{by_name[c['name']]['logme']!r}: not the same source weights")
     if args.quick:
         cands = cands[::4]
-    settings = QUICK_RACE if args.quick else RACE
+    settings = {**(QUICK_RACE if args.quick else RACE), "seed": args.seed}
     options = {k: v for k, v in truth["fine_tune"].items()
                if k in ("schedule", "lr_head", "lr_decay", "scheduler", "augment", "batch_size", "precise_bn")}
     torch.set_num_threads(2)
-    state = Path(args.state or f"/tmp/race-{args.target_classes}{'-quick' if args.quick else ''}.json")
+    suffix = f"{'-quick' if args.quick else ''}{f'-seed{args.seed}' if args.seed else ''}"
+    state = Path(args.state or f"/tmp/race-{args.target_classes}{suffix}.json")
     start = time.perf_counter()
     raced = race(train, [{"backbone": c["spec"], "layer": c["layer"], "image_size": c["fine_tune_size"],
                           "name": c["name"], "kind": c["kind"]} for c in cands],
@@ -141,8 +147,7 @@ def main() -> None:
               "race_wall_s": seconds, "ground_truth_fine_tune_s": ground_truth_s, "candidates": rows,
               "statistics": stats, "goal": {"kendall_tau": stats["race"]["kendall_tau"], "goal": ranking.TAU_GOAL}}
     date = dt.date.today().isoformat()
-    out = Path(args.out or f"bench/results/race-{date}-target{args.target_classes}{'-quick' if args.quick else ''}"
-                           ".json")
+    out = Path(args.out or f"bench/results/race-{date}-target{args.target_classes}{suffix}.json")
     ranking.write_json(out, result)
     plot(rows, stats, out.with_suffix(".png"), args.target_classes)
     print(f"\n{'candidate':<30}{'race #':>7}{'race acc':>9}{'epochs':>7}{'lr':>7}{'truth':>8}{'LogME':>8}{'probe':>7}")
