@@ -85,6 +85,8 @@ def test_successive_halving_keeps_the_best_third_and_ranks_by_rung_then_accuracy
     assert rows[0]["race_accuracy"] == pytest.approx(24 / 30)
     assert rows[3]["race_accuracy"] == pytest.approx(6 / 30)
     assert [r["race_rank"] for r in rows] == [1, 2, 3, 4] and rows[3]["score"] == -3  # input keys kept
+    again = Table(QUALITY)
+    assert same(run(again, lrs=(1e-3, 1e-2, 1e-3)), rows) and len(again.calls) == len(trainer.calls)  # deduplicated
 
 
 def test_a_stopped_race_resumes_from_its_state_without_retraining(tmp_path):

@@ -152,7 +152,7 @@ def race(data: Any, candidates: list[dict[str, Any]], *, lrs: tuple[float, ...] 
     """
     if not candidates:
         raise DataError("The race needs at least one candidate.")
-    lrs = [float(lr) for lr in lrs]
+    lrs = list(dict.fromkeys(float(lr) for lr in lrs))  # a repeated value would race one configuration twice
     if not lrs or any(not lr > 0 for lr in lrs):
         raise DataError(f"Race learning rates must be positive numbers, e.g. 1e-3,1e-2,1e-1. Got {lrs} instead.")
     if getattr(data, "labels", None) is None:
