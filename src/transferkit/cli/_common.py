@@ -61,6 +61,20 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_list(cast: Callable[[str], Any], what: str) -> Callable[[str], list[Any]]:
+    """An argparse type: one or more comma-separated positive numbers, each read with ``cast``."""
+    def parse(text: str) -> list[Any]:
+        try:
+            values = [cast(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            values = []
+        if not values or any(not v > 0 for v in values):
+            raise argparse.ArgumentTypeError(f"expected comma-separated positive {what}, got {text!r}")
+        return values
+
+    return parse
+
+
 def fraction(text: str) -> float:
     try:
         value = float(text)

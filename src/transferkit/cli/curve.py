@@ -21,17 +21,10 @@ from ._common import (
     emit,
     fraction,
     positive_int,
+    positive_list,
 )
 
-
-def int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
-    return values
+int_list = positive_list(int, "integers")
 
 
 def register(sub: Any) -> None:

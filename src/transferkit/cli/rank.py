@@ -20,6 +20,7 @@ from ._common import (
     backbone_options,
     emit,
     positive_int,
+    positive_list,
 )
 
 
@@ -101,15 +102,7 @@ def race_count(text: str) -> int | str:
     return "all" if text == "all" else positive_int(text)
 
 
-def learning_rates(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or any(not v > 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive learning rates such as 1e-3,1e-2, got "
-                                         f"{text!r}")
-    return values
+learning_rates = positive_list(float, "learning rates such as 1e-3,1e-2")
 
 
 def epoch_range(text: str) -> tuple[int, int]:
