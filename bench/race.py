@@ -35,6 +35,8 @@ Usage:
     python bench/race.py --quick        # 4 candidates, tiny budgets: checks it runs
 Repeat (declared 2026-11-30 after both targets' results, before its own): ``--seed 1`` on target 5-9, everything
 else the same — other folds and other fine-tuning seeds: how much of the race's tau is its own noise.
+Repeat (declared 2026-11-30, session 6, after the three results above, before its own): ``--seed 1`` on target 0-4,
+everything else the same.
 
 Options: ``--seed N`` (default 0), ``--state FILE`` (default ``/tmp/race-<target>.json``): the race's state, so a stopped run resumes.
 """
