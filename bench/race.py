@@ -37,6 +37,10 @@ Repeat (declared 2026-11-30 after both targets' results, before its own): ``--se
 else the same — other folds and other fine-tuning seeds: how much of the race's tau is its own noise.
 Repeat (declared 2026-11-30, session 6, after the three results above, before its own): ``--seed 1`` on target 0-4,
 everything else the same.
+Third target (declared 2026-11-30, session 6, before its ground truth or race ran): Fashion-MNIST 0-9, 25 training
+images per class drawn without the sources' training images (bench/ranking.py's docstring, "Third target"); ground
+truth ``bench/results/ranking-2026-11-30-target0-9.json``, all 14 candidates run on this machine (no
+``--own-truth``); the race exactly as above, seed 0: ``python bench/race.py --target-classes 0-9``.
 
 Options: ``--seed N`` (default 0), ``--state FILE`` (default ``/tmp/race-<target>.json``): the race's state, so a stopped run resumes.
 """
@@ -63,7 +67,8 @@ import transferkit as tk  # noqa: E402
 from transferkit.transferability.race import race  # noqa: E402
 
 GROUND_TRUTH = {"5-9": "bench/results/ranking-2026-11-28-protocol3-final.json",
-                "0-4": "bench/results/ranking-2026-11-28-target0-4.json"}
+                "0-4": "bench/results/ranking-2026-11-28-target0-4.json",
+                "0-9": "bench/results/ranking-2026-11-30-target0-9.json"}
 RACE = {"lrs": [1e-3, 1e-2, 1e-1], "folds": 3, "min_epochs": 1, "max_epochs": 9, "factor": 3, "head_epochs": 2,
         "seed": 0}
 QUICK_RACE = {**RACE, "lrs": [1e-2], "folds": 2, "max_epochs": 1}
@@ -97,7 +102,7 @@ def main() -> None:
             raise SystemExit(f"error: {args.own_truth} used other fine-tuning settings or another target than the "
                              "ground truth")
         by_name.update({r["name"]: {**r, "truth_file": args.own_truth} for r in own["candidates"]})
-    cfg = ranking.FULL
+    cfg = ranking.target_config(ranking.FULL, args.target_classes)
     sources_root = Path(args.sources_dir)
     sources = {}
     for name, source in cfg["sources"].items():

@@ -81,6 +81,18 @@ only, with the retrained bundles; ImageNet and random init are the same weights 
     --out bench/results/ranking-2026-11-30-own-target5-9.json`` (and ``--target-classes 0-4 --lr-grid
     3e-3,1e-2,3e-2,1e-1 --out bench/results/ranking-2026-11-30-own-target0-4.json``)
 
+Third target (``--target-classes 0-9``, declared 2026-11-30 before any of its results, after the race's results on
+the first two targets, to test ``rank --race`` on a target it was not designed on): all ten Fashion-MNIST classes,
+25 training images per class (250 images, as before), 50 validation and 100 test images per class (500 and 1,000,
+as before). Training and validation images are drawn from the train split *without* the fmnist0-4 sources' training
+images, so the sources are related (half the classes are theirs) but have never seen a target image. Protocol 3's
+14 candidates and everything else as the second target, grid {3e-3, 1e-2, 3e-2, 1e-1}; all 14 candidates run here,
+with this machine's source bundles. Question: do the scores' taus (LogME 0.34 / 0.40, probe 0.55 / 0.48 on the
+first two targets) carry over to a 10-class target, and does the race's (bench/race.py)?
+    Command: ``python bench/ranking.py --target-classes 0-9 --candidates wide --lr-grid 3e-3,1e-2,3e-2,1e-1
+    --head-epochs 2 --epochs 10 --precise-bn 1024 --linear-probe --jobs 2 --sources-dir /tmp/rank-sources
+    --out bench/results/ranking-2026-11-30-target0-9.json``
+
 Usage:
     python bench/ranking.py --quick     # tiny sizes, 1 seed, 1 epoch per stage: checks it runs (about 1 min)
     python bench/ranking.py             # the full benchmark, about 20 min on one core
@@ -168,10 +180,29 @@ def candidates(sources: dict[str, str], packaged_size: int, layers: dict[str, tu
 
 
 # -- data --------------------------------------------------------------------------------------------------
+# Per-target sizes where they differ from the config's (the third target keeps 250 / 500 / 1,000 images over ten
+# classes) and whether the fashion-mnist sources' training images are kept out of the target's.
+TARGETS: dict[str, dict[str, Any]] = {
+    "0-9": {"target_per_class": 25, "validation_per_class": 50, "test_per_class": 100, "exclude_source_images": True},
+}
+
+
+def target_config(cfg: dict[str, Any], classes: str) -> dict[str, Any]:
+    """``cfg`` with the target's own sizes (``TARGETS``); --quick keeps its tiny sizes."""
+    if cfg is QUICK:
+        return {**cfg, "exclude_source_images": TARGETS.get(classes, {}).get("exclude_source_images", False)}
+    return {**cfg, **TARGETS.get(classes, {})}
+
+
 def target_data(cfg: dict[str, Any], classes: str = "5-9") -> tuple[tk.ImageDataset, tk.ImageDataset, tk.ImageDataset]:
     """(training set, validation set, test set). The validation images come from the train split but never from
-    the training set; they only choose each candidate's learning rate under ``--lr-grid``."""
+    the training set; they only choose each candidate's learning rate under ``--lr-grid``. With
+    ``cfg["exclude_source_images"]`` neither contains an image a fashion-mnist source was trained on."""
     full = select_classes(tk.load_fashion_mnist("train"), classes)
+    if cfg.get("exclude_source_images"):
+        seen = {str(item) for source in cfg["sources"].values() if source["data"] == "fashion-mnist"
+                for item in source_data(source)[0].items}
+        full = full.subset(np.array([i for i, item in enumerate(full.items) if str(item) not in seen], dtype=np.int64))
     test = select_classes(tk.load_fashion_mnist("test"), classes)
     train = tk.per_class(full, cfg["target_per_class"], seed=cfg["target_seed"])
     used = {str(item) for item in train.items}
@@ -489,7 +520,7 @@ def main() -> None:
                         "the fmnist0-4 sources were trained on)")
     p.add_argument("--out", default=None, help="JSON path (default bench/results/ranking-<date>[-quick].json)")
     args = p.parse_args()
-    cfg = QUICK if args.quick else FULL
+    cfg = target_config(QUICK if args.quick else FULL, args.target_classes)
     overrides = {"precise_bn": args.precise_bn or None, "epochs": args.epochs, "head_epochs": args.head_epochs}
     cfg = {**cfg, "fine_tune": {**cfg["fine_tune"], **{k: v for k, v in overrides.items() if v}}}
     lr_grid = [float(v) for v in args.lr_grid.split(",")] if args.lr_grid else [cfg["fine_tune"]["lr_backbone"]]
@@ -508,7 +539,8 @@ def main() -> None:
         "command": [Path(sys.executable).name, *sys.argv], "quick": args.quick, "machine": machine(),
         "versions": versions(), "torch_threads": 1, "device": "cpu",
         "data": {"target": f"fashion-mnist classes {args.target_classes} (Debian IDX files)", "classes": train.classes,
-                 "train": f"train split, per_class({cfg['target_per_class']}, seed={cfg['target_seed']})",
+                 "train": f"train split{' minus the sources training images' if cfg.get('exclude_source_images') else ''}"
+                          f", per_class({cfg['target_per_class']}, seed={cfg['target_seed']})",
                  "train_images": len(train), "test": f"test split, per_class({cfg['test_per_class']}, seed={TEST_SEED})",
                  "test_images": len(test),
                  "validation": f"train split minus the training images, per_class({cfg['validation_per_class']}, "
