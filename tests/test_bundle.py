@@ -57,8 +57,8 @@ def assert_no_pickle(directory: Path) -> None:
 
 
 @pytest.mark.parametrize(("head", "files"), [
-    ("logistic", ["model.safetensors", "transferkit.json"]),
-    ("random-forest", ["head.skops", "model.safetensors", "transferkit.json"]),
+    ("logistic", ["model.safetensors", "training_items.safetensors", "transferkit.json"]),
+    ("random-forest", ["head.skops", "model.safetensors", "training_items.safetensors", "transferkit.json"]),
 ])
 def test_feature_extraction_round_trip(head, files, image_folder, tmp_path):
     clf = fit_feature_extraction(image_folder, head)
@@ -96,7 +96,7 @@ def test_fine_tune_round_trip_and_bundle_as_a_backbone(image_folder, tmp_path):
     clf = fit_fine_tune(image_folder)
     ds = from_folder(image_folder)
     out = save_bundle(clf, tmp_path / "ft")
-    assert sorted(p.name for p in out.iterdir()) == ["model.safetensors", "transferkit.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["model.safetensors", "training_items.safetensors", "transferkit.json"]
     assert_no_pickle(out)
     loaded = load_bundle(out, progress=False)
     assert type(loaded) is FineTuneClassifier
@@ -120,7 +120,7 @@ def test_resaving_replaces_a_bundle(image_folder, tmp_path):
     ds = from_folder(image_folder)
     save_bundle(first, tmp_path / "b")
     save_bundle(second, tmp_path / "b")
-    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["model.safetensors", "transferkit.json"]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["model.safetensors", "training_items.safetensors", "transferkit.json"]
     loaded = load_bundle(tmp_path / "b", cache=False, progress=False)
     assert loaded.head_module_ is not None
     np.testing.assert_allclose(loaded.predict_proba(ds), second.predict_proba(ds), atol=1e-6)

@@ -27,6 +27,9 @@ BUNDLE_FORMAT_VERSION = 1
 META_FILE = "transferkit.json"
 WEIGHTS_FILE = "model.safetensors"
 SKLEARN_HEAD_FILE = "head.skops"
+# Content digests of the items the model was trained on (transferkit.data.seen): "model" (anything it learnt from,
+# its source's items included) and "backbone" (what the backbone weights saw: for feature extraction, only the source's).
+TRAINING_ITEMS_FILE = "training_items.safetensors"
 # Text backbones keep their tokenizer or vocabulary here (plain files: tokenizer.json, vocab, options as JSON),
 # so a bundle rebuilds its architecture offline without the package or hub it came from.
 ASSETS_DIR = "backbone_assets"
@@ -49,7 +52,8 @@ def library_versions() -> dict[str, str]:
 
 
 def save_bundle(model: Any, directory: str | os.PathLike[str], *, metrics: dict[str, Any] | None = None,
-                data: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> Path:
+                data: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
+                training_items: bool = True) -> Path:
     """Write a fitted strategy as a bundle.
 
     Args:
@@ -58,6 +62,10 @@ def save_bundle(model: Any, directory: str | os.PathLike[str], *, metrics: dict[
         metrics: validation metrics to record (e.g. from :func:`transferkit.evaluate`).
         data: a description of the training data (name, sizes, skipped files).
         extra: any other JSON-ready facts to keep (e.g. the baseline comparison).
+        training_items: keep 64-bit content digests of the training items (``training_items.safetensors``), so
+            ranking, fitting or evaluating on images this model was trained on is flagged as optimistic
+            (:mod:`transferkit.data.seen`). False leaves them out: nobody holding the bundle can then test whether
+            an image was among them.
 
     Returns:
         The bundle directory.
@@ -79,6 +87,9 @@ def save_bundle(model: Any, directory: str | os.PathLike[str], *, metrics: dict[
     with atomic_path(directory / WEIGHTS_FILE) as tmp:
         save_file(tensors, str(tmp), metadata={"format": BUNDLE_FORMAT})
     assets = _write_assets(backbone, directory)
+    items = _write_training_items(model, directory) if training_items else None
+    if items is None:
+        (directory / TRAINING_ITEMS_FILE).unlink(missing_ok=True)
     meta = {
         "format": BUNDLE_FORMAT,
         "format_version": BUNDLE_FORMAT_VERSION,
@@ -96,10 +107,13 @@ def save_bundle(model: Any, directory: str | os.PathLike[str], *, metrics: dict[
         "metrics": metrics or {},
         "data": data or {},
         "fit": getattr(model, "fit_info_", {}),
+        "training_items": items,
         "versions": library_versions(),
         "files": {WEIGHTS_FILE: sha256_file(directory / WEIGHTS_FILE)},
         **(extra or {}),
     }
+    if items is not None:
+        meta["files"][TRAINING_ITEMS_FILE] = sha256_file(directory / TRAINING_ITEMS_FILE)
     if assets:
         meta["files"].update({p.relative_to(directory).as_posix(): sha256_file(p)
                               for p in sorted((directory / ASSETS_DIR).rglob("*")) if p.is_file()})
@@ -107,6 +121,45 @@ def save_bundle(model: Any, directory: str | os.PathLike[str], *, metrics: dict[
         meta["files"][SKLEARN_HEAD_FILE] = sha256_file(directory / SKLEARN_HEAD_FILE)
     write_json_atomic(directory / META_FILE, meta)
     return directory
+
+
+def _write_training_items(model: Any, directory: Path) -> dict[str, Any] | None:
+    """Write the model's and its backbone's training-item digests; None when the model knows none."""
+    own = getattr(model, "train_items_", None)
+    upstream = getattr(model.backbone_, "source_items", None)  # what a bundle: backbone had seen before this fit
+    if own is None and upstream is None:
+        return None
+    empty = np.empty(0, dtype=np.int64)
+    union = np.union1d(empty if own is None else own, empty if upstream is None else upstream).astype(np.int64)
+    backbone_items = union if getattr(model, "trains_backbone", True) else (empty if upstream is None else upstream)
+    from safetensors.numpy import save_file as save_arrays
+
+    with atomic_path(directory / TRAINING_ITEMS_FILE) as tmp:
+        save_arrays({"model": union, "backbone": np.array(backbone_items, dtype=np.int64)}, str(tmp),
+                    metadata={"format": BUNDLE_FORMAT})
+    from .data.seen import DIGEST
+
+    return {"file": TRAINING_ITEMS_FILE, "model": int(len(union)), "backbone": int(len(backbone_items)),
+            "digest": DIGEST}
+
+
+def read_training_items(directory: str | os.PathLike[str], meta: dict[str, Any], which: str = "model"
+                        ) -> np.ndarray | None:
+    """The sorted digests of the items the ``model`` (or its ``backbone``) was trained on; None when not kept."""
+    record = meta.get("training_items")
+    if not isinstance(record, dict):
+        return None
+    path = Path(directory) / record.get("file", TRAINING_ITEMS_FILE)
+    expected = meta.get("files", {}).get(path.name)
+    if not path.is_file() or (expected and sha256_file(path) != expected):
+        raise BundleError(f"{str(path)!r} is missing or does not match its recorded checksum; the bundle is damaged, "
+                          "re-create it.")
+    from safetensors.numpy import load_file as load_arrays
+
+    try:
+        return load_arrays(str(path))[which]
+    except (SafetensorError, OSError, KeyError) as e:
+        raise BundleError(f"{str(path)!r} is unreadable ({e}); re-create the bundle.") from None
 
 
 def _write_assets(backbone: Any, directory: Path) -> dict[str, str] | None:

@@ -12,6 +12,7 @@ import torch
 from ._errors import BundleError
 from ._utils import sha256_file
 from .backbones._base import Backbone, Preprocessing, WeightsInfo, state_dict_checksum
+from .bundle import read_training_items
 from .heads import build_head_module
 from .heads.persist import load_sklearn_head, save_sklearn_head
 
@@ -77,6 +78,7 @@ def backbone_from_bundle(directory: Path, meta: dict[str, Any], tensors: dict[st
         + (f", from {origin.origin}" if origin else ""),
         num_source_classes=len(meta.get("classes", [])),
     )
+    backbone.source_items = read_training_items(directory, meta, "backbone")
     return backbone.eval()
 
 
@@ -105,6 +107,7 @@ def restore(directory: Path, meta: dict[str, Any], tensors: dict[str, torch.Tens
         est.classes_ = est.classes_.astype(np.int64)
     est.head_classes_ = np.asarray(meta.get("head_classes", list(range(len(meta["classes"])))), dtype=np.int64)
     est.fit_info_ = meta.get("fit", {})
+    est.train_items_ = read_training_items(directory, meta, "model")
     if head.get("type") == "sklearn":
         path = directory / head.get("file", SKLEARN_HEAD_FILE)
         if not path.is_file():

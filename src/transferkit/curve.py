@@ -24,6 +24,7 @@ import numpy as np
 from ._errors import DataError, TransferkitError
 from ._utils import atomic_path, write_json_atomic
 from .data import ImageDataset, per_class, stratified_split
+from .data.seen import count_seen, seen_warning, spec_items
 from .evaluation import evaluate
 from .strategies import FeatureExtractionClassifier, FineTuneClassifier, ScratchClassifier
 from .strategies.feature_extraction import with_options
@@ -145,6 +146,10 @@ def learning_curve(data: ImageDataset, cfg: CurveConfig, out: str | Path, *, tes
                     log(f"{n:>5}/class seed {seed} {method:<8} accuracy {accuracy:.3f} ({run['seconds']:.1f} s)")
     _summarise(doc)
     doc["test_images"] = len(held)
+    doc["test_seen_by_source"] = seen = count_seen(spec_items(cfg.backbone), held)
+    warning = seen_warning(cfg.backbone, seen, len(held), "held-out images", "the transfer accuracies are optimistic",
+                           "pass a --test set it was not trained on")
+    doc["warnings"] = [warning] if warning else []
     doc["plot"] = str(save_curve_png(doc, out / "curve.png"))
     doc["json"] = str(out / "curve.json")
     write_json_atomic(out / "curve.json", doc)

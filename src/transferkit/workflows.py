@@ -24,6 +24,7 @@ from .data import (
     select_classes,
     stratified_split,
 )
+from .data.seen import count_seen, seen_warning
 from .evaluation import evaluate
 from .features.extract import DEFAULT_MAX_BAD_FRACTION
 from .strategies import STRATEGIES, FeatureExtractionClassifier, ScratchClassifier, ZeroShotClassifier
@@ -268,7 +269,9 @@ def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
         if is_main_process():
             out.mkdir(parents=True, exist_ok=True)
             metrics = evaluate(estimator, val, confusion_png=out / "confusion_matrix.png")
-            save_bundle(estimator, out, metrics=metrics, data=_data_info(cfg, data, train, val, estimator, metrics),
+            save_bundle(estimator, out, metrics=metrics,
+                        data={**_data_info(cfg, data, train, val, estimator, metrics),
+                              "val_seen_by_source": count_seen(estimator.backbone_.source_items, val)},
                         extra={"config": dataclasses.asdict(cfg), "auto": auto,
                                "verdict": {"status": "pending"} if with_baseline else None})
         barrier()
@@ -280,6 +283,11 @@ def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
         update_bundle_meta(out, verdict=verdict)
     barrier()
     data_info = _data_info(cfg, data, train, val, estimator, metrics)
+    # a bundle: source trained on validation images makes accuracy and verdict optimistic (transferkit.data.seen)
+    seen = count_seen(estimator.backbone_.source_items, val) if cfg.strategy != "scratch" else None
+    warning = seen_warning(str(cfg.backbone), seen, len(val), "validation images",
+                           "the accuracy" + (" and the transfer verdict are" if with_baseline else " is") + " optimistic",
+                           "validate on images it was not trained on (e.g. --classes or a DATA without them)")
     return {
         "bundle": str(out),
         "strategy": cfg.strategy,
@@ -297,6 +305,8 @@ def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
         "confusion_png": metrics.get("confusion_png"),
         "seconds": round(time.perf_counter() - start, 2),
         "metrics": metrics,
+        "val_seen_by_source": seen,
+        "warnings": [warning] if warning else [],
         "verdict": verdict,
         "auto": auto,
         **_training_report(estimator, out),

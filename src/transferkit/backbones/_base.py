@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -244,6 +245,8 @@ class Backbone(nn.Module):
         self.fixed_parameters: set[str] = set()
         # the source options it was created with (text: pooling, max_length); its architecture is rebuilt with them
         self.options: dict[str, Any] = {}
+        # digests of the items these weights were trained on, when known (bundle: backbones; transferkit.data.seen)
+        self.source_items: np.ndarray | None = None
 
     # -- inputs ---------------------------------------------------------------------------------------
     def batches(

@@ -87,3 +87,5 @@ def render(console: Console, r: dict[str, Any]) -> None:
     console.print("transfer is clearly ahead " + (f"up to {pays} labels per class" if pays else
                                                   "at none of these sizes") + f"; plot: {r['plot']}",
                   highlight=False)
+    for line in r.get("warnings", []):
+        console.print(f"[yellow]warning:[/yellow] {line}", highlight=False)

@@ -1,4 +1,5 @@
-"""``transferkit evaluate BUNDLE DATA``: accuracy, macro-F1, per-class scores, confusion matrix PNG."""
+"""``transferkit evaluate BUNDLE DATA``: accuracy, macro-F1, per-class scores, confusion matrix PNG; a warning when
+the bundle was trained on some of DATA (``seen``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from rich.table import Table
 
 from ..bundle import load_bundle
 from ..data import open_dataset
+from ..data.seen import count_seen, seen_warning
 from ..evaluation import evaluate
 from ._common import add_runtime_options, add_text_options, emit
 
@@ -31,7 +33,10 @@ def evaluate_bundle(bundle: str, data: str, plot: str | None = None, *, text_col
     model = load_bundle(bundle, **overrides)
     ds = open_dataset(data, text_column=text_column, label_column=label_column, encoding=encoding)
     png = Path(plot) if plot else Path(bundle) / "evaluation_confusion.png"
-    return {"bundle": bundle, "data": ds.name, **evaluate(model, ds, confusion_png=png)}
+    seen = count_seen(getattr(model, "train_items_", None), ds)
+    return {"bundle": bundle, "data": ds.name, **evaluate(model, ds, confusion_png=png), "seen": seen,
+            "warnings": [w for w in [seen_warning(bundle, seen, len(ds), "evaluated images", "the scores are "
+                                                  "optimistic", "evaluate on images it was not trained on")] if w]}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,3 +61,5 @@ def render(console: Console, r: dict[str, Any]) -> None:
     console.print(f"confusion matrix: {r['confusion_png']}")
     for s in r["skipped"]:
         console.print(f"[yellow]skipped[/yellow] {s[0]}: {s[1]}", highlight=False)
+    for line in r["warnings"]:
+        console.print(f"[yellow]warning:[/yellow] {line}", highlight=False)

@@ -120,6 +120,8 @@ def render(console: Console, r: dict[str, Any]) -> None:
     if r.get("auto"):
         console.print("[bold]auto:[/bold] " + " ".join(r["auto"]["reasons"]), highlight=False)
     render_verdict(console, r.get("verdict"))
+    for line in r.get("warnings", []):
+        console.print(f"[yellow]warning:[/yellow] {line}", highlight=False)
     if r["skipped"]:
         console.print(f"[yellow]{len(r['skipped'])} unreadable input(s) skipped:[/yellow]")
         for s in r["skipped"][:20]:

@@ -101,6 +101,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
     """
 
     strategy_name = "base"
+    #: whether fitting trains the backbone's weights (then a bundle records its training items as the backbone's too)
+    trains_backbone = True
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "classes_"):

@@ -15,6 +15,7 @@ import numpy as np
 from .._errors import TransferkitError
 from ..backbones import Backbone, create_backbone
 from ..data import ImageDataset, check_trainable
+from ..data.seen import training_digests
 from ..features import extract_features
 from ..features.extract import DEFAULT_MAX_BAD_FRACTION
 from ..heads import ModuleHead, head_to_module, make_head
@@ -64,6 +65,7 @@ class FeatureExtractionClassifier(TransferClassifier):
     """
 
     strategy_name = "feature-extraction"
+    trains_backbone = False  # the backbone's weights stay as they came: only the head learns the training items
 
     def __init__(
         self,
@@ -122,6 +124,7 @@ class FeatureExtractionClassifier(TransferClassifier):
         self.head_module_: Any = exported[0] if exported else None
         self.head_config_: Any = exported[1] if exported else None
         self.classes_ = class_values(ds, y)
+        self.train_items_ = training_digests(ds.subset(extracted.index))
         self.fit_info_ = {
             "strategy": self.strategy_name,
             "train_images": int(len(extracted.index)),

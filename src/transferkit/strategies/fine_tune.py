@@ -27,6 +27,7 @@ from ..backbones import Backbone
 from ..backbones.adapters import DEFAULT_LORA_RANK, PEFT_METHODS, LoraAdapters
 from ..backbones.prompt_tuning import DEFAULT_PROMPT_TOKENS, PromptTuning
 from ..data import ImageDataset, check_trainable, stratified_split
+from ..data.seen import training_digests
 from ..features.extract import DEFAULT_MAX_BAD_FRACTION, check_bad_fraction
 from ..heads import build_head_module
 from ..training import TrainConfig, Trainer
@@ -239,6 +240,7 @@ class FineTuneClassifier(TransferClassifier):
         self.head_config_ = head_config
         self.head_classes_ = np.arange(len(ds.classes))
         self.classes_ = class_values(ds, y)
+        self.train_items_ = training_digests(train)
         self.fit_info_ = {
             "strategy": self.strategy_name, "train_images": int(len(train)), "modality": backbone.modality,
             "inputs": backbone.describe_inputs(train),

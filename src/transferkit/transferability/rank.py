@@ -17,6 +17,7 @@ import torch
 from .._errors import BackboneError, DataError, OfflineError
 from ..backbones import Backbone, create_backbone
 from ..data import ImageDataset, per_class
+from ..data.seen import count_seen
 from ..features.extract import extract_layers
 from . import METRICS, score
 
@@ -85,8 +86,10 @@ def rank_backbones(data: ImageDataset, candidates: str | list[str], *, layers: s
 
     Returns:
         One dict per (candidate, layer), best first: ``rank``, ``backbone``, ``layer``, ``score``, ``metric``,
-        ``seconds`` (extraction + score), ``dim``, ``licence``, ``pretrained``, ``source_task``, ``images``, and
-        ``error`` (then ``score`` is None and the row is last) when the candidate cannot be scored.
+        ``seconds`` (extraction + score), ``dim``, ``licence``, ``pretrained``, ``source_task``, ``images``,
+        ``source_seen`` (how many of the scored items the candidate's weights were trained on, when its bundle keeps
+        that: more than 0 makes its score optimistic; None when unknown), and ``error`` (then ``score`` is None and
+        the row is last) when the candidate cannot be scored.
 
     Example:
         >>> rows = rank_backbones(tk.load_embedded(), "packaged:efficientnet_lite0,random:packaged:efficientnet_lite0")
@@ -108,7 +111,8 @@ def rank_backbones(data: ImageDataset, candidates: str | list[str], *, layers: s
             continue
         backbone.preprocessing = backbone.preprocessing.with_image_size(image_size)  # text/audio: one-line error
         base = {"backbone": backbone.spec, "metric": name, "licence": backbone.weights.licence,
-                "pretrained": backbone.weights.pretrained, "source_task": backbone.weights.source_task}
+                "pretrained": backbone.weights.pretrained, "source_task": backbone.weights.source_task,
+                "source_seen": count_seen(backbone.source_items, subset)}
         names = layers_for(backbone, layers)
         start = time.perf_counter()
         extracted = extract_layers(backbone, subset, names, cache=cache, batch_size=batch_size, device=device,
