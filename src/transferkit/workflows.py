@@ -219,7 +219,7 @@ def zero_shot_bundle(cfg: FitConfig) -> dict[str, Any]:
         "inputs": None, "duplicates": data_info.get("duplicates"),
         "skipped": [{"input": s[0], "reason": s[1]} for s in data_info["skipped"]],
         "confusion_png": metrics.get("confusion_png"), "seconds": round(time.perf_counter() - start, 2),
-        "metrics": metrics, "verdict": None, "auto": None,
+        "metrics": metrics, "verdict": None, "auto": None, "val_seen_by_source": None, "warnings": [],
     }
 
 
