@@ -5,7 +5,7 @@ it on, race it on or validate it on. Its score, race accuracy and transfer verdi
 ranking benchmark a source trained on 600 images per class of the target's own classes came second in the race and
 fine-tuned to 4 points less than its out-of-fold estimate (bench/README.md, ``race.py``). So a bundle keeps the first
 64 bits of every training item's content hash (the feature cache's key: file bytes, array bytes, text), 8 bytes per
-item, and ``rank``, ``fit`` and ``evaluate`` count how many of their items those weights have seen.
+item, and ``rank``, ``fit``, ``evaluate`` and ``curve`` count how many of their items those weights have seen.
 
 No item can be rebuilt from a digest, but whoever holds the bundle can test whether a given image was among its
 training items; ``save_bundle(..., training_items=False)`` leaves them out.
