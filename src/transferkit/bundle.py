@@ -129,14 +129,12 @@ def _write_training_items(model: Any, directory: Path) -> dict[str, Any] | None:
     upstream = getattr(model.backbone_, "source_items", None)  # what a bundle: backbone had seen before this fit
     if own is None and upstream is None:
         return None
-    empty = np.empty(0, dtype=np.int64)
-    union = np.union1d(empty if own is None else own, empty if upstream is None else upstream).astype(np.int64)
-    backbone_items = union if getattr(model, "trains_backbone", True) else (empty if upstream is None else upstream)
+    union = np.unique(np.concatenate([a for a in (own, upstream) if a is not None])).astype(np.int64)
+    backbone_items = union if model.trains_backbone else np.array(upstream if upstream is not None else [], np.int64)
     from safetensors.numpy import save_file as save_arrays
 
     with atomic_path(directory / TRAINING_ITEMS_FILE) as tmp:
-        save_arrays({"model": union, "backbone": np.array(backbone_items, dtype=np.int64)}, str(tmp),
-                    metadata={"format": BUNDLE_FORMAT})
+        save_arrays({"model": union, "backbone": backbone_items}, str(tmp), metadata={"format": BUNDLE_FORMAT})
     from .data.seen import DIGEST
 
     return {"file": TRAINING_ITEMS_FILE, "model": int(len(union)), "backbone": int(len(backbone_items)),

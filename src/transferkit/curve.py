@@ -24,7 +24,7 @@ import numpy as np
 from ._errors import DataError, TransferkitError
 from ._utils import atomic_path, write_json_atomic
 from .data import ImageDataset, per_class, stratified_split
-from .data.seen import count_seen, seen_warning, spec_items
+from .data.seen import count_seen, seen_warnings, spec_items
 from .evaluation import evaluate
 from .strategies import FeatureExtractionClassifier, FineTuneClassifier, ScratchClassifier
 from .strategies.feature_extraction import with_options
@@ -147,9 +147,8 @@ def learning_curve(data: ImageDataset, cfg: CurveConfig, out: str | Path, *, tes
     _summarise(doc)
     doc["test_images"] = len(held)
     doc["test_seen_by_source"] = seen = count_seen(spec_items(cfg.backbone), held)
-    warning = seen_warning(cfg.backbone, seen, len(held), "held-out images", "the transfer accuracies are optimistic",
-                           "pass a --test set it was not trained on")
-    doc["warnings"] = [warning] if warning else []
+    doc["warnings"] = seen_warnings(cfg.backbone, seen, len(held), "held-out images",
+                                    "the transfer accuracies are optimistic", "pass a --test set it was not trained on")
     doc["plot"] = str(save_curve_png(doc, out / "curve.png"))
     doc["json"] = str(out / "curve.json")
     write_json_atomic(out / "curve.json", doc)

@@ -24,7 +24,7 @@ from .data import (
     select_classes,
     stratified_split,
 )
-from .data.seen import count_seen, seen_warning
+from .data.seen import count_seen, seen_warnings
 from .evaluation import evaluate
 from .features.extract import DEFAULT_MAX_BAD_FRACTION
 from .strategies import STRATEGIES, FeatureExtractionClassifier, ScratchClassifier, ZeroShotClassifier
@@ -262,16 +262,18 @@ def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
     with_baseline = cfg.baseline and cfg.strategy != "scratch"
     if _verdict_pending(cfg):  # the transfer model finished in an earlier run; only the baseline is left
         estimator = load_bundle(out, device=cfg.device, progress=cfg.progress)
-        metrics = read_meta(out)["metrics"]
+        meta = read_meta(out)
+        metrics, seen = meta["metrics"], meta["data"].get("val_seen_by_source")
     else:
         _fit(estimator, train, val, cfg, resume=cfg.resume)
-        metrics = {}
+        metrics, seen = {}, None
         if is_main_process():
             out.mkdir(parents=True, exist_ok=True)
+            seen = count_seen(estimator.backbone_.source_items, val)
             metrics = evaluate(estimator, val, confusion_png=out / "confusion_matrix.png")
             save_bundle(estimator, out, metrics=metrics,
                         data={**_data_info(cfg, data, train, val, estimator, metrics),
-                              "val_seen_by_source": count_seen(estimator.backbone_.source_items, val)},
+                              "val_seen_by_source": seen},
                         extra={"config": dataclasses.asdict(cfg), "auto": auto,
                                "verdict": {"status": "pending"} if with_baseline else None})
         barrier()
@@ -284,10 +286,10 @@ def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
     barrier()
     data_info = _data_info(cfg, data, train, val, estimator, metrics)
     # a bundle: source trained on validation images makes accuracy and verdict optimistic (transferkit.data.seen)
-    seen = count_seen(estimator.backbone_.source_items, val) if cfg.strategy != "scratch" else None
-    warning = seen_warning(str(cfg.backbone), seen, len(val), "validation images",
-                           "the accuracy" + (" and the transfer verdict are" if with_baseline else " is") + " optimistic",
-                           "validate on images it was not trained on (e.g. --classes or a DATA without them)")
+    warnings = seen_warnings(str(cfg.backbone), seen, len(val), "validation images",
+                             "the accuracy" + (" and the transfer verdict are" if with_baseline else " is")
+                             + " optimistic", "validate on images it was not trained on (e.g. --classes or a DATA "
+                             "without them)")
     return {
         "bundle": str(out),
         "strategy": cfg.strategy,
@@ -306,7 +308,7 @@ def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - start, 2),
         "metrics": metrics,
         "val_seen_by_source": seen,
-        "warnings": [warning] if warning else [],
+        "warnings": warnings,
         "verdict": verdict,
         "auto": auto,
         **_training_report(estimator, out),

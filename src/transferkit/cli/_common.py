@@ -51,6 +51,12 @@ def emit(args: argparse.Namespace, result: dict[str, Any], render: Callable[[Con
         render(Console(), result)
 
 
+def print_warnings(console: Console, lines: list[str]) -> None:
+    """Each line as ``warning: ...`` in yellow (results that are optimistic, inputs that were ignored)."""
+    for line in lines:
+        console.print(f"[yellow]warning:[/yellow] {line}", highlight=False)
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)

@@ -22,6 +22,7 @@ from ._common import (
     fraction,
     positive_int,
     positive_list,
+    print_warnings,
 )
 
 int_list = positive_list(int, "integers")
@@ -87,5 +88,4 @@ def render(console: Console, r: dict[str, Any]) -> None:
     console.print("transfer is clearly ahead " + (f"up to {pays} labels per class" if pays else
                                                   "at none of these sizes") + f"; plot: {r['plot']}",
                   highlight=False)
-    for line in r.get("warnings", []):
-        console.print(f"[yellow]warning:[/yellow] {line}", highlight=False)
+    print_warnings(console, r.get("warnings", []))

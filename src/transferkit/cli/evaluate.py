@@ -12,9 +12,9 @@ from rich.table import Table
 
 from ..bundle import load_bundle
 from ..data import open_dataset
-from ..data.seen import count_seen, seen_warning
+from ..data.seen import count_seen, seen_warnings
 from ..evaluation import evaluate
-from ._common import add_runtime_options, add_text_options, emit
+from ._common import add_runtime_options, add_text_options, emit, print_warnings
 
 
 def register(sub: Any) -> None:
@@ -35,8 +35,8 @@ def evaluate_bundle(bundle: str, data: str, plot: str | None = None, *, text_col
     png = Path(plot) if plot else Path(bundle) / "evaluation_confusion.png"
     seen = count_seen(getattr(model, "train_items_", None), ds)
     return {"bundle": bundle, "data": ds.name, **evaluate(model, ds, confusion_png=png), "seen": seen,
-            "warnings": [w for w in [seen_warning(bundle, seen, len(ds), "evaluated images", "the scores are "
-                                                  "optimistic", "evaluate on images it was not trained on")] if w]}
+            "warnings": seen_warnings(bundle, seen, len(ds), "evaluated images", "the scores are optimistic",
+                                      "evaluate on images it was not trained on")}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,5 +61,4 @@ def render(console: Console, r: dict[str, Any]) -> None:
     console.print(f"confusion matrix: {r['confusion_png']}")
     for s in r["skipped"]:
         console.print(f"[yellow]skipped[/yellow] {s[0]}: {s[1]}", highlight=False)
-    for line in r["warnings"]:
-        console.print(f"[yellow]warning:[/yellow] {line}", highlight=False)
+    print_warnings(console, r["warnings"])

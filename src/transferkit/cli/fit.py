@@ -18,6 +18,7 @@ from ._common import (
     emit,
     fraction,
     positive_int,
+    print_warnings,
 )
 from ._train_options import add_train_options, train_overrides
 
@@ -120,8 +121,7 @@ def render(console: Console, r: dict[str, Any]) -> None:
     if r.get("auto"):
         console.print("[bold]auto:[/bold] " + " ".join(r["auto"]["reasons"]), highlight=False)
     render_verdict(console, r.get("verdict"))
-    for line in r.get("warnings", []):
-        console.print(f"[yellow]warning:[/yellow] {line}", highlight=False)
+    print_warnings(console, r.get("warnings", []))
     if r["skipped"]:
         console.print(f"[yellow]{len(r['skipped'])} unreadable input(s) skipped:[/yellow]")
         for s in r["skipped"][:20]:

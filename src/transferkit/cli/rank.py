@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..data import open_dataset, select_classes
-from ..data.seen import seen_warning
+from ..data.seen import seen_warnings
 from ..features.cache import default_cache_dir
 from ..transferability import METRICS
 from ..transferability.race import race
@@ -22,6 +22,7 @@ from ._common import (
     emit,
     positive_int,
     positive_list,
+    print_warnings,
 )
 
 
@@ -140,14 +141,13 @@ def render(console: Console, r: dict[str, Any]) -> None:
         table.add_row(str(row["rank"]), row["backbone"], row["layer"], f"{row['score']:.4f}", *cells,
                       f"{row['seconds']:.1f}", str(row["dim"]), row["licence"])
     console.print(table)
-    for line in seen_warnings(r):
-        console.print(f"[yellow]warning:[/yellow] {line}", highlight=False)
+    print_warnings(console, candidate_warnings(r))
 
 
-def seen_warnings(r: dict[str, Any]) -> list[str]:
+def candidate_warnings(r: dict[str, Any]) -> list[str]:
     """One line per candidate whose weights were trained on some of the ranked images."""
-    seen = {row["backbone"]: row["source_seen"] for row in r["ranking"] if row.get("source_seen")}
+    seen = {row["backbone"]: row.get("source_seen") for row in r["ranking"]}
     what = "its score and race accuracy are" if r.get("race") else "its score is"
     return [line for spec, k in seen.items()
-            if (line := seen_warning(spec, k, r["images"], "ranked images", f"{what} optimistic",
-                                     "rank on images it was not trained on")) is not None]
+            for line in seen_warnings(spec, k, r["images"], "ranked images", f"{what} optimistic",
+                                      "rank on images it was not trained on")]

@@ -14,6 +14,7 @@ training items; ``save_bundle(..., training_items=False)`` leaves them out.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -22,28 +23,32 @@ import numpy as np
 DIGEST = "first 64 bits of the sha256 content key (file bytes, array bytes or text), as int64"
 
 
-def item_digests(data: Any) -> np.ndarray:
-    """One int64 digest per item of ``data`` (any dataset with ``content_key``), in order."""
-    out = np.empty(len(data), dtype=np.int64)
-    for i in range(len(data)):
-        key = data.content_key(i)
+def digests(keys: Sequence[str]) -> np.ndarray:
+    """One int64 digest per content key (``content_key`` of any dataset), in order."""
+    out = np.empty(len(keys), dtype=np.int64)
+    for i, key in enumerate(keys):
         if len(key) < 16 or not all(c in "0123456789abcdef" for c in key[:16]):  # e.g. "unreadable:<path>"
             key = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
         out[i] = int.from_bytes(bytes.fromhex(key[:16]), "big", signed=True)
     return out
 
 
-def training_digests(data: Any, *also: np.ndarray | None) -> np.ndarray:
-    """The sorted, unique digests of ``data`` and of any earlier digest arrays in ``also`` (None skipped)."""
-    parts = [item_digests(data), *(a for a in also if a is not None)]
-    return np.unique(np.concatenate(parts).astype(np.int64))
+def item_digests(data: Any) -> np.ndarray:
+    """One int64 digest per item of ``data`` (any dataset with ``content_key``), in order."""
+    return digests([data.content_key(i) for i in range(len(data))])
 
 
-def count_seen(seen: np.ndarray | None, data: Any) -> int | None:
-    """How many items of ``data`` are among ``seen`` (None when ``seen`` is unknown)."""
+def training_digests(data: Any = None, *, keys: Sequence[str] | None = None) -> np.ndarray:
+    """The sorted, unique digests of ``data`` (or of content ``keys`` already computed)."""
+    return np.unique(digests(keys) if keys is not None else item_digests(data))
+
+
+def count_seen(seen: np.ndarray | None, data: Any = None, *, keys: Sequence[str] | None = None) -> int | None:
+    """How many items of ``data`` (or content ``keys`` already computed) are among ``seen``; None when ``seen`` is
+    unknown, without reading any item."""
     if seen is None:
         return None
-    return int(np.isin(item_digests(data), seen).sum())
+    return int(np.isin(digests(keys) if keys is not None else item_digests(data), seen).sum())
 
 
 def spec_items(spec: str) -> np.ndarray | None:
@@ -57,8 +62,7 @@ def spec_items(spec: str) -> np.ndarray | None:
     return read_training_items(directory, read_meta(directory), "backbone")
 
 
-def seen_warning(who: str, seen: int | None, total: int, what: str, consequence: str, fix: str) -> str | None:
-    """``"<who> was trained on <seen> of the <total> <what>: <consequence>; <fix>."``, or None when nothing was seen."""
-    if not seen:
-        return None
-    return f"{who} was trained on {seen} of the {total} {what}: {consequence}; {fix}."
+def seen_warnings(who: str, seen: int | None, total: int, what: str, consequence: str, fix: str) -> list[str]:
+    """``["<who> was trained on <seen> of the <total> <what>: <consequence>; <fix>."]``, or ``[]`` when nothing
+    was seen."""
+    return [f"{who} was trained on {seen} of the {total} {what}: {consequence}; {fix}."] if seen else []

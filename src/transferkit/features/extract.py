@@ -36,6 +36,8 @@ class ExtractedFeatures:
         cached: how many images came from the cache; ``computed``: how many went through the backbone.
         inputs: what the backbone reports about the inputs (text: tokens, out-of-vocabulary fraction, truncated
             texts); empty for images.
+        keys: the content keys of the usable images, aligned with ``index`` (what the cache is keyed on; also what
+            :mod:`transferkit.data.seen` digests, so nothing reads the images twice for it).
     """
 
     features: np.ndarray | None
@@ -45,6 +47,7 @@ class ExtractedFeatures:
     computed: int = 0
     seconds: float = 0.0
     inputs: dict[str, Any] = field(default_factory=dict)
+    keys: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         out = {"images": int(len(self.index)), "cached": self.cached, "computed": self.computed,
@@ -222,7 +225,7 @@ def extract_features(
     return ExtractedFeatures(
         features=features, index=index, skipped=list(dataset.skipped) + skipped,
         cached=len(keys) - total_missing, computed=total_missing - len(skipped), seconds=time.perf_counter() - start,
-        inputs=backbone.describe_inputs(dataset),
+        inputs=backbone.describe_inputs(dataset), keys=[keys[i] for i in index],
     )
 
 

@@ -124,7 +124,7 @@ class FeatureExtractionClassifier(TransferClassifier):
         self.head_module_: Any = exported[0] if exported else None
         self.head_config_: Any = exported[1] if exported else None
         self.classes_ = class_values(ds, y)
-        self.train_items_ = training_digests(ds.subset(extracted.index))
+        self.train_items_ = training_digests(keys=extracted.keys)
         self.fit_info_ = {
             "strategy": self.strategy_name,
             "train_images": int(len(extracted.index)),

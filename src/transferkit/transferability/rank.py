@@ -111,13 +111,13 @@ def rank_backbones(data: ImageDataset, candidates: str | list[str], *, layers: s
             continue
         backbone.preprocessing = backbone.preprocessing.with_image_size(image_size)  # text/audio: one-line error
         base = {"backbone": backbone.spec, "metric": name, "licence": backbone.weights.licence,
-                "pretrained": backbone.weights.pretrained, "source_task": backbone.weights.source_task,
-                "source_seen": count_seen(backbone.source_items, subset)}
+                "pretrained": backbone.weights.pretrained, "source_task": backbone.weights.source_task}
         names = layers_for(backbone, layers)
         start = time.perf_counter()
         extracted = extract_layers(backbone, subset, names, cache=cache, batch_size=batch_size, device=device,
                                    progress=progress)
         shared = (time.perf_counter() - start) / len(names)  # one pass served every layer: split its time
+        base["source_seen"] = count_seen(backbone.source_items, keys=extracted[names[0]].keys)
         for layer in names:
             start = time.perf_counter() - shared
             out = extracted[layer]
