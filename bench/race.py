@@ -81,6 +81,37 @@ def regret(rows: list[dict[str, Any]], key: str, k: int) -> float:
     return float(best - max(r["accuracy_mean"] for r in top))
 
 
+def setup(target: str, sources_dir: str, own_truth: str | None, quick: bool = False
+          ) -> tuple[dict[str, Any], dict[str, dict[str, Any]], tk.ImageDataset, list[dict[str, Any]]]:
+    """The ground truth (file, rows by candidate name), the 250 target training images and the 14 candidates;
+    retrains missing source bundles and stops unless each own source's LogME is bit-identical to its truth's."""
+    truth = json.loads(Path(GROUND_TRUTH[target]).read_text())
+    by_name = {r["name"]: {**r, "truth_file": GROUND_TRUTH[target]} for r in truth["candidates"]}
+    if own_truth:
+        own = json.loads(Path(own_truth).read_text())
+        if not ranking.same_protocol(own, truth["fine_tune"], truth["data"]["target"]):
+            raise SystemExit(f"error: {own_truth} used other fine-tuning settings or another target than the "
+                             "ground truth")
+        by_name.update({r["name"]: {**r, "truth_file": own_truth} for r in own["candidates"]})
+    cfg = ranking.target_config(ranking.FULL, target)
+    sources_root = Path(sources_dir)
+    sources = {}
+    for name, source in cfg["sources"].items():
+        ranking.pretrain(name, source, sources_root / name)
+        sources[name] = str(sources_root / name)
+    train, _, _ = ranking.target_data(cfg, target)
+    cands = ranking.candidates(sources, cfg["packaged_image_size"], ranking.CANDIDATE_SETS["wide"])
+    for c in cands:
+        if c["kind"] == "pretrained (own source)" and not quick:  # --quick only checks that the script runs
+            torch.set_num_threads(1)  # the ground truth's LogME was computed on one thread
+            (row,) = tk.rank_backbones(train, [c["spec"]], layers=[c["layer"]], cache=False, device="cpu",
+                                       progress=False)
+            if row["score"] != by_name[c["name"]]["logme"]:
+                raise SystemExit(f"error: {c['name']}: LogME {row['score']!r} differs from the ground truth's "
+                                 f"{by_name[c['name']]['logme']!r}: not the same source weights")
+    return truth, by_name, train, cands
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--target-classes", default="5-9", choices=sorted(GROUND_TRUTH))
@@ -94,30 +125,7 @@ def main() -> None:
     p.add_argument("--out", default=None)
     args = p.parse_args()
 
-    truth = json.loads(Path(GROUND_TRUTH[args.target_classes]).read_text())
-    by_name = {r["name"]: {**r, "truth_file": GROUND_TRUTH[args.target_classes]} for r in truth["candidates"]}
-    if args.own_truth:
-        own = json.loads(Path(args.own_truth).read_text())
-        if not ranking.same_protocol(own, truth["fine_tune"], truth["data"]["target"]):
-            raise SystemExit(f"error: {args.own_truth} used other fine-tuning settings or another target than the "
-                             "ground truth")
-        by_name.update({r["name"]: {**r, "truth_file": args.own_truth} for r in own["candidates"]})
-    cfg = ranking.target_config(ranking.FULL, args.target_classes)
-    sources_root = Path(args.sources_dir)
-    sources = {}
-    for name, source in cfg["sources"].items():
-        ranking.pretrain(name, source, sources_root / name)
-        sources[name] = str(sources_root / name)
-    train, _, _ = ranking.target_data(cfg, args.target_classes)
-    cands = ranking.candidates(sources, cfg["packaged_image_size"], ranking.CANDIDATE_SETS["wide"])
-    for c in cands:
-        if c["kind"] == "pretrained (own source)" and not args.quick:  # --quick only checks that the script runs
-            torch.set_num_threads(1)  # the ground truth's LogME was computed on one thread
-            (row,) = tk.rank_backbones(train, [c["spec"]], layers=[c["layer"]], cache=False, device="cpu",
-                                       progress=False)
-            if row["score"] != by_name[c["name"]]["logme"]:
-                raise SystemExit(f"error: {c['name']}: LogME {row['score']!r} differs from the ground truth's "
-                                 f"{by_name[c['name']]['logme']!r}: not the same source weights")
+    truth, by_name, train, cands = setup(args.target_classes, args.sources_dir, args.own_truth, args.quick)
     if args.quick:
         cands = cands[::4]
     settings = {**(QUICK_RACE if args.quick else RACE), "seed": args.seed}
