@@ -109,6 +109,17 @@ def test_cli_warns_when_a_source_met_its_own_training_images(capsys, image_folde
     assert result["val_seen_by_source"] == 0 and result["warnings"] == []
 
 
+def test_cli_can_leave_the_training_items_out(capsys, image_folder, tmp_path):
+    src = tmp_path / "src"
+    assert main(["pretrain", str(image_folder), "--arch", TINY, "--image-size", "32", "--epochs", "1",
+                 "--no-training-items", "--no-progress", "--out", str(src)]) == 0
+    assert read_meta(src)["training_items"] is None and not (src / TRAINING_ITEMS_FILE).exists()
+    capsys.readouterr()
+    assert main(["rank", str(image_folder), "--candidates", f"bundle:{src}", "--json", "--no-progress"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["ranking"]
+    assert row["source_seen"] is None  # unknown, not "none of them"
+
+
 def test_curve_warns_when_the_source_saw_the_held_out_images(split_arrays, tmp_path):
     seen, unseen = split_arrays
     src = tk.save_bundle(tk.ScratchClassifier(TINY, epochs=1, image_size=32, progress=False,

@@ -79,6 +79,8 @@ class FitConfig:
         backbone_options: options of the backbone's source, given to :func:`~transferkit.create_backbone`: for
             text ``pooling`` (``mean``/``cls``/``max`` for transformers, ``mean``/``sif`` for word vectors) and
             ``max_length`` (transformers); the scratch baseline is built with them too.
+        training_items: keep the content digests of the training items in the bundle (see :func:`save_bundle`);
+            False for membership privacy, at the price of no warning when the model meets them again.
     """
 
     data: str
@@ -117,6 +119,7 @@ class FitConfig:
     prompt_tokens: int | None = None
     prompt_init: str | None = None
     backbone_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    training_items: bool = True
 
 
 def backbone_for(cfg: FitConfig) -> str | Backbone:
@@ -209,7 +212,7 @@ def zero_shot_bundle(cfg: FitConfig) -> dict[str, Any]:
     metrics = evaluate(estimator, data, confusion_png=out / "confusion_matrix.png") if labeled and len(data) else {}
     data_info = _data_info(cfg, data, data.subset([]), data, estimator, metrics)
     data_info["evaluated_on"] = "all of DATA (zero-shot trains nothing)" if metrics else "nothing (DATA has no labels)"
-    save_bundle(estimator, out, metrics=metrics, data=data_info,
+    save_bundle(estimator, out, metrics=metrics, data=data_info, training_items=cfg.training_items,
                 extra={"config": dataclasses.asdict(cfg), "auto": None, "verdict": None})
     return {
         "bundle": str(out), "strategy": cfg.strategy, "backbone": estimator.backbone_.spec, "layer": estimator.layer_,
@@ -273,7 +276,7 @@ def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
             metrics = evaluate(estimator, val, confusion_png=out / "confusion_matrix.png")
             save_bundle(estimator, out, metrics=metrics,
                         data={**_data_info(cfg, data, train, val, estimator, metrics),
-                              "val_seen_by_source": seen},
+                              "val_seen_by_source": seen}, training_items=cfg.training_items,
                         extra={"config": dataclasses.asdict(cfg), "auto": auto,
                                "verdict": {"status": "pending"} if with_baseline else None})
         barrier()

@@ -37,6 +37,13 @@ def add_backbone_options(p: argparse.ArgumentParser) -> None:
                    help="transformers: tokens kept per text (default 128, or the model's limit when smaller)")
 
 
+def add_bundle_options(p: argparse.ArgumentParser) -> None:
+    """What a command that writes a bundle may leave out of it."""
+    p.add_argument("--no-training-items", action="store_true",
+                   help="leave the training images' content digests out of the bundle (membership privacy); later "
+                        "runs then cannot warn when the model meets its own training images")
+
+
 def backbone_options(args: argparse.Namespace) -> dict[str, Any]:
     """The backbone options the command line gave (``create_backbone`` keyword arguments)."""
     return {k: v for k, v in {"pooling": args.pooling, "max_length": args.max_length}.items() if v is not None}

@@ -12,6 +12,7 @@ from ..strategies import STRATEGIES
 from ..workflows import DEFAULT_BACKBONE, FitConfig, fit_bundle
 from ._common import (
     add_backbone_options,
+    add_bundle_options,
     add_runtime_options,
     add_text_options,
     backbone_options,
@@ -70,6 +71,7 @@ def register(sub: Any) -> None:
     z.add_argument("--prompt-init", default=None, metavar="TEXT",
                    help="--peft prompt-tuning: start the prompt from this text's token embeddings (default: "
                         "sampled vocabulary tokens)")
+    add_bundle_options(p)
     add_runtime_options(p)
     p.set_defaults(run=run)
 
@@ -87,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         encoding=args.encoding, labels=args.labels, template=args.template, temperature=args.temperature,
         peft=args.peft, lora_rank=args.lora_rank, prompt_tokens=args.prompt_tokens, prompt_init=args.prompt_init,
         backbone_options=backbone_options(args),
+        training_items=not args.no_training_items,
     )
     result = fit_bundle(cfg)
     emit(args, result, render)

@@ -9,7 +9,15 @@ import argparse
 from typing import Any
 
 from ..workflows import DEFAULT_BACKBONE, FitConfig, pretrain_bundle
-from ._common import add_backbone_options, add_runtime_options, backbone_options, emit, fraction, positive_int
+from ._common import (
+    add_backbone_options,
+    add_bundle_options,
+    add_runtime_options,
+    backbone_options,
+    emit,
+    fraction,
+    positive_int,
+)
 from ._train_options import add_train_options, train_overrides
 from .fit import render
 
@@ -29,6 +37,7 @@ def register(sub: Any) -> None:
     p.add_argument("--max-bad", type=fraction, default=0.1)
     add_train_options(p)
     add_backbone_options(p)
+    add_bundle_options(p)
     add_runtime_options(p)
     p.set_defaults(run=run)
 
@@ -40,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device, batch_size=args.batch_size, num_workers=args.num_workers, max_bad_fraction=args.max_bad,
         progress=not args.no_progress, classes=args.classes, resume=args.resume,
         train=train_overrides(args, "scratch"), backbone_options=backbone_options(args),
+        training_items=not args.no_training_items,
     )
     emit(args, pretrain_bundle(cfg), render)
     return 0
