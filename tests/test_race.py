@@ -89,6 +89,28 @@ def test_successive_halving_keeps_the_best_third_and_ranks_by_rung_then_accuracy
     assert same(run(again, lrs=(1e-3, 1e-2, 1e-3)), rows) and len(again.calls) == len(trainer.calls)  # deduplicated
 
 
+class Copied(Labeled):
+    """``LABELS``'s 30 items and, after them, copies of items 0-5 (same content, same label)."""
+
+    def __init__(self, keys: list[str] | None = None, labels: np.ndarray | None = None):
+        super().__init__(np.r_[LABELS, LABELS[:6]] if labels is None else labels)
+        self.keys = keys or [f"item-{i}" for i in (*range(30), *range(6))]
+
+    def content_key(self, i: int) -> str:
+        return self.keys[i]
+
+    def subset(self, indices: np.ndarray) -> Copied:
+        return Copied([self.keys[i] for i in indices], self.labels[indices])
+
+
+def test_copies_are_raced_once_so_no_fold_validates_an_item_trained_on():
+    # Table checks every fold splits exactly the 30 distinct items; the race is the one on them alone.
+    defaults = {"lrs": (1e-3, 1e-2), "folds": 3, "progress": False}
+    rows = race(Copied(), CANDIDATES, trainer=Table(QUALITY), **defaults)
+    assert rows[0]["race_images"] == 30
+    assert same(rows, race(Labeled(LABELS), CANDIDATES, trainer=Table(QUALITY), **defaults))
+
+
 def test_a_stopped_race_resumes_from_its_state_without_retraining(tmp_path):
     state = tmp_path / "race.json"
     first = Table(QUALITY, fail_after=10)

@@ -135,6 +135,17 @@ def test_image_size_scores_what_fine_tuning_will_see(arrays):
     assert native["input_size"] != [3, 48, 48] and native["score"] != pytest.approx(row["score"])
 
 
+def test_copies_of_an_image_are_scored_once(arrays):
+    # 36 images, then copies of the first 10 under the same labels: scored as the 36 (a copy would otherwise
+    # count as a second observation and inflate LogME when the features outnumber the images)
+    images, labels = arrays
+    copied = tk.from_arrays(np.concatenate([images, images[:10]]), np.r_[labels, labels[:10]])
+    (row,) = rank_backbones(copied, f"random:{TINY}", cache=False, progress=False)
+    (plain,) = rank_backbones(tk.from_arrays(images, labels), f"random:{TINY}", cache=False, progress=False)
+    assert (row["images"], row["copies"], plain["copies"]) == (36, 10, 0)
+    assert row["score"] == pytest.approx(plain["score"], rel=1e-9)
+
+
 def test_cli_rank_image_size(capsys, image_folder):
     assert main(["rank", str(image_folder), "--candidates", f"random:{TINY}", "--image-size", "40", "--json",
                  "--no-progress"]) == 0

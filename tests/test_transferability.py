@@ -190,6 +190,17 @@ def test_logme_casts_float32_and_handles_more_dimensions_than_samples() -> None:
     assert hscore(np.ones((10, 3)), np.arange(10) % 2) == 0.0
 
 
+def test_logme_stays_finite_and_continuous_when_a_class_is_fit_exactly() -> None:
+    # Every class lies in the span of 3 directions of 60 samples: a noise-free fit, unbounded evidence (the fixed
+    # point ran beta to the float limit: 336). Capped, it scores like a fit to within 1e-6, and still above noise.
+    rng = np.random.default_rng(0)
+    labels = np.arange(60) % 3
+    exact = np.eye(3)[labels]
+    near = exact + 1e-6 * rng.normal(size=exact.shape)
+    assert math.isfinite(logme(exact, labels)) and logme(exact, labels) == pytest.approx(logme(near, labels), rel=0.05)
+    assert logme(exact, labels) > logme(exact + 0.1 * rng.normal(size=exact.shape), labels)
+
+
 def test_probe_is_the_held_out_accuracy_of_a_logistic_regression() -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline

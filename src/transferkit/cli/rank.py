@@ -70,7 +70,8 @@ def rank(args: argparse.Namespace) -> dict[str, Any]:
                           batch_size=args.batch_size or 64, progress=not args.no_progress,
                           backbone_options=backbone_options(args), image_size=args.image_size)
     result: dict[str, Any] = {"data": data.name, "metric": rows[0]["metric"],
-                              "images": max(r.get("images", 0) for r in rows), "ranking": rows}
+                              "images": max(r.get("images", 0) for r in rows),
+                              "copies": max(r.get("copies", 0) for r in rows), "ranking": rows}
     if args.race is not None:
         result.update(race_rows(args, data, rows))
     return result
@@ -141,6 +142,9 @@ def render(console: Console, r: dict[str, Any]) -> None:
         table.add_row(str(row["rank"]), row["backbone"], row["layer"], f"{row['score']:.4f}", *cells,
                       f"{row['seconds']:.1f}", str(row["dim"]), row["licence"])
     console.print(table)
+    if r.get("copies"):
+        console.print(f"{r['copies']} more images were copies of others under the same label: each was scored "
+                      f"{'and raced ' if raced else ''}once.")
     print_warnings(console, candidate_warnings(r))
 
 

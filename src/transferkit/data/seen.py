@@ -43,6 +43,18 @@ def training_digests(data: Any = None, *, keys: Sequence[str] | None = None) -> 
     return np.unique(digests(keys) if keys is not None else item_digests(data))
 
 
+def first_copies(keys: Sequence[str], labels: Any) -> np.ndarray:
+    """Positions of the first item of each (content key, label) pair, in order.
+
+    A file copied under the same label is one observation seen twice: scoring it twice inflates LogME when the
+    features outnumber the images, and splitting it into folds puts one copy on each side.
+    """
+    first: dict[tuple[str, Any], int] = {}
+    for i, (key, label) in enumerate(zip(keys, np.asarray(labels).tolist(), strict=True)):
+        first.setdefault((key, label), i)
+    return np.fromiter(first.values(), dtype=np.int64, count=len(first))
+
+
 def count_seen(seen: np.ndarray | None, data: Any = None, *, keys: Sequence[str] | None = None) -> int | None:
     """How many items of ``data`` (or content ``keys`` already computed) are among ``seen``; None when ``seen`` is
     unknown, without reading any item."""

@@ -13,6 +13,16 @@ where ``s_i`` are the eigenvalues of ``F^T F``. LogME is the mean over classes o
 Every term is a sum over the spectrum of ``F``, so one eigendecomposition serves all classes and all iterations:
 of ``F^T F`` (d x d) when n > d, otherwise of ``F F^T`` (n x n). Features are used as given (no centring, no bias
 column), as in the paper.
+
+A guard the paper does not need (its n is much larger than d) and few-shot ranking does. When a class's targets
+lie exactly in the span of fewer feature directions than there are samples, the data admit a noise-free fit and the
+evidence grows without bound as ``beta`` grows: the fixed point then ran to the float limit and LogME to nonsense.
+It happened to a network that collapsed in a fine-tune at too high a learning rate (LogME 14.1 where the other runs
+scored about -0.3; bench/README.md, ``warm_logme.py``); copies of an image do it too (ten duplicated rows among 100
+samples of 500-d features: 18.8 instead of -0.61). So ``beta`` is capped at ``MAX_PRECISION``: no 0/1 target is
+fit closer than a standard deviation of 1e-4, a cap no inexact fit comes near, so that an exact fit scores like a
+fit to within 1e-4 (finite, continuous). Copies still inflate the score when d >= n (0.14 instead of -0.61 above):
+:func:`~transferkit.rank_backbones` scores each distinct image once.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from ._checks import as_features, class_sums, encode_labels
 
 MAX_ITERATIONS = 1000
 TOLERANCE = 1e-12  # change of the log evidence per sample between iterations
+MAX_PRECISION = 1e8  # the largest noise precision beta: the 0/1 targets' noise has a standard deviation >= 1e-4
 
 
 def _spectrum(features: np.ndarray, codes: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -79,17 +90,17 @@ def _starting_point(s: np.ndarray, z2: np.ndarray, residual0: np.ndarray, n: int
 
     The paper starts at ``alpha = beta = 1``. When d >= n the evidence can have a second, lower maximum at
     ``beta -> inf`` (the labels interpolated exactly) that the iteration then finds; starting in the basin of
-    the global maximum avoids it. With ``lambda`` fixed, ``beta = n / Q`` where
-    ``Q(lambda) = |y|^2 - sum_i z_i^2 s_i / (lambda + s_i)``, and ``2L = -n log Q - sum_i log(1 + s_i / lambda)``
-    up to constants.
+    the global maximum avoids it. With ``lambda`` fixed, the best ``beta`` is ``n / Q`` (at most ``MAX_PRECISION``)
+    where ``Q(lambda) = |y|^2 - sum_i z_i^2 s_i / (lambda + s_i)``.
     """
     scale = s if len(s) else np.ones(1)
-    grid = np.geomspace(scale.min() * 1e-3, scale.max() * 1e3, 61)[:, None]
-    q = residual0 + (grid / (grid + s)) @ z2  # (grid, C); > 0 because every target has |y|^2 > 0
-    profile = -n * np.log(q) - np.log1p(s / grid).sum(axis=1, keepdims=True)
-    best = np.argmax(profile, axis=0)
-    beta = n / q[best, np.arange(z2.shape[1])]
-    return grid[best, 0] * beta, beta
+    grid = np.geomspace(scale.min() * 1e-3, scale.max() * 1e3, 61)
+    q = residual0 + (grid[:, None] / (grid[:, None] + s)) @ z2  # (grid, C); > 0 because every |y|^2 > 0
+    beta = np.minimum(n / q, MAX_PRECISION)
+    evidence = np.stack([_log_evidence(lam * b, b, s, z2, residual0, n)[0] for lam, b in zip(grid, beta, strict=True)])
+    best = np.argmax(evidence, axis=0)
+    beta = beta[best, np.arange(z2.shape[1])]
+    return grid[best] * beta, beta
 
 
 def _max_log_evidence(s: np.ndarray, z2: np.ndarray, residual0: np.ndarray, n: int) -> np.ndarray:
@@ -99,7 +110,7 @@ def _max_log_evidence(s: np.ndarray, z2: np.ndarray, residual0: np.ndarray, n: i
     evidence, gamma, rest, m2, residual = _log_evidence(alpha, beta, s, z2, residual0, n)
     for _ in range(MAX_ITERATIONS):
         alpha = np.clip(gamma / np.maximum(m2, floor), floor, 1 / floor)
-        beta = np.clip(rest / np.maximum(residual, floor), floor, 1 / floor)
+        beta = np.clip(rest / np.maximum(residual, floor), floor, MAX_PRECISION)
         previous = evidence
         evidence, gamma, rest, m2, residual = _log_evidence(alpha, beta, s, z2, residual0, n)
         # At a boundary maximum alpha or beta diverge while the evidence settles: stop on the evidence.
@@ -113,7 +124,8 @@ def logme(features: ArrayLike, labels: ArrayLike) -> float:
 
     Higher is better. Compare backbones on the same labeled set only: the value depends on the number and the
     balance of the classes (features with no signal at all score ``(log(n / n_c) - log(2 pi) - 1) / 2``
-    averaged over the class sizes ``n_c``).
+    averaged over the class sizes ``n_c``). No class is fit closer than ``MAX_PRECISION`` allows, and copies of
+    a sample inflate the score when d >= n: pass each sample once (see the module's docstring).
 
     Args:
         features: ``(n, d)`` features of the target samples from the candidate backbone (any float dtype).

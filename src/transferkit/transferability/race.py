@@ -42,6 +42,7 @@ import numpy as np
 from .._errors import DataError
 from .._progress import progress_bar
 from .._utils import write_json_atomic
+from ..data.seen import first_copies
 
 DEFAULT_LRS = (1e-3, 1e-2, 1e-1)
 
@@ -149,7 +150,9 @@ def race(data: Any, candidates: list[dict[str, Any]], *, lrs: tuple[float, ...] 
 
     Returns:
         The candidates best first, each with ``race_rank``, ``race_accuracy`` (out-of-fold accuracy of its best
-        configuration at the latest rung it reached), ``race_epochs``, ``race_lr`` and ``race_rung``.
+        configuration at the latest rung it reached), ``race_epochs``, ``race_lr``, ``race_rung`` and
+        ``race_images`` (the distinct labeled items raced: a copy of another with the same label is left out,
+        or it could be validated on while its twin is trained on).
     """
     if not candidates:
         raise DataError("The race needs at least one candidate.")
@@ -160,11 +163,15 @@ def race(data: Any, candidates: list[dict[str, Any]], *, lrs: tuple[float, ...] 
         raise DataError("The race needs labeled data (a class-per-folder tree or a CSV with labels).")
     labels = np.asarray(data.labels)
     rungs = budgets(min_epochs, max_epochs, factor)
+    keys = [data.content_key(i) for i in range(len(data))]
+    keep = first_copies(keys, labels)  # a copy in the other fold would be an answer seen in training
+    if len(keep) < len(keys):
+        data, labels, keys = data.subset(keep), labels[keep], [keys[i] for i in keep]
     splits = fold_indices(labels, folds, seed)
     options = {"precise_bn": 1024, **(fine_tune_options or {}), "head_epochs": head_epochs}
     trainer = trainer or _fine_tuner(data, device, seed, options, backbone_options or {})
 
-    data_id = _data_fingerprint(data, splits)
+    data_id = _data_fingerprint(keys, labels, splits)
     settings = json.dumps({"options": options, "seed": seed, "folds": folds, "backbone_options": backbone_options},
                           sort_keys=True, default=str)
     weights = [_weights_id(c, backbone_options or {}) for c in candidates]
@@ -195,7 +202,8 @@ def race(data: Any, candidates: list[dict[str, Any]], *, lrs: tuple[float, ...] 
     for position, i in enumerate(order, 1):
         b = best[i]
         out.append({**candidates[i], "race_rank": position, "race_accuracy": b["accuracy"], "race_epochs": b["epochs"],
-                    "race_lr": b["lr"], "race_rung": b["rung"], "race_seconds": round(seconds, 1)})
+                    "race_lr": b["lr"], "race_rung": b["rung"], "race_images": len(keys),
+                    "race_seconds": round(seconds, 1)})
     return out
 
 
@@ -209,11 +217,11 @@ def _read_state(path: Path | None) -> dict[str, Any]:
     return {k: v for k, v in runs.items() if isinstance(v, dict) and {"correct", "n"} <= v.keys()}
 
 
-def _data_fingerprint(data: Any, splits: list[tuple[np.ndarray, np.ndarray]]) -> str:
+def _data_fingerprint(keys: list[str], labels: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]]) -> str:
     digest = hashlib.sha256()
-    for i in range(len(data)):
-        digest.update(data.content_key(i).encode())
-    digest.update(np.asarray(data.labels, dtype=np.int64).tobytes())
+    for key in keys:
+        digest.update(key.encode())
+    digest.update(np.asarray(labels, dtype=np.int64).tobytes())
     for _, val in splits:
         digest.update(np.asarray(val, dtype=np.int64).tobytes())
     return digest.hexdigest()[:32]

@@ -17,7 +17,7 @@ import torch
 from .._errors import BackboneError, DataError, OfflineError
 from ..backbones import Backbone, create_backbone
 from ..data import ImageDataset, per_class
-from ..data.seen import count_seen
+from ..data.seen import count_seen, first_copies
 from ..features.extract import extract_layers
 from . import METRICS, score
 
@@ -86,7 +86,8 @@ def rank_backbones(data: ImageDataset, candidates: str | list[str], *, layers: s
 
     Returns:
         One dict per (candidate, layer), best first: ``rank``, ``backbone``, ``layer``, ``score``, ``metric``,
-        ``seconds`` (extraction + score), ``dim``, ``licence``, ``pretrained``, ``source_task``, ``images``,
+        ``seconds`` (extraction + score), ``dim``, ``licence``, ``pretrained``, ``source_task``, ``images`` (each
+        distinct image once), ``copies`` (images left out as copies of another with the same label),
         ``source_seen`` (how many of the scored items the candidate's weights were trained on, when its bundle keeps
         that: more than 0 makes its score optimistic; None when unknown), and ``error`` (then ``score`` is None and
         the row is last) when the candidate cannot be scored.
@@ -117,17 +118,20 @@ def rank_backbones(data: ImageDataset, candidates: str | list[str], *, layers: s
         extracted = extract_layers(backbone, subset, names, cache=cache, batch_size=batch_size, device=device,
                                    progress=progress)
         shared = (time.perf_counter() - start) / len(names)  # one pass served every layer: split its time
-        base["source_seen"] = count_seen(backbone.source_items, keys=extracted[names[0]].keys)
+        first = extracted[names[0]]
+        base["source_seen"] = count_seen(backbone.source_items, keys=first.keys)
+        keep = first_copies(first.keys, subset.labels[first.index])  # type: ignore[index]
+        base["copies"] = int(len(first.index) - len(keep))
         for layer in names:
             start = time.perf_counter() - shared
             out = extracted[layer]
             assert out.features is not None  # extract_layers always returns the features
-            labels = subset.labels[out.index]  # type: ignore[index]
-            row = {**base, "layer": layer, "dim": int(out.features.shape[1]), "images": int(len(out.index)),
+            features, labels = out.features[keep], subset.labels[out.index[keep]]  # type: ignore[index]
+            row = {**base, "layer": layer, "dim": int(features.shape[1]), "images": int(len(keep)),
                    "input_size": list(getattr(backbone.preprocessing, "input_size", ())) or None}
             if info.needs == "features":
-                row["score"] = score(name, features=out.features, labels=labels)
-            elif layer != DEFAULT_LAYER or (probs := source_probabilities(backbone, out.features)) is None:
+                row["score"] = score(name, features=features, labels=labels)
+            elif layer != DEFAULT_LAYER or (probs := source_probabilities(backbone, features)) is None:
                 row["score"] = None
                 row["error"] = (f"{name} needs the source classifier's probabilities: only at layer {DEFAULT_LAYER} "
                                 f"of backbones that keep their source head; use --metric logme for this one")
