@@ -35,6 +35,9 @@ Usage:
     python bench/warm_logme.py --target-classes 0-4 --own-truth bench/results/ranking-2026-11-30-own-target0-4.json
     python bench/warm_logme.py --target-classes 0-9
     python bench/warm_logme.py --quick      # 4 candidates, one lr, 2 folds: checks it runs
+Results (bench/README.md, ``warm_logme.py``): the declared runs (2026-11-30) used LogME before its precision cap
+(18d59e5), which one collapsed fine-tune on target 5-9 exposed; a rerun now scores with the capped LogME.
+
 Options: ``--state FILE`` (default ``/tmp/warm-logme-<target>.json``): every finished fine-tune's results, written
 atomically, so a stopped run resumes; ``--sources-dir`` as race.py.
 """
