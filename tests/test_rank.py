@@ -146,6 +146,17 @@ def test_copies_of_an_image_are_scored_once(arrays):
     assert row["score"] == pytest.approx(plain["score"], rel=1e-9)
 
 
+def test_cli_rank_says_how_many_copies_it_left_out(capsys, image_folder):
+    red = image_folder / "red"
+    (red / "copy.png").write_bytes((red / "0.png").read_bytes())
+    args = ["rank", str(image_folder), "--candidates", f"random:{TINY}", "--no-progress", "--no-cache"]
+    assert main(args) == 0
+    assert "copies left out: 1 (images identical to another" in " ".join(capsys.readouterr().out.split())
+    assert main([*args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["copies"], result["images"], result["ranking"][0]["copies"]) == (1, 24, 1)
+
+
 def test_cli_rank_image_size(capsys, image_folder):
     assert main(["rank", str(image_folder), "--candidates", f"random:{TINY}", "--image-size", "40", "--json",
                  "--no-progress"]) == 0

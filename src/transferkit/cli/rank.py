@@ -143,8 +143,8 @@ def render(console: Console, r: dict[str, Any]) -> None:
                       f"{row['seconds']:.1f}", str(row["dim"]), row["licence"])
     console.print(table)
     if r.get("copies"):
-        console.print(f"{r['copies']} more images were copies of others under the same label: each was scored "
-                      f"{'and raced ' if raced else ''}once.")
+        console.print(f"copies left out: {r['copies']} (images identical to another under the same label; each "
+                      f"distinct image is scored {'and raced ' if raced else ''}once)")
     print_warnings(console, candidate_warnings(r))
 
 
