@@ -65,7 +65,7 @@ from transferkit import FineTuneClassifier, create_backbone  # noqa: E402
 from transferkit._utils import write_json_atomic  # noqa: E402
 from transferkit.features.extract import extract_features  # noqa: E402
 from transferkit.transferability import logme  # noqa: E402
-from transferkit.transferability.race import fold_indices  # noqa: E402
+from transferkit.transferability.race import count_correct, fold_indices  # noqa: E402
 
 LRS = (1e-3, 1e-2, 1e-1)
 FOLDS = 3
@@ -90,12 +90,10 @@ def fine_tune_fold(candidate: dict[str, Any], lr: float, train: Any, val: Any, o
                                progress=False, **RUNG, **options)
     model.fit(train)
     fit_s = time.perf_counter() - start
-    proba, index, _ = model.predict_proba_details(val)
-    predicted = np.asarray(model.classes_)[proba.argmax(1)]
-    truth = np.asarray(val.classes)[np.asarray(val.labels)[index]]
+    correct = count_correct(model, val)
     start = time.perf_counter()
     warm = held_out_logme(model.backbone_, model.layer_, val)
-    return {"correct": int(np.sum(predicted == truth)), "n": len(val), "warm_logme": warm, "fit_s": fit_s,
+    return {"correct": correct, "n": len(val), "warm_logme": warm, "fit_s": fit_s,
             "score_s": time.perf_counter() - start}
 
 

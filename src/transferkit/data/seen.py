@@ -8,7 +8,8 @@ fine-tuned to 4 points less than its out-of-fold estimate (bench/README.md, ``ra
 item, and ``rank``, ``fit``, ``evaluate`` and ``curve`` count how many of their items those weights have seen.
 
 No item can be rebuilt from a digest, but whoever holds the bundle can test whether a given image was among its
-training items; ``save_bundle(..., training_items=False)`` leaves them out.
+training items; ``fit``/``pretrain --no-training-items`` (``save_bundle(..., training_items=False)``) leave
+them out.
 """
 
 from __future__ import annotations

@@ -251,10 +251,14 @@ def _fine_tuner(data: Any, device: str, seed: int, options: dict[str, Any],
                                    epochs=epochs, lr_backbone=lr, seed=seed, device=device, progress=False,
                                    **options)
         model.fit(data.subset(train_idx))
-        val = data.subset(val_idx)
-        proba, index, _ = model.predict_proba_details(val)  # unreadable items are left out: they count as wrong
-        predicted = np.asarray(model.classes_)[proba.argmax(1)]
-        truth = np.asarray(val.classes)[np.asarray(val.labels)[index]]
-        return int(np.sum(predicted == truth))
+        return count_correct(model, data.subset(val_idx))
 
     return train
+
+
+def count_correct(model: Any, data: Any) -> int:
+    """How many labeled items of ``data`` a fitted classifier predicts right; unreadable items count as wrong."""
+    proba, index, _ = model.predict_proba_details(data)
+    predicted = np.asarray(model.classes_)[proba.argmax(1)]
+    truth = np.asarray(data.classes)[np.asarray(data.labels)[index]]
+    return int(np.sum(predicted == truth))

@@ -119,9 +119,10 @@ def rank_backbones(data: ImageDataset, candidates: str | list[str], *, layers: s
                                    progress=progress)
         shared = (time.perf_counter() - start) / len(names)  # one pass served every layer: split its time
         first = extracted[names[0]]
-        base["source_seen"] = count_seen(backbone.source_items, keys=first.keys)
         keep = first_copies(first.keys, subset.labels[first.index])  # type: ignore[index]
         base["copies"] = int(len(first.index) - len(keep))
+        # counted over the distinct images, as "images" is: a copy of a training image is one seen image
+        base["source_seen"] = count_seen(backbone.source_items, keys=[first.keys[i] for i in keep])
         for layer in names:
             start = time.perf_counter() - shared
             out = extracted[layer]
