@@ -48,6 +48,10 @@ def test_few_labels_on_a_different_target_use_a_shallower_layer_when_it_scores_b
 def test_without_batchnorm_statistics_similarity_comes_from_logme():
     assert similarity_of(None, {"blocks.4": 0.3, "pre_logits": 0.1}) == "different"
     assert similarity_of(None, {"blocks.4": 0.1, "pre_logits": 0.3}) == "unknown"
+    # enough labels and nothing to tell similarity by: the reasons say so, not "similar"
+    d = decide(50, None, {"blocks.4": 0.1, "pre_logits": 0.3}, groups=8)
+    assert d.strategy == "fine-tune" and "no measure of how close the target is" in d.summary()
+    assert "similar to the source" not in d.summary()
 
 
 def test_jeffreys_divergence():

@@ -210,3 +210,18 @@ def test_damaged_sklearn_head_is_unreadable_not_a_crash(forest_bundle):
     edit_meta(forest_bundle, files={**meta["files"], "head.skops": sha256_file(head)})
     with pytest.raises(BundleError, match="unreadable"):
         load_bundle(forest_bundle)
+
+
+def test_atomic_writes_get_the_mode_of_any_new_file(tmp_path):
+    import os
+
+    from transferkit._utils import write_json_atomic
+
+    mask = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "result.json", {"a": 1})
+    finally:
+        os.umask(mask)
+    # not the temporary file's owner-only 0600: a result a colleague or a web server could not read is a lost result
+    assert (tmp_path / "result.json").stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]

@@ -192,6 +192,16 @@ def test_option_mistakes(capsys, tmp_path, image_folder):
                       "--image-size and --epochs apply to fine-tune and scratch")
     assert_user_error(cli(capsys, "fit", image_folder, *out, "--head", "logistik"), "Did you mean: logistic")
     assert_user_error(cli(capsys, "fit", image_folder), "--out")
+    # numbers that only the libraries underneath would refuse, with a traceback
+    for option, value, message in (("--seed", "-1", "a seed from 0 to 4294967295"),
+                                   ("--batch-size", "0", "a positive integer"),
+                                   ("--num-workers", "-1", "0 or a positive integer"),
+                                   ("--val-fraction", "0", "a share strictly between 0 and 1"),
+                                   ("--val-fraction", "1", "a share strictly between 0 and 1")):
+        assert_user_error(cli(capsys, "fit", image_folder, *out, option, value), f"{option}: expected {message}")
+    assert_user_error(cli(capsys, "rank", image_folder, "--candidates", TINY, "--seed", "2**40"), "--seed")
+    assert_user_error(cli(capsys, "curve", image_folder, "--out", tmp_path / "c", "--test-fraction", "1"),
+                      "--test-fraction: expected a share strictly between 0 and 1")
 
 
 def test_file_system_refusals_are_one_line(capsys, tmp_path, image_folder):

@@ -1,4 +1,5 @@
-"""Learning curves: both models per point on the same subsets, intervals over seeds, resumable files, the CLI."""
+"""Learning curves: both models per point on the same subsets, intervals over seeds and images, resumable files,
+the CLI."""
 
 from __future__ import annotations
 
@@ -40,7 +41,10 @@ def test_curve_points_intervals_and_resume(arrays, tmp_path):
             strict=True)]
         assert point["gain"] == pytest.approx(sum(gains) / 2)
         assert point["gain_ci"][0] <= point["gain"] <= point["gain_ci"][1]
-        assert point["verdict"] in ("positive", "neutral", "negative")
+        assert point["verdict"] in ("positive", "neutral", "negative") and point["pairs"] == 2
+    for run in doc["runs"]:  # one mark per held-out image, and the accuracy is their mean
+        assert len(run["correct"]) == len(tk.stratified_split(data, 0.2, seed=12345)[1])
+        assert run["accuracy"] == pytest.approx(run["correct"].count("1") / len(run["correct"]))
     assert doc["test_images"] == len(tk.stratified_split(data, 0.2, seed=12345)[1])  # one fixed held-out set
     assert (tmp_path / "curve.png").read_bytes().startswith(PNG_MAGIC)
     assert json.loads((tmp_path / "curve.json").read_text())["points"] == doc["points"]
@@ -56,9 +60,20 @@ def test_cli_curve(capsys, image_folder, tmp_path):
             "--no-progress"]
     assert main([*args, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert [p["per_class"] for p in result["points"]] == [2, 3] and "verdict" not in result["points"][0]
+    # one seed still gets an interval: the paired bootstrap over the held-out images
+    assert [p["per_class"] for p in result["points"]] == [2, 3]
+    assert all(p["pairs"] == 1 and p["gain_ci"][0] <= p["gain"] <= p["gain_ci"][1] for p in result["points"])
+    assert result["pays_until"] in (None, 2, 3)
     assert main(args) == 0  # everything is done: resumes to the table without training
     assert "transfer vs scratch" not in capsys.readouterr().err
+    fewer = tmp_path / "fewer"  # other data into the same --out: refused, not mixed into the curve
+    fewer.mkdir()
+    for klass in sorted(image_folder.iterdir())[:2]:
+        (fewer / klass.name).symlink_to(klass)
+    assert main(["curve", str(fewer), *args[2:]]) == 2
+    assert "holds a curve of other data" in capsys.readouterr().err
+    assert main([*args, "--strategy", "fine-tune", "--head", "svm"]) == 2
+    assert "--head is the feature-extraction head" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main([*args[:5], "2,x", *args[6:]])
     assert exit_info.value.code == 2

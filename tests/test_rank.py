@@ -121,6 +121,14 @@ def test_cli_rank_json_and_mistakes(capsys, image_folder, own_bundle):
     assert "at least one backbone spec" in capsys.readouterr().err
 
 
+def test_a_layer_named_twice_is_scored_once():
+    from transferkit.transferability.rank import layers_for
+
+    backbone = tk.create_backbone(f"random:{TINY}")
+    assert layers_for(backbone, "pre_logits,last, pre_logits") == ["pre_logits"]
+    assert len(layers_for(backbone, "all")) == len(set(backbone.layers))
+
+
 def test_image_size_scores_what_fine_tuning_will_see(arrays):
     data = tk.from_arrays(*arrays)
     (row,) = rank_backbones(data, f"random:{TINY}", image_size=48, cache=False, progress=False)

@@ -6,12 +6,16 @@ Every point trains both models on the same subset (``per_class(pool, n, seed)``)
 held-out set. Small subsets get more epochs so every run takes at least ``min_steps`` optimizer steps (equal-steps
 practice of BiT-HyperRule, Kolesnikov et al., ECCV 2020); otherwise scratch would look worse than it is.
 
+Each point's gain carries the verdict's interval (:func:`~transferkit.verdict.crossed_bootstrap`: seeds and held-out
+images resampled together), so one seed already gets an honest interval and several seeds widen it by their spread.
+
 The JSON is rewritten atomically after every run and a re-run with the same ``out`` skips finished runs, so an
-interrupted curve keeps its points.
+interrupted curve keeps its points; it refuses a directory whose runs were made on other data or settings.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -24,11 +28,10 @@ import numpy as np
 from ._errors import DataError, TransferkitError
 from ._utils import atomic_path, write_json_atomic
 from .data import ImageDataset, per_class, stratified_split
-from .data.seen import count_seen, seen_warnings, spec_items
-from .evaluation import evaluate
+from .data.seen import count_seen, item_digests, seen_warnings, spec_items
 from .strategies import FeatureExtractionClassifier, FineTuneClassifier, ScratchClassifier
 from .strategies.feature_extraction import with_options
-from .verdict import seeds_interval
+from .verdict import classify, crossed_bootstrap, marks, paired_marks
 
 CURVE_FORMAT = "transferkit-curve"
 
@@ -49,6 +52,7 @@ class CurveConfig:
         epochs: epochs of fine-tune (second stage; before the ``min_steps`` rule).
         min_steps: every trained run gets at least this many optimizer steps.
         batch_size: training batch size.
+        num_workers: DataLoader worker processes for decoding.
         device, progress: where to run, and whether to show bars.
         backbone_options: given to :func:`~transferkit.create_backbone` (text: ``pooling``, ``max_length``);
             scratch is built with them too.
@@ -65,6 +69,7 @@ class CurveConfig:
     epochs: int = 6
     min_steps: int = 200
     batch_size: int = 32
+    num_workers: int = 0
     device: str = "auto"
     progress: bool = False
     backbone_options: dict[str, Any] = field(default_factory=dict)
@@ -77,7 +82,8 @@ def epochs_for(base: int, n_train: int, batch_size: int, min_steps: int) -> int:
 
 
 def _models(cfg: CurveConfig, n_train: int, seed: int) -> dict[str, Any]:
-    common: dict[str, Any] = {"seed": seed, "device": cfg.device, "progress": cfg.progress}
+    common: dict[str, Any] = {"seed": seed, "device": cfg.device, "progress": cfg.progress,
+                              "num_workers": cfg.num_workers}
     backbone = with_options(cfg.backbone, cfg.backbone_options)
     architecture = with_options(cfg.backbone, cfg.backbone_options, pretrained=False)
     scratch = ScratchClassifier(architecture, epochs=epochs_for(cfg.scratch_epochs, n_train, cfg.batch_size,
@@ -122,7 +128,7 @@ def learning_curve(data: ImageDataset, cfg: CurveConfig, out: str | Path, *, tes
     if max(cfg.per_class) > available:
         raise DataError(f"--per-class {max(cfg.per_class)} asks for more images than the smallest class has for "
                         f"training ({available}); use sizes up to {available}.")
-    doc = _load(out / "curve.json", cfg)
+    doc = _load(out / "curve.json", cfg, _fingerprint(pool, held))
     done = {(r["per_class"], r["seed"], r["method"]) for r in doc["runs"]}
     for n in sorted(set(cfg.per_class)):
         for seed in range(cfg.seeds):
@@ -134,11 +140,14 @@ def learning_curve(data: ImageDataset, cfg: CurveConfig, out: str | Path, *, tes
                     continue
                 start = time.perf_counter()
                 model.fit(train)
-                accuracy = evaluate(model, held)["accuracy"]
+                correct = marks(model, held)  # one character per held-out image: 1 right, 0 wrong, - unread
+                if "1" not in correct and "0" not in correct:
+                    raise DataError(f"None of the {len(held)} held-out images could be read.")
+                accuracy = correct.count("1") / (correct.count("1") + correct.count("0"))
                 run = {"per_class": n, "seed": seed, "method": method, "strategy": model.strategy_name,
                        "accuracy": accuracy, "train_images": len(train), "seconds": time.perf_counter() - start,
                        "epochs": getattr(model, "epochs", None) if method == "scratch" or
-                       cfg.strategy == "fine-tune" else None}
+                       cfg.strategy == "fine-tune" else None, "correct": correct}
                 doc["runs"].append(run)
                 _summarise(doc)
                 write_json_atomic(out / "curve.json", doc)
@@ -155,18 +164,32 @@ def learning_curve(data: ImageDataset, cfg: CurveConfig, out: str | Path, *, tes
     return doc
 
 
-def _load(path: Path, cfg: CurveConfig) -> dict[str, Any]:
-    fresh = {"format": CURVE_FORMAT, "config": asdict(cfg), "runs": []}
+def _fingerprint(pool: ImageDataset, held: ImageDataset) -> str:
+    """Identifies the training pool and the held-out set: their items' contents, labels and class names."""
+    digest = hashlib.sha256()
+    for part in (pool, held):
+        digest.update(item_digests(part).tobytes())
+        digest.update(np.asarray(part.labels, dtype=np.int64).tobytes())
+        digest.update("\0".join(map(str, part.classes)).encode() + b"\1")
+    return digest.hexdigest()[:32]
+
+
+def _load(path: Path, cfg: CurveConfig, fingerprint: str) -> dict[str, Any]:
+    fresh = {"format": CURVE_FORMAT, "config": asdict(cfg), "data_fingerprint": fingerprint, "runs": []}
     if not path.is_file():
         return fresh
     try:
         doc = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise DataError(f"{str(path)!r} is not a readable curve; delete it or choose another --out.") from None
-    same = {k: v for k, v in doc.get("config", {}).items() if k not in ("per_class", "seeds", "progress", "device")}
-    wanted = {k: v for k, v in asdict(cfg).items() if k not in ("per_class", "seeds", "progress", "device")}
+    free = ("per_class", "seeds", "progress", "device", "num_workers")  # may change between runs of one curve
+    same = {k: v for k, v in doc.get("config", {}).items() if k not in free}
+    wanted = {k: v for k, v in asdict(cfg).items() if k not in free}
     if doc.get("format") != CURVE_FORMAT or same != wanted:
         raise DataError(f"{str(path)!r} holds a curve made with other settings; choose another --out or delete it.")
+    if doc.get("data_fingerprint") != fingerprint:
+        raise DataError(f"{str(path)!r} holds a curve of other data (DATA, --test or --classes differ); choose "
+                        f"another --out or delete it.")
     doc["config"] = asdict(cfg)
     return doc
 
@@ -175,7 +198,7 @@ def _summarise(doc: dict[str, Any]) -> None:
     points = []
     for n in sorted({r["per_class"] for r in doc["runs"]}):
         row: dict[str, Any] = {"per_class": n}
-        pairs: dict[int, dict[str, float]] = {}
+        pairs: dict[int, dict[str, str]] = {}
         for method in ("transfer", "scratch"):
             accs = [r["accuracy"] for r in doc["runs"] if r["per_class"] == n and r["method"] == method]
             if accs:
@@ -183,20 +206,18 @@ def _summarise(doc: dict[str, Any]) -> None:
                                else 0.0, "runs": len(accs)}
         for r in doc["runs"]:
             if r["per_class"] == n:
-                pairs.setdefault(r["seed"], {})[r["method"]] = r["accuracy"]
-        gains = [p["transfer"] - p["scratch"] for p in pairs.values() if len(p) == 2]
-        if gains:
-            row["gain"] = float(np.mean(gains))
-            if len(gains) > 1:
-                _, lo, hi = seeds_interval(gains)
-                row["gain_ci"] = [lo, hi]
-                row["verdict"] = "positive" if lo > 0 else "negative" if hi < 0 else "neutral"
+                pairs.setdefault(r["seed"], {})[r["method"]] = r["correct"]
+        both = [p for p in pairs.values() if len(p) == 2]
+        if both:
+            gain, lo, hi = crossed_bootstrap(*paired_marks([p["transfer"] for p in both],
+                                                           [p["scratch"] for p in both]))
+            row.update(gain=gain, gain_ci=[lo, hi], verdict=classify(lo, hi), pairs=len(both))
         points.append(row)
     doc["points"] = points
     # the largest size up to which transfer is still clearly ahead, scanning up from the smallest
     pays = None
     for row in points:
-        if row.get("verdict", "positive" if row.get("gain", 0) > 0 else "neutral") != "positive":
+        if row.get("verdict") != "positive":
             break
         pays = row["per_class"]
     doc["pays_until"] = pays

@@ -6,9 +6,12 @@ Transfer", CVPR 2019). The verdict compares the transfer model with the from-scr
 images:
 
 - ``gain`` = accuracy(transfer) − accuracy(scratch);
-- ``ci``: a paired percentile bootstrap over the validation images (Efron & Tibshirani, "An Introduction to the
-  Bootstrap", 1993; ``scipy.stats.bootstrap(paired=True)``), or, when both were trained with several seeds, a
-  Student-t interval over the per-seed gains (which also covers training noise, not only the choice of images);
+- ``ci``: a percentile bootstrap over the validation images, paired (both models are scored on the same images; Efron
+  & Tibshirani, "An Introduction to the Bootstrap", 1993). When both models were trained with several seeds, each
+  resample also draws the seeds, independently of the images: a crossed ("pigeonhole") bootstrap (Owen, "The
+  pigeonhole bootstrap", Annals of Applied Statistics 2007), so the interval widens with training noise *and* with the
+  choice of validation images. (A t-interval over per-seed gains alone would ignore the second, and collapse to zero
+  width when the seeds happen to agree.)
 - ``positive`` when the whole interval is above zero, ``negative`` when it is below, ``neutral`` when it holds zero.
 """
 
@@ -67,32 +70,46 @@ def classify(lo: float, hi: float) -> str:
 def paired_bootstrap(correct_transfer: np.ndarray, correct_scratch: np.ndarray, *, confidence: float = CONFIDENCE,
                      n_resamples: int = N_RESAMPLES, seed: int = 0) -> tuple[float, float, float]:
     """``(gain, lo, hi)`` of mean(correct_transfer) − mean(correct_scratch), resampling images in pairs."""
-    from scipy.stats import bootstrap
-
     a = np.asarray(correct_transfer, dtype=float)
     b = np.asarray(correct_scratch, dtype=float)
-    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
-        raise DataError(f"The verdict needs the same >= 2 validation images for both models. Got {a.shape} and "
-                        f"{b.shape} instead.")
-    gain = float(a.mean() - b.mean())
-    if np.all(a == b):  # every resample gives exactly 0; scipy would warn about degenerate data
+    if a.shape != b.shape or a.ndim != 1:
+        raise DataError(f"The verdict needs the same validation images for both models. Got {a.shape} and {b.shape} "
+                        f"instead.")
+    return crossed_bootstrap(a[None], b[None], confidence=confidence, n_resamples=n_resamples, seed=seed)
+
+
+def crossed_bootstrap(correct_transfer: np.ndarray, correct_scratch: np.ndarray, *, confidence: float = CONFIDENCE,
+                      n_resamples: int = N_RESAMPLES, seed: int = 0) -> tuple[float, float, float]:
+    """``(gain, lo, hi)``: mean gain over seeds and images, with a percentile interval resampling both.
+
+    Args:
+        correct_transfer, correct_scratch: ``(seeds, images)`` 0/1, row ``s`` the models of seed ``s`` scored on the
+            same images in the same order.
+        confidence, n_resamples, seed: the interval's level, its resamples, and the seed they are drawn with.
+
+    Each resample draws seeds and images with replacement, independently, and averages the paired differences with
+    those multiplicities. With one seed this is the paired bootstrap over images.
+    """
+    a = np.asarray(correct_transfer, dtype=float)
+    b = np.asarray(correct_scratch, dtype=float)
+    if a.shape != b.shape or a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 2:
+        raise DataError(f"The verdict needs the same >= 2 validation images for both models, seed by seed. Got "
+                        f"{a.shape} and {b.shape} instead.")
+    diff = a - b
+    gain = float(diff.mean())
+    if not diff.any():  # the models agree on every image: every resample gives exactly 0
         return gain, gain, gain
-    res = bootstrap((a, b), lambda x, y, axis: x.mean(axis) - y.mean(axis), paired=True, vectorized=True,
-                    confidence_level=confidence, n_resamples=n_resamples, method="percentile",
-                    rng=np.random.default_rng(seed))
-    return gain, float(res.confidence_interval.low), float(res.confidence_interval.high)
-
-
-def seeds_interval(gains: list[float], *, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
-    """``(mean, lo, hi)``: Student-t interval of per-seed gains (needs >= 2 seeds)."""
-    from scipy.stats import t
-
-    g = np.asarray(gains, dtype=float)
-    if len(g) < 2:
-        raise DataError(f"A seed interval needs at least 2 seeds. Got {len(g)} instead.")
-    mean, sem = float(g.mean()), float(g.std(ddof=1) / np.sqrt(len(g)))
-    half = float(t.ppf(0.5 + confidence / 2, df=len(g) - 1)) * sem
-    return mean, mean - half, mean + half
+    seeds, images = diff.shape
+    rng = np.random.default_rng(seed)
+    draws = []
+    chunk = max(1, 4_000_000 // images)  # bounds the (resamples, images) weight matrix in memory
+    for done in range(0, n_resamples, chunk):
+        m = min(chunk, n_resamples - done)
+        seed_weights = rng.multinomial(seeds, np.full(seeds, 1 / seeds), size=m) / seeds
+        image_weights = rng.multinomial(images, np.full(images, 1 / images), size=m) / images
+        draws.append(((seed_weights @ diff) * image_weights).sum(1))
+    lo, hi = np.percentile(np.concatenate(draws), [50 * (1 - confidence), 50 * (1 + confidence)])
+    return gain, float(lo), float(hi)
 
 
 def correctness(model: Any, data: ImageDataset) -> tuple[np.ndarray, np.ndarray]:
@@ -105,6 +122,28 @@ def correctness(model: Any, data: ImageDataset) -> tuple[np.ndarray, np.ndarray]
     return np.asarray(index), predicted == truth
 
 
+def marks(model: Any, data: ImageDataset) -> str:
+    """One character per image of ``data``: ``1`` classified right, ``0`` wrong, ``-`` unreadable.
+
+    What the verdict needs of a fitted model, small enough to keep in a JSON file (so a resumed run does not retrain
+    a model only to score it again).
+    """
+    index, correct = correctness(model, data)
+    out = np.full(len(data), "-")
+    out[index] = np.where(correct, "1", "0")
+    return "".join(out)
+
+
+def paired_marks(transfer: list[str], scratch: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(transfer_correct, scratch_correct)``, ``(seeds, images)`` booleans over the images every model read."""
+    table = np.array([[list(t), list(s)] for t, s in zip(transfer, scratch, strict=True)])  # (seeds, 2, images)
+    read = (table != "-").all(axis=(0, 1))
+    if read.sum() < 2:
+        raise DataError(f"The verdict needs >= 2 validation images that every model could read. Got {read.sum()}.")
+    right = table[:, :, read] == "1"
+    return right[:, 0], right[:, 1]
+
+
 def transfer_verdict(transfer: list[Any] | Any, scratch: list[Any] | Any, validation: ImageDataset, *,
                      confidence: float = CONFIDENCE, n_resamples: int = N_RESAMPLES, seed: int = 0,
                      context: dict[str, Any] | None = None) -> Verdict:
@@ -115,39 +154,36 @@ def transfer_verdict(transfer: list[Any] | Any, scratch: list[Any] | Any, valida
         scratch: the fitted from-scratch baseline, or one per seed (same count as ``transfer``).
         validation: labeled images neither model trained on.
         confidence: level of the interval.
-        n_resamples: bootstrap resamples (one seed only).
+        n_resamples: bootstrap resamples.
         seed: seeds the bootstrap.
         context: what was transferred (``strategy``, ``backbone``, ``layer``, ``layers``): shapes the advice.
 
     Returns:
         A :class:`Verdict`. With one model each, the interval is a paired bootstrap over images; with several, a
-        t-interval over the per-seed gains.
+        crossed bootstrap over seeds and images (:func:`crossed_bootstrap`).
     """
     transfers = transfer if isinstance(transfer, list) else [transfer]
     scratches = scratch if isinstance(scratch, list) else [scratch]
     if len(transfers) != len(scratches) or not transfers:
         raise DataError(f"The verdict pairs transfer and scratch models seed by seed. Got {len(transfers)} and "
                         f"{len(scratches)} instead.")
-    pairs = []
-    for t_model, s_model in zip(transfers, scratches, strict=True):
-        t_index, t_correct = correctness(t_model, validation)
-        s_index, s_correct = correctness(s_model, validation)
-        common, t_pos, s_pos = np.intersect1d(t_index, s_index, return_indices=True)
-        pairs.append((t_correct[t_pos], s_correct[s_pos], len(common)))
-    images = pairs[0][2]
-    t_acc = float(np.mean([p[0].mean() for p in pairs]))
-    s_acc = float(np.mean([p[1].mean() for p in pairs]))
-    if len(pairs) == 1:
-        gain, lo, hi = paired_bootstrap(pairs[0][0], pairs[0][1], confidence=confidence, n_resamples=n_resamples,
-                                        seed=seed)
-        method = f"paired percentile bootstrap over validation images ({n_resamples} resamples)"
-    else:
-        gain, lo, hi = seeds_interval([float(a.mean() - b.mean()) for a, b, _ in pairs], confidence=confidence)
-        method = f"Student-t interval over {len(pairs)} seeds (transfer and scratch retrained per seed)"
+    return judge([marks(m, validation) for m in transfers], [marks(m, validation) for m in scratches],
+                 confidence=confidence, n_resamples=n_resamples, seed=seed, context=context)
+
+
+def judge(transfer_marks: list[str], scratch_marks: list[str], *, confidence: float = CONFIDENCE,
+          n_resamples: int = N_RESAMPLES, seed: int = 0, context: dict[str, Any] | None = None) -> Verdict:
+    """The verdict from each seed's :func:`marks` of the transfer and the scratch model on the same images."""
+    t_correct, s_correct = paired_marks(transfer_marks, scratch_marks)
+    gain, lo, hi = crossed_bootstrap(t_correct, s_correct, confidence=confidence, n_resamples=n_resamples, seed=seed)
+    seeds, images = t_correct.shape
+    method = (f"paired percentile bootstrap over {images} validation images ({n_resamples} resamples)" if seeds == 1
+              else f"crossed percentile bootstrap over {seeds} seeds and {images} validation images "
+                   f"({n_resamples} resamples; transfer and scratch retrained per seed)")
     verdict = classify(lo, hi)
-    return Verdict(verdict=verdict, gain=gain, ci=(lo, hi), transfer_accuracy=t_acc, scratch_accuracy=s_acc,
-                   images=images, seeds=len(pairs), method=method, confidence=confidence,
-                   advice=advice(verdict, context or {}))
+    return Verdict(verdict=verdict, gain=gain, ci=(lo, hi), transfer_accuracy=float(t_correct.mean()),
+                   scratch_accuracy=float(s_correct.mean()), images=images, seeds=seeds, method=method,
+                   confidence=confidence, advice=advice(verdict, context or {}))
 
 
 def advice(verdict: str, context: dict[str, Any]) -> list[str]:

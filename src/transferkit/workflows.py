@@ -6,6 +6,8 @@ The CLI only parses arguments into a :class:`FitConfig` and prints what these re
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,7 @@ from .data import (
     select_classes,
     stratified_split,
 )
-from .data.seen import count_seen, seen_warnings
+from .data.seen import count_seen, item_digests, seen_warnings
 from .evaluation import evaluate
 from .features.extract import DEFAULT_MAX_BAD_FRACTION
 from .strategies import STRATEGIES, FeatureExtractionClassifier, ScratchClassifier, ZeroShotClassifier
@@ -357,6 +359,11 @@ def _data_info(cfg: FitConfig, data: ImageDataset, train: ImageDataset, val: Ima
             "skipped": [list(s) for s in dict.fromkeys(tuple(s) for s in skipped)]}
 
 
+def _resumable(cfg: FitConfig, run_dir: str) -> bool:
+    """``resume`` asked for, and ``run_dir`` holds a checkpoint to resume from."""
+    return cfg.resume and (Path(run_dir) / "checkpoints").is_dir()
+
+
 def _verdict_pending(cfg: FitConfig) -> bool:
     """``resume`` of a run whose transfer model is saved and whose baseline had not finished."""
     if not cfg.resume or not (Path(cfg.out) / "transferkit.json").is_file():
@@ -387,39 +394,85 @@ def make_baseline(cfg: FitConfig, estimator: Any, seed: int, run_dir: str | None
 
 
 def _baseline_verdict(cfg: FitConfig, estimator: Any, train: ImageDataset, val: ImageDataset) -> dict[str, Any]:
-    """Train the scratch baseline(s) (and, for several seeds, more transfer models) and judge the transfer."""
-    from .verdict import transfer_verdict
+    """Train the scratch baseline(s) (and, for several seeds, more transfer models) and judge the transfer.
 
-    run_dir = str(Path(cfg.out) / "baseline")
-    resume = cfg.resume and (Path(run_dir) / "checkpoints").is_dir()
-    scratches, transfers = [], [estimator]
+    Each finished model leaves its validation marks (:func:`~transferkit.verdict.marks`) in the bundle's pending
+    verdict, and each run checkpoints in its own directory, so ``resume`` trains only what had not finished.
+    """
+    from .verdict import judge, marks
+
+    out = Path(cfg.out)
+    run_dir = str(out / "baseline")
+    key = _verdict_key(cfg, val)
+    done = _finished_runs(out, key)
+    finished = set(done)  # decided once, so that every process of a distributed run skips the same runs
+    transfer_marks, scratch_marks = [], []
+    scratch = None
     for i in range(cfg.baseline_seeds):
         seed = cfg.seed + i
-        if i:
-            transfer = make_strategy(dataclasses.replace(cfg, seed=seed, out=str(Path(cfg.out) / f"seed{seed}")))
-            if hasattr(transfer, "run_dir"):
-                transfer.set_params(run_dir=None)
-            _fit(transfer, train, val, cfg)
-            transfers.append(transfer)
-        scratch = make_baseline(cfg, estimator, seed, run_dir if i == 0 else None)
-        if cfg.progress and is_main_process():
-            from ._progress import stderr_console
-
-            size = f"{scratch.image_size} px, " if scratch.image_size else ""
-            stderr_console.print(f"transfer verdict: training the same architecture from scratch ({size}"
-                                 f"{scratch.epochs} epochs, seed {seed}); --no-baseline skips it, "
-                                 f"--baseline-epochs/--baseline-image-size make it cheaper", highlight=False)
-        _fit(scratch, train, val, cfg, resume=resume and i == 0)
-        scratches.append(scratch)
+        scratch_dir = run_dir if i == 0 else str(out / f"seed{seed}" / "baseline")
+        models: list[tuple[str, Any, str | None]] = []
+        if i == 0:
+            models.append((f"transfer-{seed}", estimator, None))  # the bundle's own model, already trained
+        else:
+            transfer_dir = str(out / f"seed{seed}" / "transfer")
+            models.append((f"transfer-{seed}", make_strategy(dataclasses.replace(cfg, seed=seed, out=transfer_dir)),
+                           transfer_dir))
+        scratch = make_baseline(cfg, estimator, seed, scratch_dir)
+        models.append((f"scratch-{seed}", scratch, scratch_dir))
+        for name, model, model_dir in models:
+            if name not in finished:
+                if model_dir is not None:
+                    if name.startswith("scratch") and cfg.progress and is_main_process():
+                        _announce_baseline(model, seed)
+                    _fit(model, train, val, cfg, resume=_resumable(cfg, model_dir))
+                if is_main_process():
+                    done[name] = marks(model, val)
+                    update_bundle_meta(out, verdict={"status": "pending", "key": key, "runs": done})
+        transfer_marks.append(done.get(f"transfer-{seed}", ""))
+        scratch_marks.append(done.get(f"scratch-{seed}", ""))
     if not is_main_process():
         return {}
-    context = {"strategy": cfg.strategy, "backbone": estimator.backbone_.spec, "data": cfg.data,
-               "layer": estimator.layer_, "layers": estimator.backbone_.layers}
-    verdict = transfer_verdict(transfers, scratches, val, seed=cfg.seed, context=context).to_dict()
-    verdict["baseline"] = {"strategy": "scratch", "arch": estimator.backbone_.arch_spec,
-                           "image_size": scratches[0].image_size, "epochs": scratches[0].epochs,
+    assert scratch is not None  # baseline_seeds >= 1
+    source = read_meta(out)["backbone"]  # as trained, also when resumed (the loaded model's spec is bundle:OUT)
+    context = {"strategy": cfg.strategy, "backbone": source["spec"], "data": cfg.data, "layer": source["layer"],
+               "layers": source["layers"]}
+    verdict = judge(transfer_marks, scratch_marks, seed=cfg.seed, context=context).to_dict()
+    verdict["baseline"] = {"strategy": "scratch", "arch": source["arch_spec"],
+                           "image_size": scratch.image_size, "epochs": scratch.epochs,
                            "metrics_jsonl": str(Path(run_dir) / "metrics.jsonl")}
     return verdict
+
+
+def _announce_baseline(scratch: ScratchClassifier, seed: int) -> None:
+    from ._progress import stderr_console
+
+    size = f"{scratch.image_size} px, " if scratch.image_size else ""
+    stderr_console.print(f"transfer verdict: training the same architecture from scratch ({size}{scratch.epochs} "
+                         f"epochs, seed {seed}); --no-baseline skips it, --baseline-epochs/--baseline-image-size "
+                         f"make it cheaper", highlight=False)
+
+
+def _verdict_key(cfg: FitConfig, val: ImageDataset) -> str:
+    """What the verdict's runs depend on: the settings that shape training, and the validation images."""
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items()
+                if k not in ("resume", "progress", "device", "num_workers", "baseline_seeds")}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    digest.update(item_digests(val).tobytes())
+    return digest.hexdigest()[:32]
+
+
+def _finished_runs(out: Path, key: str) -> dict[str, str]:
+    """The marks of the verdict's runs an interrupted run of the same settings finished (none otherwise)."""
+    if not (out / "transferkit.json").is_file():
+        return {}
+    try:
+        pending = read_meta(out).get("verdict")
+    except TransferkitError:
+        return {}
+    if not isinstance(pending, dict) or pending.get("status") != "pending" or pending.get("key") != key:
+        return {}
+    return {k: v for k, v in pending.get("runs", {}).items() if isinstance(v, str)}
 
 
 def _training_report(estimator: Any, out: Path) -> dict[str, Any]:

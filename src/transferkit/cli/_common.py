@@ -13,8 +13,8 @@ from rich.console import Console
 
 def add_runtime_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run (default: auto)")
-    p.add_argument("--batch-size", type=int, default=None, help="images per batch")
-    p.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes for decoding")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="images per batch")
+    p.add_argument("--num-workers", type=non_negative_int, default=0, help="DataLoader worker processes for decoding")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout (progress stays on stderr)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -86,6 +86,35 @@ def positive_list(cast: Callable[[str], Any], what: str) -> Callable[[str], list
         return values
 
     return parse
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive integer, got {text!r}")
+    return value
+
+
+def random_seed(text: str) -> int:
+    """A random seed: an integer from 0 to 2**32 - 1 (what numpy, torch and scikit-learn all accept)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected a seed from 0 to 4294967295, got {text!r}")
+    return value
+
+
+def split_fraction(text: str) -> float:
+    """A held-out share: strictly between 0 and 1 (both sides of the split need images)."""
+    value = fraction(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a share strictly between 0 and 1, such as 0.2, got {text!r}")
+    return value
 
 
 def fraction(text: str) -> float:

@@ -19,10 +19,10 @@ from ._common import (
     add_text_options,
     backbone_options,
     emit,
-    fraction,
     positive_int,
     positive_list,
     print_warnings,
+    split_fraction,
 )
 
 int_list = positive_list(int, "integers")
@@ -38,9 +38,9 @@ def register(sub: Any) -> None:
     p.add_argument("--per-class", type=int_list, default=[5, 10, 20, 50, 100], help="sizes (default 5,10,20,50,100)")
     p.add_argument("--seeds", type=positive_int, default=3, help="subsets and model seeds per size (default 3)")
     p.add_argument("--strategy", default="feature-extraction", choices=["feature-extraction", "fine-tune"])
-    p.add_argument("--head", default="logistic", help="feature-extraction head (default logistic)")
+    p.add_argument("--head", default=None, help="feature-extraction head (default logistic)")
     p.add_argument("--test", default=None, help="a separate labeled test set (default: hold out --test-fraction)")
-    p.add_argument("--test-fraction", type=fraction, default=0.2, help="held-out share of DATA (default 0.2)")
+    p.add_argument("--test-fraction", type=split_fraction, default=0.2, help="held-out share of DATA (default 0.2)")
     p.add_argument("--classes", default=None, help="keep only these classes: names or indices, e.g. 0-4")
     p.add_argument("--image-size", type=positive_int, default=None, help="input size of fine-tune and scratch")
     p.add_argument("--scratch-epochs", type=positive_int, default=15, help="scratch epochs (raised for small sets)")
@@ -62,10 +62,14 @@ def run(args: argparse.Namespace) -> int:
     if test is not None and list(test.classes) != list(data.classes):
         raise DataError(f"--test has classes {list(test.classes)} but DATA has {list(data.classes)}; "
                         f"they must be the same.")
+    if args.head is not None and args.strategy != "feature-extraction":
+        raise DataError(f"--head is the feature-extraction head; --strategy {args.strategy} trains its own. Leave "
+                        f"--head out, or use --strategy feature-extraction.")
     cfg = CurveConfig(backbone=args.backbone, per_class=args.per_class, seeds=args.seeds, strategy=args.strategy,
-                      head=args.head, test_fraction=args.test_fraction, image_size=args.image_size,
+                      head=args.head or "logistic", test_fraction=args.test_fraction, image_size=args.image_size,
                       scratch_epochs=args.scratch_epochs, epochs=args.epochs, min_steps=args.min_steps,
-                      batch_size=args.batch_size or 32, device=args.device, progress=False,
+                      batch_size=args.batch_size or 32, num_workers=args.num_workers, device=args.device,
+                      progress=False,
                       backbone_options=backbone_options(args))
     log = None if args.no_progress else (lambda line: stderr_console.print(line, highlight=False))
     emit(args, learning_curve(data, cfg, args.out, test=test, log=log), render)
@@ -75,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 def render(console: Console, r: dict[str, Any]) -> None:
     table = Table(title=f"transferkit curve — {r['config']['strategy']} ({r['config']['backbone']}) vs scratch, "
                         f"{r['test_images']} held-out images")
-    for col in ("labels/class", "transfer", "scratch", "gain (points)", "verdict"):
+    for col in ("labels/class", "transfer", "scratch", "gain (points) [95% CI]", "verdict"):
         table.add_column(col, justify="left" if col == "verdict" else "right")
     for p in r["points"]:
         ci = f" [{100 * p['gain_ci'][0]:+.1f}, {100 * p['gain_ci'][1]:+.1f}]" if "gain_ci" in p else ""

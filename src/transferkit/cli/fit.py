@@ -20,6 +20,8 @@ from ._common import (
     fraction,
     positive_int,
     print_warnings,
+    random_seed,
+    split_fraction,
 )
 from ._train_options import add_train_options, train_overrides
 
@@ -38,8 +40,8 @@ def register(sub: Any) -> None:
                    "random-forest, gradient-boosting")
     p.add_argument("--layer", default=None, help="feature layer (see `transferkit backbones --show SPEC`)")
     p.add_argument("--per-class", type=positive_int, default=None, help="at most N images per class (few-shot)")
-    p.add_argument("--val-fraction", type=fraction, default=0.2, help="validation split (default 0.2)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-fraction", type=split_fraction, default=0.2, help="validation split (default 0.2)")
+    p.add_argument("--seed", type=random_seed, default=0)
     p.add_argument("--random-init", action="store_true", help="the backbone's architecture without pretrained weights")
     p.add_argument("--epochs", type=positive_int, default=None, help="training epochs (fine-tune, scratch)")
     p.add_argument("--image-size", type=positive_int, default=None, help="square input size (fine-tune, scratch)")

@@ -17,6 +17,8 @@ from ._common import (
     emit,
     fraction,
     positive_int,
+    random_seed,
+    split_fraction,
 )
 from ._train_options import add_train_options, train_overrides
 from .fit import render
@@ -30,10 +32,10 @@ def register(sub: Any) -> None:
     p.add_argument("--out", required=True, help="bundle directory to write")
     p.add_argument("--classes", default=None, help="keep only these classes (names or indices, e.g. 0-4)")
     p.add_argument("--per-class", type=positive_int, default=None)
-    p.add_argument("--val-fraction", type=fraction, default=0.1)
+    p.add_argument("--val-fraction", type=split_fraction, default=0.1)
     p.add_argument("--epochs", type=positive_int, default=None)
     p.add_argument("--image-size", type=positive_int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=random_seed, default=0)
     p.add_argument("--max-bad", type=fraction, default=0.1)
     add_train_options(p)
     add_backbone_options(p)

@@ -9,12 +9,13 @@ from rich.console import Console
 from rich.table import Table
 
 from ..workflows import quickstart
+from ._common import random_seed
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("quickstart", help="offline demo: packaged EfficientNet-Lite0 features vs scratch")
     p.add_argument("--out", default="transferkit-quickstart", help="output directory (default: transferkit-quickstart)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=random_seed, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--no-progress", action="store_true")

@@ -23,6 +23,7 @@ from ._common import (
     positive_int,
     positive_list,
     print_warnings,
+    random_seed,
 )
 
 
@@ -33,10 +34,10 @@ def register(sub: Any) -> None:
     p.add_argument("data", help="folder of <class>/<image>, a path,label CSV, 'embedded' or 'fashion-mnist[:split]'")
     p.add_argument("--candidates", required=True, help="comma-separated backbone specs")
     p.add_argument("--layers", default="last", help="last (default), all, or comma-separated layer names")
-    p.add_argument("--sample", type=positive_int, default=None, help="score on at most N images, balanced over classes")
+    p.add_argument("--sample", type=positive_int, default=None, help="score on about N images: N / classes of each (rounded up)")
     p.add_argument("--metric", default="logme", help=f"one of: {', '.join(METRICS)} (default logme)")
     p.add_argument("--classes", default=None, help="keep only these classes: names or indices, e.g. 0-4")
-    p.add_argument("--seed", type=int, default=0, help="seeds the sample")
+    p.add_argument("--seed", type=random_seed, default=0, help="seeds the sample")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     p.add_argument("--image-size", type=positive_int, default=None,
                    help="score images at this square size, the one you will fine-tune at (default: each "
@@ -129,7 +130,9 @@ def render(console: Console, r: dict[str, Any]) -> None:
     table = Table(title=title)
     race_cols = ("race acc", "epochs", "lr") if raced else ()
     for col in ("#", "backbone", "layer", "score", *race_cols, "seconds", "dim", "licence"):
-        table.add_column(col, justify="left" if col in ("backbone", "layer", "licence") else "right")
+        text = col in ("backbone", "layer", "licence")  # folded, never cut: a spec is useless without its end
+        table.add_column(col, justify="left" if text else "right", overflow="fold" if text else "ellipsis",
+                         no_wrap=not text)
     for row in r["ranking"]:
         if row["score"] is None:
             table.add_row(str(row["rank"]), row["backbone"], str(row["layer"] or "-"), "-", *("-" for _ in race_cols),

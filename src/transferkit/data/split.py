@@ -20,7 +20,7 @@ def stratified_split(ds: ImageDataset, val_fraction: float = 0.2, seed: int = 0)
     if small:
         raise DataError(
             f"Class {small[0]!r} has a single image; a train/validation split needs at least 2 per class "
-            "(add images, or pass --val-fraction with a separate validation set)."
+            "(add images to it, or leave it out with --classes)."
         )
     idx = np.arange(len(ds))
     n_classes = int((counts > 0).sum())

@@ -77,7 +77,7 @@ def choose_strategy(data: ImageDataset, backbone: str | Backbone = "packaged:eff
     Args:
         data: the labeled training images.
         backbone: spec or :class:`Backbone`.
-        sample: at most this many images (balanced over classes) for the measurements.
+        sample: about this many images, balanced over classes and at least 2 per class, for the measurements.
         seed: seeds the sample.
         device, cache, batch_size, progress: as for :func:`~transferkit.extract_features`.
 
@@ -137,10 +137,11 @@ def decide(labels_per_class: int, shift: dict[str, Any] | None, layer_scores: di
         train = {"schedule": "two-stage"}
         if size == "many" and similarity == "different":
             train["lr_backbone"] = 1e-3
-        reasons.append("Enough labels and a target "
-                       + ("far from" if similarity == "different" else "unlike" if similarity == "related"
-                          else "similar to")
-                       + " the source: fine-tune every layer (two-stage: head first, then all at a lower rate"
+        target = {"different": "a target far from the source", "related": "a target unlike the source",
+                  "similar": "a target similar to the source",
+                  "unknown": "no measure of how close the target is to the source"}[similarity]
+        reasons.append(f"Enough labels and {target}: fine-tune every layer (two-stage: head first, then all at a "
+                       "lower rate"
                        + (", with a higher backbone rate" if "lr_backbone" in train else "") + ").")
     return AutoDecision(strategy=strategy, layer=None if layer == last else layer, train=train,
                         labels_per_class=labels_per_class, size=size, similarity=similarity, shift=shift,

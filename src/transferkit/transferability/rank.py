@@ -42,11 +42,12 @@ def layers_for(backbone: Backbone, layers: str | list[str]) -> list[str]:
         if layers == "all":
             return list(backbone.layers)
         layers = [name.strip() for name in layers.split(",") if name.strip()]
-    return [backbone._check_layer(name) for name in layers]
+    return list(dict.fromkeys(backbone._check_layer(name) for name in layers))  # each layer once
 
 
 def sample_balanced(data: ImageDataset, sample: int | None, seed: int) -> ImageDataset:
-    """At most ``sample`` images, the same number per class (all of them when ``sample`` is None)."""
+    """About ``sample`` images: ceil(sample / classes) of each class (all of a smaller class; every image when
+    ``sample`` is None), so a class is never left out."""
     if data.labels is None:
         raise DataError("Ranking needs labeled images (a class-per-folder tree or a CSV with labels).")
     if sample is None or sample >= len(data):

@@ -96,7 +96,7 @@ def batchnorm_shift(backbone: Backbone, dataset: ImageDataset, *, sample: int = 
     values = list(per_layer.values())
     if not values:
         return None
-    thirds = np.array_split(np.asarray(values), 3)
-    return {"overall": float(np.mean(values)), "early": float(thirds[0].mean()),
-            "middle": float(thirds[1].mean()), "late": float(thirds[2].mean()), "layers": per_layer,
+    thirds = np.array_split(np.asarray(values), 3)  # fewer than 3 BatchNorm layers: an empty third is None
+    early, middle, late = (float(third.mean()) if len(third) else None for third in thirds)
+    return {"overall": float(np.mean(values)), "early": early, "middle": middle, "late": late, "layers": per_layer,
             "images": int(len(indices))}
