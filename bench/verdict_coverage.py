@@ -13,6 +13,9 @@ x 4,000 images drawn the same way. Per setting: 300 experiments of ``seeds`` x 2
 each. Settings: seeds 1, 2, 3, 5 x seed_sd 0, 0.03, 0.08 (0.03 is about what seed-to-seed spread of fine-tuning on a
 few hundred images looks like in bench/ranking.py, a few points; 0.08 is a very unstable recipe).
 
+Added after the first run (which showed each interval failing in one regime): the coverage of the wider of the two,
+what ``gain_interval`` (the verdict) now reports with several seeds, from the same simulated experiments.
+
 Usage: python bench/verdict_coverage.py [--out bench/results/verdict-coverage-<date>.json]
 """
 
@@ -32,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ranking  # noqa: E402  (write_json, versions)
 from run import machine  # noqa: E402
 
-from transferkit.verdict import crossed_bootstrap  # noqa: E402
+from transferkit.verdict import crossed_bootstrap, gain_interval  # noqa: E402
 
 
 def experiment(rng: np.random.Generator, seeds: int, images: int, seed_sd: float) -> tuple[np.ndarray, np.ndarray]:
@@ -60,7 +63,7 @@ def main() -> None:
                                (experiment(np.random.default_rng(1000 + i), 50, 4000, seed_sd) for i in range(20))]))
         for seeds in (1, 2, 3, 5):
             rng = np.random.default_rng(seeds)
-            crossed, student, width = [], [], []
+            crossed, student, verdict, width, verdict_width = [], [], [], [], []
             for i in range(300):
                 a, b = experiment(rng, seeds, 200, seed_sd)
                 _, lo, hi = crossed_bootstrap(a, b, n_resamples=400, seed=i)
@@ -69,9 +72,13 @@ def main() -> None:
                 if seeds > 1:
                     t_lo, t_hi = t_interval(a, b)
                     student.append(t_lo <= truth <= t_hi)
+                _, v_lo, v_hi = gain_interval(a, b, n_resamples=400, seed=i)
+                verdict.append(v_lo <= truth <= v_hi)
+                verdict_width.append(v_hi - v_lo)
             row = {"seeds": seeds, "seed_sd": seed_sd, "truth": truth, "crossed_coverage": float(np.mean(crossed)),
                    "crossed_mean_width": float(np.mean(width)),
-                   "t_coverage": float(np.mean(student)) if student else None}
+                   "t_coverage": float(np.mean(student)) if student else None,
+                   "verdict_coverage": float(np.mean(verdict)), "verdict_mean_width": float(np.mean(verdict_width))}
             rows.append(row)
             print(row)
     ranking.write_json(args.out, {"benchmark": "verdict_coverage", "date": str(dt.date.today()),

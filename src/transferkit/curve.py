@@ -6,8 +6,9 @@ Every point trains both models on the same subset (``per_class(pool, n, seed)``)
 held-out set. Small subsets get more epochs so every run takes at least ``min_steps`` optimizer steps (equal-steps
 practice of BiT-HyperRule, Kolesnikov et al., ECCV 2020); otherwise scratch would look worse than it is.
 
-Each point's gain carries the verdict's interval (:func:`~transferkit.verdict.crossed_bootstrap`: seeds and held-out
-images resampled together), so one seed already gets an honest interval and several seeds widen it by their spread.
+Each point's gain carries the verdict's interval (:func:`~transferkit.verdict.gain_interval`: over held-out images,
+and over seeds when there are several), so one seed already gets an interval and several seeds widen it by their
+spread.
 
 The JSON is rewritten atomically after every run and a re-run with the same ``out`` skips finished runs, so an
 interrupted curve keeps its points; it refuses a directory whose runs were made on other data or settings.
@@ -31,7 +32,7 @@ from .data import ImageDataset, per_class, stratified_split
 from .data.seen import count_seen, item_digests, seen_warnings, spec_items
 from .strategies import FeatureExtractionClassifier, FineTuneClassifier, ScratchClassifier
 from .strategies.feature_extraction import with_options
-from .verdict import classify, crossed_bootstrap, marks, paired_marks
+from .verdict import classify, gain_interval, marks, paired_marks
 
 CURVE_FORMAT = "transferkit-curve"
 
@@ -209,7 +210,7 @@ def _summarise(doc: dict[str, Any]) -> None:
                 pairs.setdefault(r["seed"], {})[r["method"]] = r["correct"]
         both = [p for p in pairs.values() if len(p) == 2]
         if both:
-            gain, lo, hi = crossed_bootstrap(*paired_marks([p["transfer"] for p in both],
+            gain, lo, hi = gain_interval(*paired_marks([p["transfer"] for p in both],
                                                            [p["scratch"] for p in both]))
             row.update(gain=gain, gain_ci=[lo, hi], verdict=classify(lo, hi), pairs=len(both))
         points.append(row)
@@ -239,15 +240,20 @@ def save_curve_png(doc: dict[str, Any], path: Path) -> Path:
         std = np.array([p[method]["std"] for p in points if method in p])
         ax.plot(xs, mean, "o-", color=color, label=labels[method])
         ax.fill_between(xs, mean - std, mean + std, color=color, alpha=0.2)
+    verdict_style = {"positive": ("#1d6f64", "bold"), "negative": ("#b23a1d", "bold"), "neutral": ("#555555", "normal")}
     for p in points:
         if "gain" in p and "transfer" in p:
-            ax.annotate(f"{100 * p['gain']:+.0f}", (p["per_class"], p["transfer"]["mean"]),
-                        textcoords="offset points", xytext=(0, 8), ha="center", fontsize=8)
+            color, weight = verdict_style[p["verdict"]]
+            ax.annotate(f"{100 * p['gain']:+.1f}", (p["per_class"], p["transfer"]["mean"]), textcoords="offset points",
+                        xytext=(0, 8), ha="center", fontsize=8, color=color, fontweight=weight)
     ax.set_xscale("log")
+    ax.minorticks_off()  # the sizes themselves are the ticks
     ax.set_xticks([p["per_class"] for p in points], [str(p["per_class"]) for p in points])
     ax.set_xlabel("labeled images per class")
     ax.set_ylabel("held-out accuracy")
-    ax.set_title(f"Transfer vs scratch ({cfg['seeds']} seeds, ±1 std; numbers: gain in points)", fontsize=10)
+    ax.set_title(f"Transfer vs scratch ({cfg['seeds']} seeds, ±1 std)\nnumbers: gain in points, bold where its 95% "
+                 f"interval excludes 0", fontsize=9)
+    ax.margins(y=0.12)  # room for the numbers above the top point
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()

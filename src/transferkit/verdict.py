@@ -7,11 +7,12 @@ images:
 
 - ``gain`` = accuracy(transfer) − accuracy(scratch);
 - ``ci``: a percentile bootstrap over the validation images, paired (both models are scored on the same images; Efron
-  & Tibshirani, "An Introduction to the Bootstrap", 1993). When both models were trained with several seeds, each
-  resample also draws the seeds, independently of the images: a crossed ("pigeonhole") bootstrap (Owen, "The
-  pigeonhole bootstrap", Annals of Applied Statistics 2007), so the interval widens with training noise *and* with the
-  choice of validation images. (A t-interval over per-seed gains alone would ignore the second, and collapse to zero
-  width when the seeds happen to agree.)
+  & Tibshirani, "An Introduction to the Bootstrap", 1993). When both models were trained with several seeds, the
+  wider of two intervals: a crossed ("pigeonhole") bootstrap that draws seeds and images independently in each
+  resample (Owen, "The pigeonhole bootstrap", Annals of Applied Statistics 2007), and a Student-t interval over the
+  per-seed gains. The first covers the choice of validation images, which every seed shares; the second stays honest
+  when a few seeds disagree a lot (:func:`gain_interval` gives the measured coverage of each). With one seed the
+  interval covers the images only, not training noise: ``--baseline-seeds`` adds that.
 - ``positive`` when the whole interval is above zero, ``negative`` when it is below, ``neutral`` when it holds zero.
 """
 
@@ -112,6 +113,36 @@ def crossed_bootstrap(correct_transfer: np.ndarray, correct_scratch: np.ndarray,
     return gain, float(lo), float(hi)
 
 
+def seeds_interval(gains: np.ndarray, *, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Student-t interval of the per-seed gains (needs >= 2 seeds)."""
+    from scipy.stats import t
+
+    g = np.asarray(gains, dtype=float)
+    if len(g) < 2:
+        raise DataError(f"A seed interval needs at least 2 seeds. Got {len(g)} instead.")
+    half = float(t.ppf(0.5 + confidence / 2, df=len(g) - 1)) * float(g.std(ddof=1)) / np.sqrt(len(g))
+    return float(g.mean()) - half, float(g.mean()) + half
+
+
+def gain_interval(correct_transfer: np.ndarray, correct_scratch: np.ndarray, *, confidence: float = CONFIDENCE,
+                  n_resamples: int = N_RESAMPLES, seed: int = 0) -> tuple[float, float, float]:
+    """``(gain, lo, hi)``: the verdict's interval for ``(seeds, images)`` marks of both models.
+
+    One seed: the paired bootstrap over images. Several: the wider of the crossed bootstrap and a Student-t interval
+    over the per-seed gains. Each alone misses in one regime (bench/verdict_coverage.py, 95% nominal, 200 images):
+    the bootstrap when few seeds disagree a lot (0.84 with 2 seeds), the t-interval when the seeds agree and the
+    images decide (0.79 with 5 seeds, every seed scored on the same images); the wider of the two held 0.94 or more
+    in every setting with 2+ seeds.
+    """
+    gain, lo, hi = crossed_bootstrap(correct_transfer, correct_scratch, confidence=confidence,
+                                     n_resamples=n_resamples, seed=seed)
+    if len(correct_transfer) > 1:
+        gains = np.asarray(correct_transfer, dtype=float).mean(1) - np.asarray(correct_scratch, dtype=float).mean(1)
+        t_lo, t_hi = seeds_interval(gains, confidence=confidence)
+        lo, hi = min(lo, t_lo), max(hi, t_hi)
+    return gain, lo, hi
+
+
 def correctness(model: Any, data: ImageDataset) -> tuple[np.ndarray, np.ndarray]:
     """``(index, correct)``: which images of ``data`` the model read, and whether it classified each correctly."""
     if data.labels is None:
@@ -175,11 +206,12 @@ def judge(transfer_marks: list[str], scratch_marks: list[str], *, confidence: fl
           n_resamples: int = N_RESAMPLES, seed: int = 0, context: dict[str, Any] | None = None) -> Verdict:
     """The verdict from each seed's :func:`marks` of the transfer and the scratch model on the same images."""
     t_correct, s_correct = paired_marks(transfer_marks, scratch_marks)
-    gain, lo, hi = crossed_bootstrap(t_correct, s_correct, confidence=confidence, n_resamples=n_resamples, seed=seed)
+    gain, lo, hi = gain_interval(t_correct, s_correct, confidence=confidence, n_resamples=n_resamples, seed=seed)
     seeds, images = t_correct.shape
     method = (f"paired percentile bootstrap over {images} validation images ({n_resamples} resamples)" if seeds == 1
-              else f"crossed percentile bootstrap over {seeds} seeds and {images} validation images "
-                   f"({n_resamples} resamples; transfer and scratch retrained per seed)")
+              else f"the wider of a crossed percentile bootstrap over {seeds} seeds and {images} validation images "
+                   f"({n_resamples} resamples) and a Student-t interval over the per-seed gains (transfer and "
+                   f"scratch retrained per seed)")
     verdict = classify(lo, hi)
     return Verdict(verdict=verdict, gain=gain, ci=(lo, hi), transfer_accuracy=float(t_correct.mean()),
                    scratch_accuracy=float(s_correct.mean()), images=images, seeds=seeds, method=method,
