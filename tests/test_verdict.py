@@ -128,6 +128,10 @@ def test_several_seeds_take_the_wider_interval():
     half = 4.302652729911275 * gains.std(ddof=1) / np.sqrt(3)  # t(0.975, df=2)
     assert (lo, hi) == pytest.approx((min(b_lo, gains.mean() - half), max(b_hi, gains.mean() + half)))
     assert gain_interval(transfer[:1], scratch[:1]) == crossed_bootstrap(transfer[:1], scratch[:1])
+    # two seeds far apart: the t quantile (12.7) reaches past what an accuracy difference can be
+    far = np.zeros((2, 10), bool), np.zeros((2, 10), bool)
+    far[0][0], far[1][1] = True, True  # seed 0: transfer right on every image, scratch on none; seed 1 the reverse
+    assert gain_interval(*far)[1:] == (-1.0, 1.0)
 
 
 def test_three_outcomes_and_advice(val):

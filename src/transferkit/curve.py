@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import DataError, TransferkitError
+from ._progress import progress_bar
 from ._utils import atomic_path, write_json_atomic
 from .data import ImageDataset, per_class, stratified_split
 from .data.seen import count_seen, item_digests, seen_warnings, spec_items
@@ -54,7 +55,8 @@ class CurveConfig:
         min_steps: every trained run gets at least this many optimizer steps.
         batch_size: training batch size.
         num_workers: DataLoader worker processes for decoding.
-        device, progress: where to run, and whether to show bars.
+        device: where to run.
+        progress: one bar over the curve's runs (on stderr; each run's own bars stay off).
         backbone_options: given to :func:`~transferkit.create_backbone` (text: ``pooling``, ``max_length``);
             scratch is built with them too.
     """
@@ -83,7 +85,7 @@ def epochs_for(base: int, n_train: int, batch_size: int, min_steps: int) -> int:
 
 
 def _models(cfg: CurveConfig, n_train: int, seed: int) -> dict[str, Any]:
-    common: dict[str, Any] = {"seed": seed, "device": cfg.device, "progress": cfg.progress,
+    common: dict[str, Any] = {"seed": seed, "device": cfg.device, "progress": False,  # one bar over the runs
                               "num_workers": cfg.num_workers}
     backbone = with_options(cfg.backbone, cfg.backbone_options)
     architecture = with_options(cfg.backbone, cfg.backbone_options, pretrained=False)
@@ -131,29 +133,29 @@ def learning_curve(data: ImageDataset, cfg: CurveConfig, out: str | Path, *, tes
                         f"training ({available}); use sizes up to {available}.")
     doc = _load(out / "curve.json", cfg, _fingerprint(pool, held))
     done = {(r["per_class"], r["seed"], r["method"]) for r in doc["runs"]}
-    for n in sorted(set(cfg.per_class)):
-        for seed in range(cfg.seeds):
-            if {(n, seed, "transfer"), (n, seed, "scratch")} <= done:
-                continue
+    todo = [(n, seed, method) for n in sorted(set(cfg.per_class)) for seed in range(cfg.seeds)
+            for method in ("transfer", "scratch") if (n, seed, method) not in done]
+    with progress_bar(len(todo), "curve", enabled=cfg.progress) as advance:
+        for n, seed, method in todo:
+            advance(0, run=f"{n}/class seed {seed} {method}")
             train = per_class(pool, n, seed=seed)
-            for method, model in _models(cfg, len(train), seed).items():
-                if (n, seed, method) in done:
-                    continue
-                start = time.perf_counter()
-                model.fit(train)
-                correct = marks(model, held)  # one character per held-out image: 1 right, 0 wrong, - unread
-                if "1" not in correct and "0" not in correct:
-                    raise DataError(f"None of the {len(held)} held-out images could be read.")
-                accuracy = correct.count("1") / (correct.count("1") + correct.count("0"))
-                run = {"per_class": n, "seed": seed, "method": method, "strategy": model.strategy_name,
-                       "accuracy": accuracy, "train_images": len(train), "seconds": time.perf_counter() - start,
-                       "epochs": getattr(model, "epochs", None) if method == "scratch" or
-                       cfg.strategy == "fine-tune" else None, "correct": correct}
-                doc["runs"].append(run)
-                _summarise(doc)
-                write_json_atomic(out / "curve.json", doc)
-                if log is not None:
-                    log(f"{n:>5}/class seed {seed} {method:<8} accuracy {accuracy:.3f} ({run['seconds']:.1f} s)")
+            model = _models(cfg, len(train), seed)[method]
+            start = time.perf_counter()
+            model.fit(train)
+            correct = marks(model, held)  # one character per held-out image: 1 right, 0 wrong, - unread
+            if "1" not in correct and "0" not in correct:
+                raise DataError(f"None of the {len(held)} held-out images could be read.")
+            accuracy = correct.count("1") / (correct.count("1") + correct.count("0"))
+            run = {"per_class": n, "seed": seed, "method": method, "strategy": model.strategy_name,
+                   "accuracy": accuracy, "train_images": len(train), "seconds": time.perf_counter() - start,
+                   "epochs": getattr(model, "epochs", None) if method == "scratch" or
+                   cfg.strategy == "fine-tune" else None, "correct": correct}
+            doc["runs"].append(run)
+            _summarise(doc)
+            write_json_atomic(out / "curve.json", doc)
+            advance(1)
+            if log is not None:
+                log(f"{n:>5}/class seed {seed} {method:<8} accuracy {accuracy:.3f} ({run['seconds']:.1f} s)")
     _summarise(doc)
     doc["test_images"] = len(held)
     doc["test_seen_by_source"] = seen = count_seen(spec_items(cfg.backbone), held)

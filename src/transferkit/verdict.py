@@ -139,7 +139,7 @@ def gain_interval(correct_transfer: np.ndarray, correct_scratch: np.ndarray, *, 
     if len(correct_transfer) > 1:
         gains = np.asarray(correct_transfer, dtype=float).mean(1) - np.asarray(correct_scratch, dtype=float).mean(1)
         t_lo, t_hi = seeds_interval(gains, confidence=confidence)
-        lo, hi = min(lo, t_lo), max(hi, t_hi)
+        lo, hi = max(-1.0, min(lo, t_lo)), min(1.0, max(hi, t_hi))  # a gain in accuracy lies in [-1, 1]
     return gain, lo, hi
 
 

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
                       head=args.head or "logistic", test_fraction=args.test_fraction, image_size=args.image_size,
                       scratch_epochs=args.scratch_epochs, epochs=args.epochs, min_steps=args.min_steps,
                       batch_size=args.batch_size or 32, num_workers=args.num_workers, device=args.device,
-                      progress=False,
+                      progress=not args.no_progress,
                       backbone_options=backbone_options(args))
     log = None if args.no_progress else (lambda line: stderr_console.print(line, highlight=False))
     emit(args, learning_curve(data, cfg, args.out, test=test, log=log), render)
