@@ -225,3 +225,29 @@ def test_atomic_writes_get_the_mode_of_any_new_file(tmp_path):
     # not the temporary file's owner-only 0600: a result a colleague or a web server could not read is a lost result
     assert (tmp_path / "result.json").stat().st_mode & 0o777 == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+def test_a_head_that_calls_functions_is_refused(tmp_path):
+    # the shape of a real attack: predict_proba would write a file of the attacker's choosing
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from transferkit.heads import HEADS
+    from transferkit.heads.persist import load_sklearn_head, save_sklearn_head
+
+    target = tmp_path / "written-by-the-head"
+    X, y = np.random.default_rng(0).normal(size=(20, 3)), np.arange(20) % 2
+    evil = make_pipeline(FunctionTransformer(np.savetxt, kw_args={"fname": str(target)}, validate=False),
+                         LogisticRegression())
+    head_file = tmp_path / "head.skops"
+    head_file.write_bytes(sio.dumps(evil))  # made with skops directly, as an attacker would
+    with pytest.raises(BundleError, match="numpy.savetxt, not a scikit-learn class"):
+        load_sklearn_head(head_file)
+    with pytest.raises(BundleError, match="numpy.savetxt"):
+        save_sklearn_head(evil, tmp_path / "mine.skops")
+    assert not target.exists()
+    # the library's own heads keep their internal classes (trees, calibrators) and load back
+    forest = HEADS["random-forest"](0).set_params(n_estimators=3).fit(X, y)
+    save_sklearn_head(forest, tmp_path / "forest.skops")
+    assert (load_sklearn_head(tmp_path / "forest.skops").predict_proba(X) == forest.predict_proba(X)).all()
