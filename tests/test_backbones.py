@@ -104,3 +104,19 @@ def test_listing_reports_offline_packaged_weights():
     rows = {e.spec: e for e in list_backbones()}
     assert rows["packaged:efficientnet_lite0"].offline
     assert rows["packaged:efficientnet_lite0"].licence == "Apache-2.0"
+
+
+def test_torchvision_vit_groups_run_input_to_output_with_block_layers():
+    bb = create_backbone("torchvision:vit_b_16", pretrained=False)
+    groups = bb.layer_groups()
+    names = [g.name for g in groups]
+    # the class token and position embedding sit with the patch embedding, at the input end; one group per block
+    embed = {id(p) for p in groups[0].parameters()}
+    first = {n for n, p in bb.trunk.named_parameters() if id(p) in embed}
+    assert {"class_token", "encoder.pos_embedding", "conv_proj.weight"} <= first
+    assert names[1:13] == [f"encoder.layers.encoder_layer_{i}" for i in range(12)] and names[-1] == "encoder.ln"
+    assert "encoder.layers.encoder_layer_5" in bb.layers  # probed at its own 224 px (it refuses 64)
+    with torch.inference_mode():
+        assert bb.eval()(torch.zeros(1, 3, 224, 224), "encoder.layers.encoder_layer_5").shape == (1, 768)
+    swin = create_backbone("torchvision:swin_t", pretrained=False)
+    assert swin.layers == ["pre_logits"]  # channels-last inner maps are not offered as features

@@ -58,6 +58,23 @@ def test_plans_follow_the_schedules():
         build_plan(bb, schedule="sideways")
 
 
+def test_a_plan_at_an_inner_layer_unfreezes_only_what_computes_it():
+    bb = tiny_backbone()
+    layer = "blocks.2"
+    used = bb.groups_for(layer)
+    assert used == [g.name for g in bb.layer_groups()][:len(used)] and 1 < len(used) < len(bb.layer_groups())
+    gradual = build_plan(bb, schedule="gradual", layer=layer)
+    assert gradual[1].trainable_groups == (used[-1],) and gradual[-1].trainable_groups == tuple(used)
+    with pytest.raises(tk.TransferkitError, match=f"up to --layer {layer}"):
+        build_plan(bb, unfreeze_top=len(used) + 1, layer=layer)
+    # every group it unfreezes gets a gradient from a forward pass at that layer; the others are not in the plan
+    model = TransferModel(bb, build_head_module({"type": "linear", "in_features": bb.layer_dim(layer),
+                                                 "out_features": 3}), layer)
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    reached = {g.name for g in bb.layer_groups() if any(p.grad is not None for p in g.parameters())}
+    assert reached == set(used)
+
+
 def test_discriminative_learning_rates_decay_towards_the_input():
     model = small_model()
     bb = model.backbone

@@ -398,6 +398,31 @@ class Backbone(nn.Module):
                 self._frozen.discard(group.name)
         self.train(self.training)
 
+    def groups_for(self, layer: str | None) -> list[str]:
+        """The layer groups that compute ``layer``'s features, input first (all of them for the pre-logits).
+
+        A forward pass at an inner layer stops there, so the groups after it get no gradient: unfreezing them would
+        train nothing (and DDP would wait for their gradients). A group counts when its first module is registered
+        no later than the layer's module (timm, torchvision and transformers register modules in forward order).
+        """
+        layer = self._check_layer(layer)
+        names = [g for g, _ in self._group_names]
+        if layer == DEFAULT_LAYER:
+            return names
+        modules = [name for name, _ in self.trunk.named_modules()]
+
+        def position(name: str) -> int:  # layer and group names may be relative to a wrapped model inside the trunk
+            if name in modules:
+                return modules.index(name)
+            for i, module in enumerate(modules):
+                if module.endswith("." + name):
+                    return i
+            owner = name.rpartition(".")[0]  # a loose parameter counts at its owning module (the root: first)
+            return position(owner) if owner else 0
+
+        limit = position(layer)
+        return [g for g, members in self._group_names if min(map(position, members)) <= limit]
+
     @property
     def frozen_groups(self) -> list[str]:
         return [g for g, _ in self._group_names if g in self._frozen]

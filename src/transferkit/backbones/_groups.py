@@ -101,9 +101,12 @@ def probe_feature_dims(trunk: nn.Module, module_names: list[str], input_size: tu
     try:
         trunk.eval()
         with torch.inference_mode():
-            trunk(torch.zeros(1, input_size[0], 64, 64))
-    except RuntimeError:
-        pass  # models with a fixed input size: no intermediate layers then
+            for side in dict.fromkeys((64, input_size[-1])):  # small first; a model with a fixed size needs its own
+                try:
+                    trunk(torch.zeros(1, input_size[0], side, side))
+                    break
+                except (RuntimeError, AssertionError):  # torchvision's ViT asserts its image size
+                    dims.clear()
     finally:
         for h in handles:
             h.remove()

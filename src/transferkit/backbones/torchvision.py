@@ -87,8 +87,11 @@ def create(name: str, *, pretrained: bool = True, **_: Any) -> Backbone:
         preprocessing = Preprocessing(interpolation="bilinear", crop_pct=0.875)
         weights = WeightsInfo("torchvision", False, "n/a (random init)", "random init", state_dict_checksum(model))
         source_head = None
-    groups = name_and_cover_groups(model, top_level_groups(model))
-    single = [modules[0] for _, modules in groups if len(modules) == 1]
+    groups = name_and_cover_groups(model, _raw_groups(model))
+    module_names = {n for n, _ in model.named_modules()}
+    single = [modules[0] for _, modules in groups if len(modules) == 1 and modules[0] in module_names]
+    if isinstance(model, torchvision.models.SwinTransformer):
+        single = []  # its blocks give channels-last maps (B, H, W, C): pooled as (B, C, H, W) they would be wrong
     return Backbone(
         model,
         spec=f"torchvision:{name}",
@@ -100,6 +103,18 @@ def create(name: str, *, pretrained: bool = True, **_: Any) -> Backbone:
         groups=groups,
         source_head=source_head,
     )
+
+
+def _raw_groups(model: nn.Module) -> list[list[str]]:
+    """Input → output groups. Vision transformers: the patch embedding with the class token and position embedding,
+    then each encoder block, then the final norm (the generic top-level split would put the class token last, as if
+    it were the layer nearest the head, and the whole encoder in one group)."""
+    blocks = getattr(getattr(model, "encoder", None), "layers", None)
+    if hasattr(model, "conv_proj") and isinstance(blocks, nn.Sequential):
+        embed = ["conv_proj", *[n for n, _ in model.named_parameters(recurse=False)]]
+        embed += [f"encoder.{n}" for n, _ in model.get_submodule("encoder").named_parameters(recurse=False)]
+        return [embed, *[[f"encoder.layers.{n}"] for n, _ in blocks.named_children()], ["encoder.ln"]]
+    return top_level_groups(model)
 
 
 def list_entries() -> list[SourceEntry]:

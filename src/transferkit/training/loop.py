@@ -146,7 +146,8 @@ class Trainer:
     def plan(self, model: Any) -> list[Stage]:
         c = self.config
         return build_plan(model.backbone, schedule=c.schedule, head_epochs=c.head_epochs, epochs=c.epochs,
-                          unfreeze_top=c.unfreeze_top, epochs_per_stage=c.epochs_per_stage)
+                          unfreeze_top=c.unfreeze_top, epochs_per_stage=c.epochs_per_stage,
+                          layer=getattr(model, "layer", None))
 
     def _loss(self, labels: torch.Tensor, num_classes: int) -> nn.Module:
         weight = None

@@ -45,6 +45,7 @@ def build_plan(
     epochs: int = 5,
     unfreeze_top: int | None = None,
     epochs_per_stage: int = 1,
+    layer: str | None = None,
 ) -> list[Stage]:
     """The stages a schedule implies for this backbone.
 
@@ -55,14 +56,16 @@ def build_plan(
             was unfrozen.
         unfreeze_top: only the top K groups are ever unfrozen (partial fine-tuning).
         epochs_per_stage: ``gradual`` only: epochs between two unfreezings.
+        layer: the feature layer the head reads; groups after it compute nothing the head sees and stay frozen.
     """
     if schedule not in SCHEDULES:
         raise TransferkitError(f"schedule must be one of {', '.join(SCHEDULES)}. Got {schedule!r} instead.")
-    groups = [g.name for g in backbone.layer_groups()]
+    groups = backbone.groups_for(layer)
     if unfreeze_top is not None:
         if not 0 <= unfreeze_top <= len(groups):
+            below = f" up to --layer {layer}" if layer not in (None, "", "last", "pre_logits") else ""
             raise TransferkitError(
-                f"--unfreeze-top must be between 0 and {len(groups)} (the groups of {backbone.spec}). "
+                f"--unfreeze-top must be between 0 and {len(groups)} (the groups of {backbone.spec}{below}). "
                 f"Got {unfreeze_top} instead."
             )
         candidates = groups[len(groups) - unfreeze_top:]
