@@ -276,3 +276,47 @@ def test_precise_bn_gives_exact_statistics_to_the_layers_that_trained_only():
     frozen = small_model()
     frozen.backbone.freeze()
     assert recalibrate_batchnorm(frozen, data, torch.device("cpu"), max_images=8) == 0  # nothing trained
+
+
+@pytest.mark.parametrize("total", [1, 2, 3, 20, 39])
+def test_one_cycle_takes_any_number_of_steps(total):
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([param], lr=1e-2)
+    sched = make_scheduler(opt, "one-cycle", total_steps=total)  # 20 steps at 5% warmup divided by zero
+    lrs = []
+    for _ in range(total):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert all(np.isfinite(lrs)) and max(lrs) <= 1e-2 + 1e-12
+
+
+def test_batchnorm_of_frozen_groups_learns_with_train_bn():
+    model = small_model()
+    stage = build_plan(model.backbone, schedule="two-stage")[0]  # the head stage: every group frozen
+    loop_module.apply_stage(model.backbone, stage, train_bn=True)
+    groups = param_groups(model.backbone, model.head, stage.trainable_groups, lr_head=1e-3, lr_backbone=1e-4)
+    in_optimizer = {id(p) for g in groups for p in g["params"]}
+    bn = [p for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters()]
+    assert bn and all(p.requires_grad and id(p) in in_optimizer for p in bn)
+    loop_module.apply_stage(model.backbone, stage, train_bn=False)
+    groups = param_groups(model.backbone, model.head, stage.trainable_groups, lr_head=1e-3, lr_backbone=1e-4)
+    assert [g["name"] for g in groups] == ["head", "head (no decay)"]
+
+
+def test_balanced_class_weight_ignores_a_class_without_images():
+    trainer = Trainer(TrainConfig(class_weight="balanced"), torch.device("cpu"), progress=False)
+    loss = trainer._loss(torch.tensor([0] * 6 + [1] * 2), num_classes=3)
+    assert loss.weight.tolist() == pytest.approx([8 / 12, 8 / 4, 0.0])
+
+
+def test_precise_bn_without_a_usable_batch_keeps_the_statistics():
+    model = small_model()
+    norms = [m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in norms:
+        m.running_mean.fill_(0.5)
+    before = [m.running_mean.clone() for m in norms]
+    assert loop_module.recalibrate_batchnorm(model, small_dataset(1).subset([0]), torch.device("cpu"),
+                                             max_images=1, batch_size=8, seed=0,
+                                             autocast_ctx=loop_module.contextlib.nullcontext) == 0
+    assert all(torch.equal(m.running_mean, b) for m, b in zip(norms, before, strict=True))

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
+import math
 import shutil
 import time
 import warnings
@@ -277,11 +279,13 @@ class FineTuneClassifier(TransferClassifier):
         assert train.labels is not None
         labels = torch.as_tensor(train.labels)
         loader = model.backbone.batches(train, batch_size=self.batch_size, shuffle=True, seed=self.seed)
-        batches = [(b["inputs"], labels[b["index"]]) for b in loader if len(b["index"])]
+        steps = min(60, 4 * math.ceil(len(train) / self.batch_size) + 20)
+        # decode only the batches the search can use (at most one per step), not the whole training set
+        batches = [(b["inputs"], labels[b["index"]]) for b in itertools.islice(loader, steps) if len(b["index"])]
         model.backbone.freeze()
         try:
             found = lr_find(model, batches, torch.nn.functional.cross_entropy, start_lr=1e-6, end_lr=1.0,
-                            num_steps=min(60, 4 * len(batches) + 20))
+                            num_steps=steps)
         finally:
             model.backbone.unfreeze()
         return {"suggested_lr": found["suggested_lr"], "steps": len(found["lrs"])}

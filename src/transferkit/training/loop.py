@@ -153,7 +153,9 @@ class Trainer:
         weight = None
         if self.config.class_weight == "balanced":
             counts = torch.bincount(labels, minlength=num_classes).float()
-            weight = (counts.sum() / (num_classes * counts.clamp(min=1))).to(self.device)
+            present = counts > 0  # a class without training images gets weight 0, not the largest weight
+            weight = torch.where(present, counts.sum() / (int(present.sum()) * counts.clamp(min=1)), 0.0)
+            weight = weight.to(self.device)
         elif self.config.class_weight is not None:
             raise TransferkitError(f"class_weight must be 'balanced' or None. Got {self.config.class_weight!r}.")
         return nn.CrossEntropyLoss(weight=weight, label_smoothing=self.config.label_smoothing)
@@ -223,7 +225,8 @@ class Trainer:
         mix = batch_mix(augment, num_classes)
         if augment not in ("none", "light", "medium", "strong"):
             raise TransferkitError(f"augment must be one of none, light, medium, strong. Got {augment!r} instead.")
-        steps_per_epoch = max(1, math.ceil(len(train) / c.batch_size))
+        world = rank_and_world()[1]  # each process takes ceil(N / world) images an epoch (see _train_epoch)
+        steps_per_epoch = max(1, math.ceil(math.ceil(len(train) / world) / c.batch_size))
         higher_is_better = c.monitor != "val_loss"
         if c.monitor not in ("val_accuracy", "val_loss"):
             raise TransferkitError(f"monitor must be val_accuracy or val_loss. Got {c.monitor!r} instead.")
@@ -315,7 +318,7 @@ class Trainer:
         rank, world = rank_and_world()
         if world > 1:  # every rank takes every world-th image of the same order (padded: equal step counts)
             pad = (-len(order)) % world
-            order = torch.cat([order, order[:pad]])[rank::world]
+            order = order.repeat(math.ceil((len(order) + pad) / len(order)))[:len(order) + pad][rank::world]  # wraps
             if pos["step_in_epoch"] == 0:
                 torch.manual_seed(c.seed * 100_003 + pos["epoch"] * world + rank)  # per-rank augmentation
         skip = pos["step_in_epoch"] * c.batch_size
@@ -399,22 +402,27 @@ def recalibrate_batchnorm(model: Any, data: ImageDataset, device: torch.device, 
     if not norms:
         return 0
     momenta = [m.momentum for m in norms]
+    kept = [{k: v.clone() for k, v in m.state_dict().items()} for m in norms]  # restored if no batch can run
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # cumulative average over the batches below
         m.train()
     order = np.random.default_rng(seed).permutation(len(data))[:max_images]
     loader = model.backbone.batches(data, indices=np.sort(order), batch_size=batch_size)
+    batches = 0
     try:
         for batch in loader:
             if len(batch["index"]) > 1:  # BatchNorm needs two values per channel
                 with autocast_ctx():
                     model(move_to(batch["inputs"], device))
+                batches += 1
     finally:
-        for m, momentum in zip(norms, momenta, strict=True):
+        for m, momentum, state in zip(norms, momenta, kept, strict=True):
             m.momentum = momentum
+            if not batches:  # one image, or batches of one: keep the statistics training left, not mean 0, var 1
+                m.load_state_dict(state)
         model.eval()
-    return len(norms)
+    return len(norms) if batches else 0
 
 
 def save_training_curves(history: list[dict[str, Any]], path: Path) -> Path:

@@ -32,10 +32,15 @@ def make_scheduler(
     """A per-step scheduler over ``total_steps`` for every parameter group of ``optimizer``."""
     total_steps = max(1, total_steps)
     if name == "one-cycle":
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total_steps,
-            pct_start=max(warmup_fraction, 0.05), anneal_strategy="cos", cycle_momentum=False,
-        )
+        pct = max(warmup_fraction, 0.05)
+        if pct * total_steps <= 1:  # OneCycleLR divides by pct * total - 1: give the warmup two steps
+            pct = 2 / total_steps
+        if pct < 1 - 1 / total_steps:
+            return torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total_steps,
+                pct_start=pct, anneal_strategy="cos", cycle_momentum=False,
+            )
+        name = "cosine"  # too few steps for its two phases: the same shape, warmup then cosine
     if name not in SCHEDULERS:
         raise TransferkitError(f"scheduler must be one of {', '.join(SCHEDULERS)}. Got {name!r} instead.")
     warmup = int(round(warmup_fraction * total_steps))

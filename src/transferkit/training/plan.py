@@ -112,6 +112,11 @@ def param_groups(
     groups = [g for g in backbone.layer_groups() if g.name in trainable]
     for depth, group in enumerate(reversed(groups)):  # depth 0 = the group nearest the head
         split(list(group.parameters()), lr_backbone * (lr_decay**depth), group.name)
+    # frozen groups whose BatchNorm keeps learning (train_bn): their affine parameters still need an optimizer
+    learning_bn = [p for g in backbone.layer_groups() if g.name not in trainable for p in g.parameters()
+                   if p.requires_grad]
+    if learning_bn:
+        out.append({"params": learning_bn, "lr": lr_backbone, "weight_decay": 0.0, "name": "frozen groups' BatchNorm"})
     return out
 
 
