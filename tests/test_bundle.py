@@ -251,3 +251,24 @@ def test_a_head_that_calls_functions_is_refused(tmp_path):
     forest = HEADS["random-forest"](0).set_params(n_estimators=3).fit(X, y)
     save_sklearn_head(forest, tmp_path / "forest.skops")
     assert (load_sklearn_head(tmp_path / "forest.skops").predict_proba(X) == forest.predict_proba(X)).all()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("files", [], "'files' is not a dict"),
+    ("backbone", "x", "'backbone' is not a dict"),
+    ("format_version", "1", "format_version '1', not a number"),
+    ("classes", None, "'classes' is missing"),
+])
+def test_a_damaged_bundle_description_is_one_line(image_folder, tmp_path, field, value, message):
+    from transferkit.bundle import read_meta
+
+    out = tmp_path / "b"
+    FeatureExtractionClassifier(f"random:{TINY}", progress=False).fit(from_folder(image_folder)).save(out)
+    meta = json.loads((out / "transferkit.json").read_text())
+    if value is None:
+        del meta[field]
+    else:
+        meta[field] = value
+    (out / "transferkit.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match=message):
+        read_meta(out)

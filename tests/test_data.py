@@ -588,3 +588,74 @@ def test_image_loader_batch_of_only_bad_items(tmp_path: Path):
     assert batches[0]["images"].numel() == 0 and batches[0]["index"].tolist() == []
     assert [i for i, _ in batches[0]["bad"]] == [0, 0]
     assert batches[1]["images"].shape == (1, 1, 28, 28) and batches[1]["index"].tolist() == [1]
+
+
+def test_folders_follow_symlinked_subfolders_and_skip_hidden_ones(tmp_path):
+    from transferkit.data import from_folder
+    from transferkit.data.sources import visible_files
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    make_image(COLORS["red"], 1).save(outside / "linked.png")
+    root = tmp_path / "data"
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        make_image(COLORS["blue"], 2).save(root / name / "1.png")
+    (root / "a" / "more").symlink_to(outside)  # a symlinked subfolder of a class
+    (root / "a" / "loop").symlink_to(root / "a")  # and a link back up the tree
+    (root / "b" / ".ipynb_checkpoints").mkdir()
+    make_image(COLORS["blue"], 3).save(root / "b" / ".ipynb_checkpoints" / "copy.png")
+    ds = from_folder(root)
+    names = sorted(str(p.relative_to(root)) for p in ds.items)
+    assert names == ["a/1.png", "a/more/linked.png", "b/1.png"]
+    assert visible_files(root / "b") == [root / "b" / "1.png"]  # predict on a folder: the same rule
+
+
+def test_dataset_names_are_not_mistaken_for_builtin_ones(tmp_path, monkeypatch):
+    from transferkit.data import open_dataset
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("x", "y"):
+        (tmp_path / "fashion-mnist-shoes" / name).mkdir(parents=True)
+        make_image(COLORS["red"], 0).save(tmp_path / "fashion-mnist-shoes" / name / "0.png")
+    ds = open_dataset("fashion-mnist-shoes")
+    assert ds.classes == ["x", "y"] and len(ds) == 2
+    with pytest.raises(DataError, match="--encoding 'no-such-codec' is not an encoding"):
+        open_dataset("fashion-mnist-shoes", encoding="no-such-codec")
+
+
+def test_csv_may_reach_images_through_a_symlink_inside_its_folder(tmp_path):
+    from transferkit.data import from_csv
+
+    real = tmp_path / "real"
+    real.mkdir()
+    make_image(COLORS["red"], 0).save(real / "0.png")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "imgs").symlink_to(real)
+    (project / "labels.csv").write_text("path,label\nimgs/0.png,red\nimgs/0.png,blue\n")
+    assert len(from_csv(project / "labels.csv")) == 2
+    (project / "bad.csv").write_text("path,label\n../real/0.png,red\n")
+    with pytest.raises(DataError, match="escapes the dataset root"):
+        from_csv(project / "bad.csv")
+
+
+def test_numbered_class_names_are_read_as_names():
+    from transferkit.data import from_arrays, select_classes
+
+    ds = from_arrays(np.zeros((6, 8, 8, 3), np.uint8), np.array([0, 0, 1, 1, 2, 2]), ["1", "10", "2"])
+    assert select_classes(ds, "1,2").classes == ["1", "2"]
+    with pytest.raises(DataError, match="class names here are numbers"):
+        select_classes(ds, "0-1")
+
+
+def test_jsonl_strings_may_hold_unicode_line_separators(tmp_path):
+    from transferkit.data import read_text_table
+
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"text": "one\\u2028line", "label": "a"}\n{"text": "two", "label": "b"}\n'
+                    .replace("\\u2028", "\u2028"), encoding="utf-8")
+    ds = read_text_table(path)
+    assert ds.items == ["one\u2028line", "two"]
+    (tmp_path / "t.txt").write_text("page\x0cbreak\nsecond\n", encoding="utf-8")
+    assert read_text_table(tmp_path / "t.txt", require_labels=False).items == ["page\x0cbreak", "second"]

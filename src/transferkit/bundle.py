@@ -219,11 +219,21 @@ def read_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"{str(path)!r} is not a transferkit bundle description.")
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > BUNDLE_FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise BundleError(f"{str(path)!r} has format_version {version!r}, not a number; the bundle is damaged, "
+                          f"re-create it.")
+    if version > BUNDLE_FORMAT_VERSION:
         raise BundleError(
             f"Bundle {str(directory)!r} has format version {version}, newer than this transferkit "
             f"({__version__}) reads (<= {BUNDLE_FORMAT_VERSION}); upgrade: pip install -U transferkit."
         )
+    # the fields every loader reads, with the shapes it reads them in: a damaged file fails here, in one line
+    shapes = {"files": dict, "backbone": dict, "classes": list, "strategy": str}
+    wrong = [k for k, kind in shapes.items() if k in meta and not isinstance(meta[k], kind)]
+    missing = [k for k in ("classes", "strategy") if k not in meta]
+    if wrong or missing:
+        what = f"{wrong[0]!r} is not a {shapes[wrong[0]].__name__}" if wrong else f"{missing[0]!r} is missing"
+        raise BundleError(f"{str(path)!r}: {what}; the bundle is damaged, re-create it.")
     return meta
 
 

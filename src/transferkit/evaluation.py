@@ -45,7 +45,11 @@ def evaluate(model: Any, X: Any, y: Any = None, *, confusion_png: str | os.PathL
     cm = confusion_matrix(truth_names, pred_names, labels=labels)
     result = {
         "accuracy": float(accuracy_score(truth_names, pred_names)),
-        "macro_f1": float(f1_score(truth_names, pred_names, labels=labels, average="macro", zero_division=0)),
+        # over the classes that occur (in the truth or the predictions): a class of the model that this data never
+        # shows and that is never predicted has no F1 to average, not an F1 of 0
+        "macro_f1": float(f1_score(truth_names, pred_names, labels=[c for c in labels if c in set(truth_names) |
+                                                                    set(pred_names)], average="macro",
+                                   zero_division=0)),
         "per_class": {
             c: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
             for c, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)

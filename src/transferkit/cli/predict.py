@@ -17,6 +17,7 @@ from rich.table import Table
 from .._errors import DataError
 from ..bundle import load_bundle
 from ..data import ImageDataset, TextDataset, from_audio_files, read_text_table
+from ..data.sources import visible_files
 from ._common import add_runtime_options, add_text_options, emit, positive_int
 
 
@@ -36,7 +37,7 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
     for text in inputs:
         p = Path(text)
         if p.is_dir():
-            paths.extend(sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")))
+            paths.extend(visible_files(p))
         else:
             paths.append(p)
     if not paths:

@@ -155,8 +155,9 @@ class AudioDataset:
 
 
 def _audio_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*")
-                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    from .sources import visible_files  # sources imports this module
+
+    return visible_files(folder)
 
 
 def is_audio_folder(root: str | os.PathLike[str]) -> bool:

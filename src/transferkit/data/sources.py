@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import json
@@ -43,13 +44,28 @@ def from_folder(root: str | os.PathLike[str]) -> ImageDataset:
     items: list[Path] = []
     labels: list[int] = []
     for label, d in enumerate(class_dirs):
-        for path in sorted(d.rglob("*")):
-            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(d).parts):
-                items.append(path)
-                labels.append(label)
+        for path in visible_files(d):
+            items.append(path)
+            labels.append(label)
     if not items:
         raise DataError(f"Data folder {str(root)!r} has class subfolders but no files in them.")
     return ImageDataset(items, np.array(labels), [d.name for d in class_dirs], name=str(root))
+
+
+def visible_files(folder: Path) -> list[Path]:
+    """Every file under ``folder``, sorted, through symlinked folders too (each real folder once), leaving out
+    hidden files and hidden folders (``.git``, ``.ipynb_checkpoints``)."""
+    found: list[Path] = []
+    visited: set[str] = set()
+    for top, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in visited:  # a link back up the tree: walked already
+            dirs[:] = []
+            continue
+        visited.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found.extend(Path(top) / f for f in files if not f.startswith(".") and os.path.isfile(os.path.join(top, f)))
+    return sorted(found)
 
 
 def from_csv(path: str | os.PathLike[str], path_column: str = "path", label_column: str = "label") -> ImageDataset:
@@ -79,7 +95,7 @@ def from_csv(path: str | os.PathLike[str], path_column: str = "path", label_colu
         rel, label = (row.get(path_column) or "").strip(), (row.get(label_column) or "").strip()
         if not rel or not label:
             raise DataError(f"CSV {str(path)!r} line {line}: empty {path_column!r} or {label_column!r}.")
-        full = (root / rel).resolve()
+        full = Path(os.path.normpath(root / rel))  # not resolve(): a symlinked folder inside the root is fine
         if not full.is_relative_to(root):
             raise DataError(
                 f"CSV {str(path)!r} line {line}: path {rel!r} escapes the dataset root {str(root)!r}; "
@@ -184,11 +200,16 @@ def open_dataset(spec: str | os.PathLike[str], *, text_column: str = "text", lab
     """
     text = os.fspath(spec)
     path = Path(text)
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise DataError(f"--encoding {encoding!r} is not an encoding Python knows; use e.g. utf-8, latin-1 or "
+                        f"cp1252.") from None
     if is_text_table(path, text_column, encoding):
         return read_text_table(path, text_column=text_column, label_column=label_column, encoding=encoding)
     if text == "embedded":
         return load_embedded()
-    if text.startswith("fashion-mnist"):
+    if (text == "fashion-mnist" or text.startswith("fashion-mnist:")) and not path.exists():
         _, _, split = text.partition(":")
         return load_fashion_mnist(split or "train")
     if path.suffix.lower() == ".csv":

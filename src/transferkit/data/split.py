@@ -73,11 +73,15 @@ def select_classes(ds: ImageDataset, classes: list[str] | str) -> ImageDataset:
                 wanted.append(part)
         classes = wanted
     index = []
+    numbered = any(str(name).isdigit() for name in ds.classes)  # then a number is a name, never an index
     for c in classes:
         if c in ds.classes:
             index.append(ds.classes.index(c))
-        elif str(c).isdigit() and int(c) < len(ds.classes):
+        elif str(c).isdigit() and int(c) < len(ds.classes) and not numbered:
             index.append(int(c))
+        elif numbered:
+            raise DataError(f"--classes: {c!r} is not a class name of {ds.classes} (class names here are numbers, "
+                            f"so --classes reads names, not indices).")
         else:
             raise DataError(f"--classes: {c!r} is neither a class name nor an index of {ds.classes}.")
     if len(set(index)) < 2:

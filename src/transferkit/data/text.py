@@ -112,13 +112,20 @@ def _decode(path: Path, encoding: str) -> str:
         raise DataError(f"Unknown text encoding {encoding!r}; use e.g. utf-8, latin-1 or cp1252.") from None
 
 
+def _lines(text: str) -> list[str]:
+    """Lines ended by \\n, \\r\\n or \\r only: str.splitlines() would also split at U+2028, U+0085 and form feeds,
+    which JSON strings and texts may hold."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return lines[:-1] if lines and not lines[-1] else lines  # a final newline ends the last line, starts none
+
+
 def _rows(path: Path, text: str) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
     """``(columns, [(line number, row), ...])`` of a CSV, TSV or JSONL file."""
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         rows: list[tuple[int, dict[str, Any]]] = []
         columns: dict[str, None] = {}
-        for line_no, line in enumerate(text.splitlines(), start=1):
+        for line_no, line in enumerate(_lines(text), start=1):
             if not line.strip():
                 continue
             try:
@@ -167,7 +174,7 @@ def read_text_table(
         raise DataError(f"Text file {str(path)!r} does not exist.")
     content = _decode(path, encoding)
     if path.suffix.lower() == ".txt":
-        numbered = [(n, t.strip()) for n, t in enumerate(content.splitlines(), start=1)]
+        numbered = [(n, t.strip()) for n, t in enumerate(_lines(content), start=1)]
         kept = [(n, t) for n, t in numbered if t]
         return TextDataset([t for _, t in kept], None, [], str(path),
                            [(f"{path}:{n}", "empty text") for n, t in numbered if not t],
