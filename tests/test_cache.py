@@ -125,6 +125,13 @@ def test_another_image_size_misses(backbone, image_folder: Path):
     assert not np.allclose(out.features, first.features)
 
 
+def test_gpu_features_have_a_cache_of_their_own(backbone):
+    # bf16 autocast on CUDA changes the features more than a cache may hide; CPU runs never read them
+    cpu, cuda = cache_key(backbone, None, torch.device("cpu")), cache_key(backbone, None, torch.device("cuda"))
+    assert cpu == cache_key(backbone, None) and cpu["precision"] == "fp32" and cuda["precision"] == "bf16"
+    assert FeatureCache().store(cpu).directory != FeatureCache().store(cuda).directory
+
+
 def test_changed_weights_miss(backbone, image_folder: Path):
     ds = from_folder(image_folder)
     first = extract(backbone, ds)

@@ -57,14 +57,16 @@ class ExtractedFeatures:
         return out
 
 
-def cache_key(backbone: Backbone, layer: str | None) -> dict[str, Any]:
-    """What makes two feature vectors interchangeable: exact weights, layer and preprocessing."""
+def cache_key(backbone: Backbone, layer: str | None, device: torch.device | None = None) -> dict[str, Any]:
+    """What makes two feature vectors interchangeable: exact weights, layer, preprocessing and the precision of the
+    forward pass (bf16 autocast on CUDA, fp32 elsewhere: features that differ by more than a cache should hide)."""
     return {
         "arch": backbone.arch_spec,
         # The weights as they are now (not the file they came from): a fine-tuned backbone gets new features.
         "state": state_dict_checksum(backbone.trunk),
         "layer": backbone._check_layer(layer),
         "preprocessing": backbone.preprocessing.to_dict(),
+        "precision": "bf16" if device is not None and device.type == "cuda" else "fp32",
     }
 
 
@@ -128,7 +130,7 @@ def extract_features(
         gpu_decode = False
     if gpu_decode is None:
         gpu_decode = dev.type == "cuda" and all_jpeg(dataset, list(range(len(dataset))))
-    key = cache_key(backbone, layer_name)
+    key = cache_key(backbone, layer_name, dev)
     if gpu_decode:  # batch-decoded pixels differ slightly from PIL's (cosine ~0.9999): a cache of their own
         key["decoder"] = "torchvision.io.decode_jpeg"
     store = cache.store(key) if isinstance(cache, FeatureCache) else None
@@ -259,17 +261,18 @@ def extract_layers(
             cache = FeatureCache(cache)
         elif not isinstance(cache, FeatureCache):
             cache = FeatureCache(tmp)
-        if len(names) > 1:
+        several = len(names) > 1
+        if several:  # one pass fills every layer's cache (PIL-decoded); each layer below then reads its own
             _fill_layers(backbone, dataset, names, cache, batch_size, resolve_device(device), progress)
         return {name: extract_features(backbone, dataset, layer=name, cache=cache, batch_size=batch_size,
                                        device=device, progress=progress, max_bad_fraction=max_bad_fraction,
-                                       shard=False)
+                                       shard=False, gpu_decode=False if several else None)
                 for name in names}
 
 
 def _fill_layers(backbone: Backbone, dataset: ImageDataset, names: list[str], cache: FeatureCache, batch_size: int,
                  dev: torch.device, progress: bool) -> None:
-    stores = {name: cache.store(cache_key(backbone, name)) for name in names}
+    stores = {name: cache.store(cache_key(backbone, name, dev)) for name in names}
     keys = [dataset.content_key(i) for i in range(len(dataset))]
     missing = np.array([i for i, k in enumerate(keys) if any(k not in s for s in stores.values())], dtype=np.int64)
     if not len(missing):
