@@ -49,3 +49,22 @@ def test_gpu_decode_matches_cpu_features(jpeg_folder):
     cpu = tk.extract_features(bb, ds, cache=False, progress=False, device="cpu", gpu_decode=False)
     gpu = tk.extract_features(bb, ds, cache=False, progress=False, device="cuda")
     assert _cosine(cpu.features, gpu.features).min() > 0.99
+
+
+def test_batch_decode_resizes_like_pil_for_a_non_square_input_size(tmp_path):
+    import dataclasses
+
+    from PIL import Image
+    from torchvision.io import decode_jpeg
+
+    from transferkit.data import build_transform
+    from transferkit.features.jpeg_decode import preprocess_decoded
+
+    path = tmp_path / "wide.jpg"
+    make_image(COLORS["red"], seed=3, size=40).resize((90, 40)).save(path, quality=95)
+    pre = dataclasses.replace(tiny_backbone().preprocessing, input_size=(3, 48, 64))
+    pil = build_transform(pre)(Image.open(path))
+    pil = pil * torch.tensor(pre.std)[:, None, None] + torch.tensor(pre.mean)[:, None, None]
+    batch = preprocess_decoded(decode_jpeg(torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)), pre)
+    assert batch.shape == pil.shape == (3, 48, 64)
+    assert (batch.float() / 255 - pil).abs().mean() < 0.02  # one stretches both sides; keeping the aspect would not

@@ -62,7 +62,9 @@ def raw_jpeg_loader(ds: ImageDataset, indices: list[int], batch_size: int, num_w
 def preprocess_decoded(image: torch.Tensor, pre: Preprocessing) -> torch.Tensor:
     """A decoded ``(C, H, W)`` uint8 image → resized, centre-cropped ``(C, h, w)`` uint8, as the PIL path does."""
     height, width = pre.image_size
-    resize = int(round(min(height, width) / pre.crop_pct))
+    # as build_transform: a square target keeps the aspect ratio (short side), a non-square one resizes both sides
+    resize = [int(round(height / pre.crop_pct))] if height == width else \
+        [int(round(height / pre.crop_pct)), int(round(width / pre.crop_pct))]
     interpolation = _INTERPOLATION.get(pre.interpolation, F.InterpolationMode.BILINEAR)
     image = F.resize(image, resize, interpolation=interpolation, antialias=True)
     return F.center_crop(image, [height, width])
