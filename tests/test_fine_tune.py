@@ -118,3 +118,29 @@ def test_lr_find_sets_the_head_rate_and_reports_it(image_folder, tmp_path, capsy
     suggested = result["lr_find"]["suggested_lr"]
     assert 1e-6 <= suggested <= 1.0
     assert result["train_config"]["lr_head"] == suggested
+
+
+def test_lr_find_run_resumes_with_the_rate_it_found(image_folder, tmp_path, capsys, monkeypatch):
+    from transferkit.training import Trainer
+
+    args = ["fit", str(image_folder), "--strategy", "fine-tune", "--out", str(tmp_path / "lr"), "--epochs", "2",
+            "--head-epochs", "1", "--lr-find", "--val-fraction", "0.34", "--no-baseline", *FAST]
+    assert main([*args[:5], str(tmp_path / "whole"), *args[6:]]) == 0
+    whole = json.loads(capsys.readouterr().out)
+    original = Trainer._checkpoint
+    calls = {"n": 0}
+
+    def crash(self, *a, **k):
+        original(self, *a, **k)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_checkpoint", crash)
+    assert main(args) == 130
+    monkeypatch.setattr(Trainer, "_checkpoint", original)
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 0  # it was refused as "other training settings": no search on resume
+    resumed = json.loads(capsys.readouterr().out)
+    assert resumed["lr_find"]["resumed"] and resumed["train_config"] == whole["train_config"]
+    assert resumed["accuracy"] == whole["accuracy"]

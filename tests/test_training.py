@@ -162,7 +162,8 @@ def test_early_stopping_restores_the_best_weights(tmp_path, monkeypatch):
     assert (tmp_path / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_resume_after_a_crash_ends_with_the_same_weights(tmp_path, monkeypatch):
+@pytest.mark.parametrize("lose_latest", [False, True])
+def test_resume_after_a_crash_ends_with_the_same_weights(tmp_path, monkeypatch, lose_latest):
     cfg = TrainConfig(schedule="gradual", head_epochs=1, epochs=1, batch_size=8, checkpoint_every=2,
                       augment="strong", lr_decay=0.5)
     data = small_dataset()
@@ -183,6 +184,9 @@ def test_resume_after_a_crash_ends_with_the_same_weights(tmp_path, monkeypatch):
         Trainer(cfg, torch.device("cpu"), tmp_path / "b", progress=False).fit(small_model(), data)
     monkeypatch.setattr(Trainer, "_checkpoint", original)
     assert load_checkpoint(tmp_path / "b") is not None
+    if lose_latest:  # killed while the newest checkpoint was being replaced: the one before it takes over
+        latest = tmp_path / "b" / "checkpoints" / (tmp_path / "b" / "checkpoints" / "latest").read_text().strip()
+        (latest / "state.safetensors").unlink()
     torch.manual_seed(1234)  # a different process state: everything must come from the checkpoint
     resumed = small_model()
     history = Trainer(cfg, torch.device("cpu"), tmp_path / "b", progress=False).fit(resumed, data, resume=True)

@@ -32,7 +32,7 @@ from ..data import ImageDataset, check_trainable, stratified_split
 from ..data.seen import training_digests
 from ..features.extract import DEFAULT_MAX_BAD_FRACTION, check_bad_fraction
 from ..heads import build_head_module
-from ..training import TrainConfig, Trainer
+from ..training import TrainConfig, Trainer, load_checkpoint
 from ._base import TransferClassifier, as_dataset, class_values
 from ._train import TransferModel, predict_logits, scan_images
 from .feature_extraction import resolve_backbone
@@ -225,7 +225,13 @@ class FineTuneClassifier(TransferClassifier):
             adapters = PromptTuning(backbone, self.prompt_tokens, self.prompt_init)
         model, head_config = self._build(backbone, len(ds.classes))
         run_dir = Path(self.run_dir) if self.run_dir else None
-        lr_found = self._find_head_lr(model, train) if self.lr_find and not resume else None
+        lr_found = None
+        if self.lr_find and resume and run_dir is not None:  # the rate the interrupted run found, not a new search
+            checkpoint = load_checkpoint(run_dir)
+            if checkpoint is not None:
+                lr_found = {"suggested_lr": checkpoint[1]["config"]["lr_head"], "steps": None, "resumed": True}
+        elif self.lr_find:
+            lr_found = self._find_head_lr(model, train)
         if lr_found is not None:
             config = dataclasses.replace(config, lr_head=lr_found["suggested_lr"])
         trainer = Trainer(config, device, run_dir, progress=self.progress)

@@ -109,18 +109,24 @@ def save_checkpoint(run_dir: Path, step: int, tensors: dict[str, torch.Tensor], 
 
 
 def load_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
-    """The latest complete checkpoint of ``run_dir``, or None when there is none."""
+    """The latest complete checkpoint of ``run_dir``, or None when there is none.
+
+    ``latest`` names it; should that one be missing or damaged (a kill while a checkpoint of the same step was being
+    replaced), the newest older one that verifies is used: resuming from it replays the steps in between exactly.
+    """
     root = run_dir / "checkpoints"
     pointer = root / "latest"
     if not pointer.is_file():
         return None
-    directory = root / pointer.read_text().strip()
-    try:
-        meta = json.loads((directory / "state.json").read_text())
-        if sha256_file(directory / "state.safetensors") != meta.get("tensors_sha256"):
-            raise ValueError("checksum mismatch")
-        return load_file(str(directory / "state.safetensors")), meta
-    except (OSError, ValueError, SafetensorError) as e:
-        raise TransferkitError(
-            f"Checkpoint {str(directory)!r} is damaged ({e}); delete {str(root)!r} to start over."
-        ) from None
+    named = root / pointer.read_text().strip()
+    older = sorted((p for p in root.glob("step-*") if p.is_dir() and p != named), reverse=True)
+    problem = ""
+    for directory in [named, *older]:
+        try:
+            meta = json.loads((directory / "state.json").read_text())
+            if sha256_file(directory / "state.safetensors") != meta.get("tensors_sha256"):
+                raise ValueError("checksum mismatch")
+            return load_file(str(directory / "state.safetensors")), meta
+        except (OSError, ValueError, SafetensorError) as e:
+            problem = problem or f"{str(directory)!r} is damaged ({e})"
+    raise TransferkitError(f"Checkpoint {problem}, and no older one is complete; delete {str(root)!r} to start over.")
