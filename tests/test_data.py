@@ -352,9 +352,29 @@ def test_from_csv_errors(tmp_path: Path):
 
 
 def test_from_csv_missing_image_is_bad_at_load_time(tmp_path: Path):
-    ds = from_csv(_write_csv(tmp_path / "l.csv", [["gone.png", "cat"], ["gone2.png", "dog"]]))
+    make_image(COLORS["red"], 0).save(tmp_path / "here.png")
+    ds = from_csv(_write_csv(tmp_path / "l.csv", [["gone.png", "cat"], ["here.png", "dog"]]))
     with pytest.raises(BadImage, match="not found"):
         ds.load(0)
+
+
+def test_from_csv_with_no_path_that_exists_says_where_paths_are_read_from(tmp_path: Path):
+    (tmp_path / "data").mkdir()
+    csv_file = _write_csv(tmp_path / "data" / "l.csv", [["data/a.png", "cat"], ["data/b.png", "dog"]])
+    with pytest.raises(DataError, match="relative to the CSV's own folder"):
+        from_csv(csv_file)
+
+
+def test_an_empty_class_folder_is_left_out_and_reported(tmp_path: Path):
+    from transferkit.data import from_folder
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        make_image(COLORS["red"], 0).save(tmp_path / name / "0.png")
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / ".keep").write_text("")
+    ds = from_folder(tmp_path)
+    assert ds.classes == ["a", "b"] and ds.skipped == [(str(tmp_path / "c"), "empty class folder, left out")]
 
 
 # -- from_arrays ------------------------------------------------------------------------------------

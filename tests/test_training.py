@@ -324,3 +324,23 @@ def test_precise_bn_without_a_usable_batch_keeps_the_statistics():
                                              max_images=1, batch_size=8, seed=0,
                                              autocast_ctx=loop_module.contextlib.nullcontext) == 0
     assert all(torch.equal(m.running_mean, b) for m, b in zip(norms, before, strict=True))
+
+
+def test_each_epoch_gives_loader_workers_a_new_seed(monkeypatch):
+    model = small_model()
+    seeds = []
+    original = type(model.backbone).batches
+
+    def recording(self, *args, **kwargs):
+        if kwargs.get("augment", "none") != "none":  # the training loader, not validation
+            seeds.append(kwargs["seed"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(model.backbone), "batches", recording)
+    cfg = TrainConfig(schedule="full", epochs=3, batch_size=8, augment="strong")
+    Trainer(cfg, torch.device("cpu"), progress=False).fit(model, small_dataset())
+    assert len(seeds) == 3 and len(set(seeds)) == 3  # a fixed seed repeated every epoch's augmentation in workers
+    again = []
+    seeds, again = again, seeds
+    Trainer(cfg, torch.device("cpu"), progress=False).fit(small_model(), small_dataset())
+    assert seeds == again  # and the same run gets the same ones

@@ -43,13 +43,19 @@ def from_folder(root: str | os.PathLike[str]) -> ImageDataset:
         )
     items: list[Path] = []
     labels: list[int] = []
-    for label, d in enumerate(class_dirs):
-        for path in visible_files(d):
-            items.append(path)
-            labels.append(label)
+    classes: list[str] = []
+    empty: list[tuple[str, str]] = []
+    for d in class_dirs:
+        files = visible_files(d)
+        if not files:  # not a class: a model would learn a class it never saw an image of
+            empty.append((str(d), "empty class folder, left out"))
+            continue
+        items.extend(files)
+        labels.extend([len(classes)] * len(files))
+        classes.append(d.name)
     if not items:
         raise DataError(f"Data folder {str(root)!r} has class subfolders but no files in them.")
-    return ImageDataset(items, np.array(labels), [d.name for d in class_dirs], name=str(root))
+    return ImageDataset(items, np.array(labels), classes, name=str(root), skipped=empty)
 
 
 def visible_files(folder: Path) -> list[Path]:
@@ -103,6 +109,9 @@ def from_csv(path: str | os.PathLike[str], path_column: str = "path", label_colu
             )
         items.append(full)
         names.append(label)
+    if not any(p.exists() for p in items):
+        raise DataError(f"None of the {len(items)} paths in CSV {str(path)!r} exists, e.g. {items[0]}; paths are read "
+                        f"relative to the CSV's own folder ({root}): write them so, or move the CSV.")
     classes = sorted(set(names))
     index = {c: i for i, c in enumerate(classes)}
     return ImageDataset(items, np.array([index[n] for n in names]), classes, name=str(path))

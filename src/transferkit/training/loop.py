@@ -322,9 +322,12 @@ class Trainer:
             if pos["step_in_epoch"] == 0:
                 torch.manual_seed(c.seed * 100_003 + pos["epoch"] * world + rank)  # per-rank augmentation
         skip = pos["step_in_epoch"] * c.batch_size
+        # worker processes seed their augmentation from this: a new seed each epoch and process (a fixed one would
+        # repeat every epoch's augmentations; num_workers=0 uses the global generator, seeded above)
+        worker_seed = int(np.random.SeedSequence([c.seed, pos["epoch"], rank]).generate_state(1)[0])
         loader = model.backbone.batches(train, indices=order[skip:].numpy(), batch_size=c.batch_size,
                                         num_workers=c.num_workers, pin_memory=self.device.type == "cuda",
-                                        augment=augment)
+                                        augment=augment, seed=worker_seed)
         running = pos["running"]  # [loss sum, correct, seen], kept in checkpoints so a resumed epoch reports the same
         with progress_bar(len(order) - skip, f"{stage.name} epoch {pos['epoch']}",
                           self.progress and is_main_process()) as advance:
