@@ -236,6 +236,7 @@ def test_text_csv_tsv_jsonl_and_routing(tmp_path: Path, text_csv: Path) -> None:
     assert isinstance(train, TextDataset) and len(train) + len(val) == 24
     # an image CSV (path,label) still goes to images
     (tmp_path / "img.csv").write_text("path,label\na.png,x\n")
+    (tmp_path / "a.png").write_bytes(b"")  # exists (unreadable images are the loader's business)
     assert type(open_dataset(tmp_path / "img.csv")).__name__ == "ImageDataset"
 
 

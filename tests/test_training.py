@@ -344,3 +344,8 @@ def test_each_epoch_gives_loader_workers_a_new_seed(monkeypatch):
     seeds, again = again, seeds
     Trainer(cfg, torch.device("cpu"), progress=False).fit(small_model(), small_dataset())
     assert seeds == again  # and the same run gets the same ones
+
+
+def test_early_stopping_needs_a_patience_of_at_least_one():
+    with pytest.raises(tk.TransferkitError, match="patience in epochs, at least 1"):
+        Trainer(TrainConfig(early_stopping=0), torch.device("cpu"), progress=False).fit(small_model(), small_dataset())

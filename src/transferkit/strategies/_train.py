@@ -47,8 +47,9 @@ def scan_images(ds: ImageDataset, channels: int, num_workers: int = 0) -> tuple[
 
 @torch.inference_mode()
 def predict_logits(model: TransferModel, ds: ImageDataset, device: torch.device, batch_size: int = 64,
-                   num_workers: int = 0, progress: bool = False) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
-    """Logits of every usable image: ``(logits, index, skipped)``."""
+                   num_workers: int = 0, progress: bool = False,
+                   precision: str = "auto") -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+    """Logits of every usable image: ``(logits, index, skipped)``, at the ``precision`` the model trained with."""
     model.eval().to(device)
     loader = model.backbone.batches(ds, batch_size=batch_size, num_workers=num_workers,
                                     pin_memory=device.type == "cuda")
@@ -59,7 +60,7 @@ def predict_logits(model: TransferModel, ds: ImageDataset, device: torch.device,
         for batch in loader:
             skipped.extend((ds.describe(i), reason) for i, reason in batch["bad"])
             if len(batch["index"]):
-                with autocast(device):
+                with autocast(device, {"auto": None, "bf16": True, "fp32": False}.get(precision)):
                     outs.append(model(move_to(batch["inputs"], device)).float().cpu().numpy())
                 index.extend(batch["index"].tolist())
             advance(len(batch["index"]) + len(batch["bad"]))

@@ -299,6 +299,6 @@ class FineTuneClassifier(TransferClassifier):
     def _predict_proba_dataset(self, ds: ImageDataset) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
         device = resolve_device(self.device)
         logits, index, skipped = predict_logits(self.model_, ds, device, self.batch_size, self.num_workers,
-                                                progress=self.progress and len(ds) > 256)
+                                                progress=self.progress and len(ds) > 256, precision=self.precision)
         self.model_.cpu()
         return torch.from_numpy(logits).softmax(-1).numpy(), index, skipped

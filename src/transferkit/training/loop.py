@@ -228,6 +228,8 @@ class Trainer:
         world = rank_and_world()[1]  # each process takes ceil(N / world) images an epoch (see _train_epoch)
         steps_per_epoch = max(1, math.ceil(math.ceil(len(train) / world) / c.batch_size))
         higher_is_better = c.monitor != "val_loss"
+        if c.early_stopping is not None and c.early_stopping < 1:
+            raise TransferkitError(f"early_stopping is a patience in epochs, at least 1. Got {c.early_stopping}.")
         if c.monitor not in ("val_accuracy", "val_loss"):
             raise TransferkitError(f"monitor must be val_accuracy or val_loss. Got {c.monitor!r} instead.")
 
