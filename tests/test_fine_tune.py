@@ -49,12 +49,10 @@ def test_cli_fine_tune_reports_settings_and_writes_curves(image_folder, tmp_path
     assert not (out / "checkpoints").exists()  # finished runs keep the bundle, not the checkpoints
 
 
-def test_cli_resume_continues_an_interrupted_run(image_folder, tmp_path, capsys, monkeypatch):
+def interrupted_after_second_checkpoint(monkeypatch, args: list[str]) -> int:
+    """``transferkit ARGS`` stopped by Ctrl-C right after its second checkpoint (the exit code)."""
     from transferkit.training import Trainer
 
-    out = tmp_path / "run"
-    args = ["fit", str(image_folder), "--strategy", "scratch", "--out", str(out), "--epochs", "3",
-            "--val-fraction", "0.34", *FAST]
     original = Trainer._checkpoint
     calls = {"n": 0}
 
@@ -62,11 +60,21 @@ def test_cli_resume_continues_an_interrupted_run(image_folder, tmp_path, capsys,
         original(self, *a, **k)
         calls["n"] += 1
         if calls["n"] == 2:
-            raise KeyboardInterrupt  # as if killed after the second epoch's checkpoint
+            raise KeyboardInterrupt
 
     monkeypatch.setattr(Trainer, "_checkpoint", crash)
-    assert main(args) == 130
-    monkeypatch.setattr(Trainer, "_checkpoint", original)
+    try:
+        return main(args)
+    finally:
+        monkeypatch.setattr(Trainer, "_checkpoint", original)
+
+
+def test_cli_resume_continues_an_interrupted_run(image_folder, tmp_path, capsys, monkeypatch):
+
+    out = tmp_path / "run"
+    args = ["fit", str(image_folder), "--strategy", "scratch", "--out", str(out), "--epochs", "3",
+            "--val-fraction", "0.34", *FAST]
+    assert interrupted_after_second_checkpoint(monkeypatch, args) == 130
     assert (out / "checkpoints" / "latest").is_file()
     capsys.readouterr()
     assert main([*args, "--resume"]) == 0
@@ -121,24 +129,12 @@ def test_lr_find_sets_the_head_rate_and_reports_it(image_folder, tmp_path, capsy
 
 
 def test_lr_find_run_resumes_with_the_rate_it_found(image_folder, tmp_path, capsys, monkeypatch):
-    from transferkit.training import Trainer
 
     args = ["fit", str(image_folder), "--strategy", "fine-tune", "--out", str(tmp_path / "lr"), "--epochs", "2",
             "--head-epochs", "1", "--lr-find", "--val-fraction", "0.34", "--no-baseline", *FAST]
     assert main([*args[:5], str(tmp_path / "whole"), *args[6:]]) == 0
     whole = json.loads(capsys.readouterr().out)
-    original = Trainer._checkpoint
-    calls = {"n": 0}
-
-    def crash(self, *a, **k):
-        original(self, *a, **k)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Trainer, "_checkpoint", crash)
-    assert main(args) == 130
-    monkeypatch.setattr(Trainer, "_checkpoint", original)
+    assert interrupted_after_second_checkpoint(monkeypatch, args) == 130
     capsys.readouterr()
     assert main([*args, "--resume"]) == 0  # it was refused as "other training settings": no search on resume
     resumed = json.loads(capsys.readouterr().out)

@@ -64,14 +64,24 @@ def print_warnings(console: Console, lines: list[str]) -> None:
         console.print(f"[yellow]warning:[/yellow] {line}", highlight=False)
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def integer(low: int, high: int | None, expected: str) -> Callable[[str], int]:
+    """An argparse type: an integer with ``low <= value`` (and ``value < high``), else "expected ``expected``"."""
+    def parse(text: str) -> int:
+        try:
+            value: int | None = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value >= high):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_int = integer(1, None, "a positive integer")
+non_negative_int = integer(0, None, "0 or a positive integer")
+# what numpy, torch and scikit-learn all accept as a seed
+random_seed = integer(0, 2**32, "a seed from 0 to 4294967295")
 
 
 def positive_list(cast: Callable[[str], Any], what: str) -> Callable[[str], list[Any]]:
@@ -86,27 +96,6 @@ def positive_list(cast: Callable[[str], Any], what: str) -> Callable[[str], list
         return values
 
     return parse
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or a positive integer, got {text!r}")
-    return value
-
-
-def random_seed(text: str) -> int:
-    """A random seed: an integer from 0 to 2**32 - 1 (what numpy, torch and scikit-learn all accept)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"expected a seed from 0 to 4294967295, got {text!r}")
-    return value
 
 
 def split_fraction(text: str) -> float:
