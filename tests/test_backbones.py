@@ -120,3 +120,10 @@ def test_torchvision_vit_groups_run_input_to_output_with_block_layers():
         assert bb.eval()(torch.zeros(1, 3, 224, 224), "encoder.layers.encoder_layer_5").shape == (1, 768)
     swin = create_backbone("torchvision:swin_t", pretrained=False)
     assert swin.layers == ["pre_logits"]  # channels-last inner maps are not offered as features
+
+
+def test_torchvision_models_with_auxiliary_heads_give_features_in_train_mode():
+    bb = create_backbone("torchvision:googlenet", pretrained=False)  # random init keeps its auxiliary classifiers
+    out = bb.train()(torch.zeros(2, 3, 64, 64))
+    assert isinstance(out, torch.Tensor) and out.shape == (2, bb.num_features)
+    assert not any(name.startswith("aux") for name in bb.layers)

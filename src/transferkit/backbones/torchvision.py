@@ -63,6 +63,11 @@ def create(name: str, *, pretrained: bool = True, **_: Any) -> Backbone:
             f"Put {os.path.basename(weights_enum.url)} in {_checkpoint_path(weights_enum).parent} or use "
             f"{OFFLINE_ALTERNATIVES}."
         ) from e
+    if getattr(model, "aux_logits", False):  # GoogLeNet, Inception v3: auxiliary logits in train mode, no features
+        model.aux_logits = False
+        for aux in ("aux1", "aux2", "AuxLogits"):
+            if hasattr(model, aux):
+                setattr(model, aux, None)
     source_head, num_features = _split_off_head(model)
     if weights_enum is not None:
         t = weights_enum.transforms()
