@@ -50,6 +50,12 @@ def test_curve_points_intervals_and_resume(arrays, tmp_path):
     assert json.loads((tmp_path / "curve.json").read_text())["points"] == doc["points"]
     with pytest.raises(tk.DataError, match="other settings"):
         learning_curve(data, CurveConfig(per_class=[2], seeds=2, **{**FAST, "scratch_epochs": 2}), tmp_path)
+    old = json.loads((tmp_path / "curve.json").read_text())
+    del old["data_fingerprint"]
+    (tmp_path / "older").mkdir()
+    (tmp_path / "older" / "curve.json").write_text(json.dumps(old))
+    with pytest.raises(tk.DataError, match="from an older transferkit"):
+        learning_curve(data, CurveConfig(per_class=[2], seeds=2, **FAST), tmp_path / "older")
     with pytest.raises(tk.DataError, match="smallest class has"):
         learning_curve(data, CurveConfig(per_class=[50], **FAST), tmp_path / "other")
 

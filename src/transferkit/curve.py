@@ -190,6 +190,9 @@ def _load(path: Path, cfg: CurveConfig, fingerprint: str) -> dict[str, Any]:
     wanted = {k: v for k, v in asdict(cfg).items() if k not in free}
     if doc.get("format") != CURVE_FORMAT or same != wanted:
         raise DataError(f"{str(path)!r} holds a curve made with other settings; choose another --out or delete it.")
+    if "data_fingerprint" not in doc or any("correct" not in r for r in doc.get("runs", [])):
+        raise DataError(f"{str(path)!r} holds a curve from an older transferkit, which kept no per-image results; "
+                        f"choose another --out or delete it.")
     if doc.get("data_fingerprint") != fingerprint:
         raise DataError(f"{str(path)!r} holds a curve of other data (DATA, --test or --classes differ); choose "
                         f"another --out or delete it.")
