@@ -349,3 +349,29 @@ def test_each_epoch_gives_loader_workers_a_new_seed(monkeypatch):
 def test_early_stopping_needs_a_patience_of_at_least_one():
     with pytest.raises(tk.TransferkitError, match="patience in epochs, at least 1"):
         Trainer(TrainConfig(early_stopping=0), torch.device("cpu"), progress=False).fit(small_model(), small_dataset())
+
+
+def test_a_stage_that_stops_early_hands_its_best_weights_to_the_next(monkeypatch):
+    scores = iter([0.5, 0.9, 0.6, 0.7, 0.7])  # head stage: best after its 2nd epoch, then one bad epoch: stop
+    monkeypatch.setattr(Trainer, "validate", lambda self, *a: {"val_accuracy": next(scores), "val_loss": 1.0})
+    after_epoch, stage_starts = [], []
+    train_epoch, make_optimizer = Trainer._train_epoch, Trainer._optimizer
+
+    def epoch(self, net, model, *a, **k):
+        row = train_epoch(self, net, model, *a, **k)
+        after_epoch.append({k: v.clone() for k, v in model.state_dict().items()})
+        return row
+
+    def optimizer(self, model, stage):
+        stage_starts.append({k: v.clone() for k, v in model.state_dict().items()})
+        return make_optimizer(self, model, stage)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", epoch)
+    monkeypatch.setattr(Trainer, "_optimizer", optimizer)
+    cfg = TrainConfig(schedule="two-stage", head_epochs=4, epochs=1, early_stopping=1, batch_size=8)
+    history = Trainer(cfg, torch.device("cpu"), progress=False).fit(small_model(), small_dataset(), small_dataset(2))
+    assert [r["stage"] for r in history] == ["head", "head", "head", "fine-tune"] and history[2]["early_stopped"]
+    best, last = after_epoch[1], after_epoch[2]
+    start = stage_starts[1]
+    assert all(torch.equal(start[k], best[k]) for k in best)
+    assert not all(torch.equal(start[k], last[k]) for k in last)

@@ -68,7 +68,8 @@ class TrainConfig:
             exact averages over up to this many training images seen as at inference (no augmentation); 0: off.
             The momentum-averaged statistics lag behind weights that moved fast (a random initialisation, few
             steps) and then collapse eval-mode predictions (Wu & Johnson, "Rethinking 'Batch' in BatchNorm", 2021).
-        early_stopping: patience in epochs on ``monitor``; each stage stops early, the best weights are restored.
+        early_stopping: patience in epochs on ``monitor``; a stage that stops early hands its best weights (so far) to
+            the next, and the best weights are restored at the end.
         monitor: ``val_accuracy`` (higher is better) or ``val_loss`` (lower is better).
         precision: ``auto`` (bf16 on CUDA, fp32 on CPU), ``bf16`` or ``fp32``.
         batch_size: images per step.
@@ -277,6 +278,8 @@ class Trainer:
                 while pos["epoch_in_stage"] < stage.epochs:
                     if c.early_stopping is not None and es["bad_epochs"] >= c.early_stopping:
                         history[-1]["early_stopped"] = True
+                        if best_state is not None:  # the next stage starts from the best weights, not the last
+                            model.load_state_dict(best_state)
                         break
                     if pos["step_in_epoch"] == 0:
                         pos["epoch"] += 1
