@@ -122,6 +122,7 @@ def test_torchvision_vit_groups_run_input_to_output_with_block_layers():
     assert swin.layers == ["pre_logits"]  # channels-last inner maps are not offered as features
 
 
+@pytest.mark.filterwarnings("ignore:The default weight initialization of GoogleNet:FutureWarning")
 def test_torchvision_models_with_auxiliary_heads_give_features_in_train_mode():
     bb = create_backbone("torchvision:googlenet", pretrained=False)  # random init keeps its auxiliary classifiers
     out = bb.train()(torch.zeros(2, 3, 64, 64))

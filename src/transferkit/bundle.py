@@ -33,6 +33,7 @@ TRAINING_ITEMS_FILE = "training_items.safetensors"
 # Text backbones keep their tokenizer or vocabulary here (plain files: tokenizer.json, vocab, options as JSON),
 # so a bundle rebuilds its architecture offline without the package or hub it came from.
 ASSETS_DIR = "backbone_assets"
+STAGING_DIR = ".saving"  # a new bundle is written here in full, then moved over the old one
 
 
 def library_versions() -> dict[str, str]:
@@ -58,7 +59,8 @@ def save_bundle(model: Any, directory: str | os.PathLike[str], *, metrics: dict[
 
     Args:
         model: a fitted :class:`~transferkit.strategies.TransferClassifier`.
-        directory: created if needed; existing bundle files are replaced atomically.
+        directory: created if needed. The new bundle is written in full into a staging folder first and then moved
+            over the old one; a save killed midway leaves the old bundle, or (killed while moving) the new one.
         metrics: validation metrics to record (e.g. from :func:`transferkit.evaluate`).
         data: a description of the training data (name, sizes, skipped files).
         extra: any other JSON-ready facts to keep (e.g. the baseline comparison).
@@ -70,11 +72,22 @@ def save_bundle(model: Any, directory: str | os.PathLike[str], *, metrics: dict[
     Returns:
         The bundle directory.
     """
-    from .bundle_io import head_record
-
     model._check_fitted()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    stage = directory / STAGING_DIR
+    _discard(stage)
+    stage.mkdir()
+    _write_bundle(model, stage, metrics=metrics, data=data, extra=extra, training_items=training_items)
+    _commit(stage, directory)
+    return directory
+
+
+def _write_bundle(model: Any, directory: Path, *, metrics: dict[str, Any] | None, data: dict[str, Any] | None,
+                  extra: dict[str, Any] | None, training_items: bool) -> None:
+    """Every file of the bundle into ``directory`` (an empty staging folder), the JSON last."""
+    from .bundle_io import head_record
+
     backbone = model.backbone_
     tensors = {f"backbone.{k}": v.detach().cpu().contiguous() for k, v in backbone.trunk.state_dict().items()}
     head = head_record(model, directory)
@@ -119,8 +132,35 @@ def save_bundle(model: Any, directory: str | os.PathLike[str], *, metrics: dict[
                               for p in sorted((directory / ASSETS_DIR).rglob("*")) if p.is_file()})
     if (directory / SKLEARN_HEAD_FILE).exists() and head["type"] == "sklearn":
         meta["files"][SKLEARN_HEAD_FILE] = sha256_file(directory / SKLEARN_HEAD_FILE)
-    write_json_atomic(directory / META_FILE, meta)
-    return directory
+    write_json_atomic(directory / META_FILE, meta)  # last: a staging folder with a JSON is complete
+
+
+def _commit(stage: Path, directory: Path) -> None:
+    """Move a complete staged bundle over ``directory``'s bundle files, the JSON last, and drop the old ones it does
+    not have. Only renames, so the window in which a kill leaves a mix is tiny; and a staged bundle left complete by
+    such a kill is moved in by the next :func:`read_meta` (roll forward), so the new bundle is never lost."""
+    import shutil
+
+    for name in (WEIGHTS_FILE, SKLEARN_HEAD_FILE, TRAINING_ITEMS_FILE):
+        if (stage / name).exists():
+            os.replace(stage / name, directory / name)
+        else:
+            (directory / name).unlink(missing_ok=True)
+    old = directory / f".{ASSETS_DIR}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if (directory / ASSETS_DIR).exists():
+        (directory / ASSETS_DIR).rename(old)
+    if (stage / ASSETS_DIR).exists():
+        (stage / ASSETS_DIR).rename(directory / ASSETS_DIR)
+    os.replace(stage / META_FILE, directory / META_FILE)
+    shutil.rmtree(old, ignore_errors=True)
+    _discard(stage)
+
+
+def _discard(stage: Path) -> None:
+    import shutil
+
+    shutil.rmtree(stage, ignore_errors=True)
 
 
 def _write_training_items(model: Any, directory: Path) -> dict[str, Any] | None:
@@ -209,6 +249,8 @@ def read_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
     directory = Path(directory)
     if not directory.is_dir():
         raise BundleError(f"Bundle {str(directory)!r} does not exist; create one with `transferkit fit ... --out DIR`.")
+    if (directory / STAGING_DIR / META_FILE).is_file():  # a save killed while moving its files in: finish it
+        _commit(directory / STAGING_DIR, directory)
     path = directory / META_FILE
     if not path.is_file():
         raise BundleError(f"{str(directory)!r} is not a transferkit bundle (no {META_FILE}).")
