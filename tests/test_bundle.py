@@ -181,6 +181,15 @@ def test_directory_without_description(tmp_path):
         load_bundle(tmp_path)
 
 
+def test_a_bundle_naming_itself_as_its_architecture_is_refused(forest_bundle):
+    meta = json.loads((forest_bundle / "transferkit.json").read_text())
+    edit_meta(forest_bundle, backbone={**meta["backbone"], "arch_spec": f"bundle:{forest_bundle}"})
+    with pytest.raises(BundleError, match="names a bundle .* as its architecture"):
+        load_bundle(forest_bundle)
+    with pytest.raises(BundleError, match="names a bundle"):
+        create_backbone(f"bundle:{forest_bundle}")  # was endless recursion
+
+
 def test_invalid_json(forest_bundle):
     (forest_bundle / "transferkit.json").write_text("{not json")
     with pytest.raises(BundleError, match="not valid JSON"):

@@ -42,6 +42,8 @@ def architecture_spec(directory: Path, meta: dict[str, Any]) -> str:
     arch = info.get("arch_spec")
     if not arch:
         raise BundleError(f"Bundle {str(directory)!r} does not name its architecture; re-create it.")
+    if str(arch).startswith("bundle:"):  # an architecture is a model family, never a bundle (it could be itself)
+        raise BundleError(f"Bundle {str(directory)!r} names a bundle ({arch}) as its architecture; re-create it.")
     return str(arch)
 
 
