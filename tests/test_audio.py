@@ -146,6 +146,17 @@ def test_hf_wav2vec2_pooled_features_and_layers(tiny_wav2vec2: Path) -> None:
     torch.testing.assert_close(feats[1], alone[0], atol=1e-4, rtol=1e-4)  # padding does not change a clip
 
 
+def test_clips_shorter_than_the_models_shortest_input_are_skipped(tiny_wav2vec2: Path) -> None:
+    bb = create_backbone(f"hf:{tiny_wav2vec2}", max_seconds=0.4)
+    shortest = bb.min_samples
+    lengths = bb.trunk.model._get_feat_extract_output_lengths
+    assert int(lengths(torch.tensor(shortest))) == 1 and int(lengths(torch.tensor(shortest - 1))) == 0
+    ds = from_waveforms([tone(200, 0.3, 16000), np.zeros(shortest - 1, np.float32)], 16000, [0, 1])
+    out = tk.extract_features(bb, ds, cache=False, progress=False, max_bad_fraction=1.0)
+    # it crashed alone in a batch, and came back as an all-zero vector beside a longer clip
+    assert out.index.tolist() == [0] and "too short" in out.skipped[0][1]
+
+
 def test_hf_wav2vec2_groups_cover_every_parameter_once_and_freeze(tiny_wav2vec2: Path) -> None:
     bb = create_backbone(f"hf:{tiny_wav2vec2}")
     groups = bb.layer_groups()

@@ -128,3 +128,14 @@ def test_torchvision_models_with_auxiliary_heads_give_features_in_train_mode():
     out = bb.train()(torch.zeros(2, 3, 64, 64))
     assert isinstance(out, torch.Tensor) and out.shape == (2, bb.num_features)
     assert not any(name.startswith("aux") for name in bb.layers)
+
+
+def test_every_source_is_known_after_importing_one_source_module_first():
+    import subprocess
+    import sys
+
+    code = ("from transferkit.backbones.vectors import SIF_A\n"  # registers the vectors source alone
+            "import transferkit as tk\n"
+            "print(tk.create_backbone('timm:test_efficientnet', pretrained=False).spec)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "timm:test_efficientnet", proc.stderr[-500:]

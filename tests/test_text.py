@@ -205,6 +205,15 @@ def test_sif_weights_down_weight_frequent_words(tmp_path: Path) -> None:
     assert float(w[0]) == pytest.approx(SIF_A / (SIF_A + 1 / harmonic), rel=1e-5) and bool((w[1:] > w[:-1]).all())
     got = extract_features(bb, from_texts(["apple banana"]), cache=False, progress=False).features[0]
     np.testing.assert_allclose(got, [float(w[0]) / 2, float(w[1]) / 2, 0], rtol=1e-5)
+    # a SIF bundle reloads as SIF, and as a plain mean when asked: the weights come from the pooling, not the file
+    clf = tk.FeatureExtractionClassifier(bb, progress=False).fit(["apple banana", "car"] * 3, ["f", "c"] * 3)
+    clf.save(tmp_path / "sif")
+    again = create_backbone(f"bundle:{tmp_path / 'sif'}")
+    mean = create_backbone(f"bundle:{tmp_path / 'sif'}", pooling="mean")
+    text = from_texts(["apple banana"])
+    np.testing.assert_allclose(extract_features(again, text, cache=False, progress=False).features[0], got, rtol=1e-5)
+    np.testing.assert_allclose(extract_features(mean, text, cache=False, progress=False).features[0],
+                               [0.5, 0.5, 0], rtol=1e-5)
 
 
 def test_vectors_fine_tuning_updates_the_table(tmp_path: Path) -> None:

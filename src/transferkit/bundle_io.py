@@ -60,6 +60,8 @@ def backbone_from_bundle(directory: Path, meta: dict[str, Any], tensors: dict[st
     arch = architecture_spec(directory, meta)
     backbone = create_backbone(arch, pretrained=False, **options)
     state = {k.removeprefix("backbone."): v for k, v in tensors.items() if k.startswith("backbone.")}
+    derived = {n for n, _ in backbone.trunk.named_buffers()} - set(backbone.trunk.state_dict())
+    state = {k: v for k, v in state.items() if k not in derived}  # non-persistent buffers older bundles kept
     missing, unexpected = backbone.trunk.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise BundleError(

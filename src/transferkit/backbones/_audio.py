@@ -78,8 +78,9 @@ def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
 
 
 class _Clips(Dataset):
-    def __init__(self, ds: Any, indices: np.ndarray, sample_rate: int, max_samples: int):
+    def __init__(self, ds: Any, indices: np.ndarray, sample_rate: int, max_samples: int, min_samples: int = 1):
         self.ds, self.indices, self.sample_rate, self.max_samples = ds, indices, sample_rate, max_samples
+        self.min_samples = max(1, min_samples)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -90,7 +91,11 @@ class _Clips(Dataset):
             samples, rate = self.ds.load(i)
             # crop before resampling (cheaper on long files), with a little margin for the filter's edge
             keep = int(np.ceil(self.max_samples * rate / self.sample_rate)) + 1
-            return resample(samples[:keep], rate, self.sample_rate)[:self.max_samples], i, ""
+            clip = resample(samples[:keep], rate, self.sample_rate)[:self.max_samples]
+            if len(clip) < self.min_samples:
+                raise BadAudio(f"too short: {len(clip)} samples at {self.sample_rate} Hz, the model needs at least "
+                               f"{self.min_samples} ({1000 * self.min_samples / self.sample_rate:.0f} ms)")
+            return clip, i, ""
         except BadAudio as e:
             return None, i, e.reason
 
@@ -140,9 +145,10 @@ class AudioBackbone(PooledBackbone):
     modality = "audio"
 
     def __init__(self, trunk: nn.Module, *, prepare: Callable[[list[np.ndarray]], dict[str, torch.Tensor]] | None = None,
-                 export: Callable[[Path], str] | None = None, **kwargs: Any):
+                 export: Callable[[Path], str] | None = None, min_samples: int = 1, **kwargs: Any):
         super().__init__(trunk, export=export, **kwargs)
         self.prepare = prepare
+        self.min_samples = min_samples  # shorter clips (at the model's rate) give the model no frame at all
 
     def batches(self, dataset: Any, *, indices: Any = None, batch_size: int = 64, shuffle: bool = False,
                 num_workers: int = 0, pin_memory: bool = False, seed: int = 0, augment: str = "none") -> DataLoader:
@@ -150,7 +156,7 @@ class AudioBackbone(PooledBackbone):
         at the weights' sample rate; ``augment`` is ignored (the presets are image transforms)."""
         idx = np.arange(len(dataset)) if indices is None else np.asarray(indices)
         pre = self.preprocessing
-        return DataLoader(_Clips(dataset, idx, pre.sample_rate, pre.max_samples), batch_size=batch_size,
+        return DataLoader(_Clips(dataset, idx, pre.sample_rate, pre.max_samples, self.min_samples), batch_size=batch_size,
                           shuffle=shuffle, num_workers=num_workers, pin_memory=pin_memory,
                           collate_fn=AudioCollate(self.prepare), generator=torch.Generator().manual_seed(seed))
 

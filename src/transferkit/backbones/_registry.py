@@ -149,6 +149,12 @@ def source_descriptions() -> dict[str, str]:
 
 
 def _ensure_sources() -> None:
-    # Importing the source modules registers them; done lazily so `import transferkit` stays light.
-    if not _SOURCES:
+    # Importing the source modules registers them; done lazily so `import transferkit` stays light. Checked by
+    # module, not by an empty registry: importing one source module directly registers only that one.
+    import sys
+
+    if not all(f"{__package__}.{name}" in sys.modules for name in _SOURCE_MODULES):
         from . import bundle, hf, packaged, random, timm, torchvision, vectors  # noqa: F401
+
+
+_SOURCE_MODULES = ("bundle", "hf", "packaged", "random", "timm", "torchvision", "vectors")

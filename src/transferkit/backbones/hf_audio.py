@@ -59,6 +59,21 @@ def is_audio_model(name: str) -> bool:
     return "sampling_rate" in extractor and "size" not in extractor and "crop_size" not in extractor
 
 
+def _shortest_input(model: Any) -> int:
+    """The fewest samples for which the convolutional feature encoder yields one frame (400 for wav2vec2)."""
+    lengths: Any = model._get_feat_extract_output_lengths
+    low, high = 1, 1 << 16
+    if int(lengths(torch.tensor(high))) < 1:
+        return high
+    while low < high:  # the output length grows with the input: the smallest input with one frame
+        mid = (low + high) // 2
+        if int(lengths(torch.tensor(mid))) >= 1:
+            high = mid
+        else:
+            low = mid + 1
+    return low
+
+
 class FeatureExtractorPrepare:
     """Resampled clips → the model's inputs through its own feature extractor (picklable for loader workers)."""
 
@@ -190,7 +205,8 @@ def backbone_from_hf_audio(name: str, *, spec: str, arch_spec: str, pretrained: 
         return "hf"
 
     return AudioBackbone(
-        trunk, prepare=FeatureExtractorPrepare(extractor), export=export, spec=spec, arch_spec=arch_spec,
+        trunk, prepare=FeatureExtractorPrepare(extractor), export=export, min_samples=_shortest_input(model),
+        spec=spec, arch_spec=arch_spec,
         preprocessing=preprocessing, weights=weights, num_features=hidden,
         feature_layers=dict.fromkeys(layer_names, hidden),
         groups=_groups(trunk, layers_name, num_layers, bool(getattr(config, "do_stable_layer_norm", False))),

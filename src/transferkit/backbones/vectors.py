@@ -85,7 +85,9 @@ class BagOfVectors(nn.Module):
     def __init__(self, num_words: int, dim: int, word_weights: torch.Tensor):
         super().__init__()
         self.embedding = nn.EmbeddingBag(num_words, dim, mode="sum")
-        self.register_buffer("word_weights", word_weights.float())
+        # derived from the vocabulary and the pooling, not learned: rebuilt with the backbone, never saved (a bundle
+        # that kept them ran its training pooling even when loaded with another --pooling)
+        self.register_buffer("word_weights", word_weights.float(), persistent=False)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         ids, mask = inputs["ids"], inputs["mask"].float()
