@@ -384,3 +384,19 @@ def test_vectors_bundle_round_trip_and_bundle_backbone(tmp_path: Path) -> None:
     bb = create_backbone(f"bundle:{tmp_path / 'b'}")
     assert bb.modality == "text" and bb.weights.source == "bundle"
     torch.testing.assert_close(bb.trunk.embedding.weight, clf.backbone_.trunk.embedding.weight)
+
+
+def test_a_damaged_model_folder_is_one_line(tiny_bert: Path, tmp_path: Path) -> None:
+    import shutil
+
+    cut = tmp_path / "cut"
+    shutil.copytree(tiny_bert, cut)
+    (cut / "model.safetensors").write_bytes((tiny_bert / "model.safetensors").read_bytes()[:300])
+    with pytest.raises(tk.BackboneError, match="not a loadable transformers model directory"):
+        create_backbone(f"hf:{cut}")  # a SafetensorError traceback before
+    pooling = tmp_path / "pooling"
+    shutil.copytree(tiny_bert, pooling)
+    (pooling / "1_Pooling").mkdir()
+    (pooling / "1_Pooling" / "config.json").write_text("{oops")
+    with pytest.raises(tk.BackboneError, match="config.json' is not valid JSON"):
+        create_backbone(f"hf:{pooling}")  # a JSONDecodeError traceback before

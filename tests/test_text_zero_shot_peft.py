@@ -75,6 +75,9 @@ def test_zero_shot_labels_are_checked(tiny_bert: Path) -> None:
     tk.ZeroShotClassifier(f"hf:{tiny_bert}", labels="fruit,car,boat", progress=False).fit(texts, labels)  # extra: ok
     for bad, match in (({"labels": "fruit,fruit"}, "more than once"), ({"labels": "fruit"}, "at least two"),
                        ({"labels": None}, "needs labels"), ({"labels": "a,b", "template": "x"}, "template"),
+                       ({"labels": "a,b", "template": "{} and {}"}, "exactly once"),  # IndexError before
+                       ({"labels": "a,b", "template": "About {}: {topic}"}, "exactly once"),  # KeyError before
+                       ({"labels": "a,b", "template": "{{}}"}, "exactly once"),  # every label embedded alike
                        ({"labels": "a,b", "temperature": 0}, "temperature")):
         with pytest.raises(tk.TransferkitError, match=match):
             tk.ZeroShotClassifier(f"hf:{tiny_bert}", progress=False, **bad).fit()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,6 +171,15 @@ class _StopForward(Exception):
 
     def __init__(self, output: torch.Tensor):
         self.output = output
+
+
+def read_json(path: Path) -> Any:
+    """A model folder's JSON file, or a one-line :class:`BackboneError` naming the file when it is damaged."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BackboneError(f"{str(path)!r} is not valid JSON ({e}); the model folder is damaged: download or "
+                            f"re-create it.") from None
 
 
 def global_pool(x: torch.Tensor) -> torch.Tensor:

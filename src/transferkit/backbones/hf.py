@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from .._errors import BackboneError, OfflineError
 from .._utils import sha256_bytes, sha256_file
-from ._base import DEFAULT_LAYER, TextPreprocessing, WeightsInfo, state_dict_checksum
+from ._base import DEFAULT_LAYER, TextPreprocessing, WeightsInfo, read_json, state_dict_checksum
 from ._groups import name_and_cover_groups
 from ._registry import SourceEntry, register_source
 from ._text import POOLINGS, TextBackbone, check_text_options, pool_tokens
@@ -232,7 +233,7 @@ def _default_pooling(directory: Path | None) -> str:
         return "mean"
     cfg_path = directory / "1_Pooling" / "config.json"
     if cfg_path.is_file():
-        cfg = json.loads(cfg_path.read_text())
+        cfg = read_json(cfg_path)
         for mode in POOLINGS:
             if cfg.get(f"pooling_mode_{mode}_token" if mode == "cls" else f"pooling_mode_{mode}_tokens"):
                 return mode
@@ -276,7 +277,7 @@ def load_transformers(name: str, pretrained: bool, *, processor: str, what: str,
     if directory is not None:
         try:
             model, pre = load(True)
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, SafetensorError) as e:  # a cut model.safetensors: SafetensorError
             raise BackboneError(
                 f"{name!r} is not a loadable transformers {what} directory ({str(e).splitlines()[0]}); it needs "
                 f"{needs}."
@@ -343,7 +344,7 @@ def backbone_from_hf(
     model, tokenizer, directory, found_origin = _load(name, pretrained)
     options: dict[str, Any] = {}
     if directory is not None and (directory / OPTIONS_FILE).is_file():
-        options = json.loads((directory / OPTIONS_FILE).read_text())
+        options = read_json(directory / OPTIONS_FILE)
     pooling = pooling or options.get("pooling") or _default_pooling(directory)
     check_text_options(pooling, None, POOLINGS, spec)
     limits = [int(max_length or options.get("max_length") or DEFAULT_MAX_LENGTH)]

@@ -27,7 +27,7 @@ from torch import nn
 from .._errors import BackboneError
 from .._utils import sha256_file
 from ._audio import DEFAULT_MAX_SECONDS, AudioBackbone, AudioPreprocessing, masked_mean
-from ._base import DEFAULT_LAYER, WeightsInfo, state_dict_checksum
+from ._base import DEFAULT_LAYER, WeightsInfo, read_json, state_dict_checksum
 from ._groups import name_and_cover_groups
 
 AUDIO_MODEL_TYPES = ("wav2vec2", "wav2vec2-conformer", "hubert", "wavlm", "data2vec-audio", "unispeech",
@@ -44,7 +44,7 @@ def _config_files(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     for filename in ("config.json", "preprocessor_config.json"):
         path = Path(name) / filename if os.path.isdir(name) else _hub_file(name, filename)
         try:
-            found.append(json.loads(path.read_text()) if path is not None and path.is_file() else {})
+            found.append(read_json(path) if path is not None and path.is_file() else {})
         except (OSError, ValueError):
             found.append({})
     return found[0], found[1]
@@ -167,7 +167,7 @@ def backbone_from_hf_audio(name: str, *, spec: str, arch_spec: str, pretrained: 
     model, extractor, directory, origin = _load(name, pretrained)
     options: dict[str, Any] = {}
     if directory is not None and (directory / OPTIONS_FILE).is_file():
-        options = json.loads((directory / OPTIONS_FILE).read_text())
+        options = read_json(directory / OPTIONS_FILE)
     seconds = float(max_seconds or options.get("max_seconds") or DEFAULT_MAX_SECONDS)
     if seconds <= 0:
         raise BackboneError(f"max_seconds must be positive. Got {seconds} instead.")

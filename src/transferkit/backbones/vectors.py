@@ -27,7 +27,7 @@ from torch import nn
 
 from .._errors import BackboneError
 from .._utils import sha256_bytes, sha256_file
-from ._base import TextPreprocessing, WeightsInfo, state_dict_checksum
+from ._base import TextPreprocessing, WeightsInfo, read_json, state_dict_checksum
 from ._registry import SourceEntry, register_source
 from ._text import TextBackbone, check_text_options
 
@@ -230,8 +230,8 @@ def create(name: str, *, pretrained: bool = True, pooling: str | None = None, lo
         if not (options_path.is_file() and vocab_path.is_file()):
             raise BackboneError(f"{name!r} is a folder without {VOCAB_FILE} and {OPTIONS_FILE}; pass a word-vector "
                                 "file (GloVe .txt, fastText .vec, word2vec .bin).")
-        options = json.loads(options_path.read_text())
-        words = json.loads(vocab_path.read_text())
+        options = read_json(options_path)
+        words = read_json(vocab_path)
         return backbone_from_vectors(words, None, spec=f"vectors:{name}", arch_spec=f"vectors:{name}", licence="",
                                      origin="", pooling=pooling or options["pooling"], dim=options["dim"],
                                      lowercase=options["lowercase"] if lowercase is None else lowercase,

@@ -107,8 +107,14 @@ class ZeroShotClassifier(TransferClassifier):
     def _check_params(self) -> list[tuple[str, str]]:
         if self.labels is None:
             raise TransferkitError("ZeroShotClassifier needs labels, e.g. labels='sports,cooking' (--labels).")
-        if "{}" not in self.template:
-            raise TransferkitError(f"template must contain '{{}}' where the label goes. Got {self.template!r} instead.")
+        probe = "\x00label\x00"
+        try:
+            placed = self.template.format(probe)
+        except (IndexError, KeyError, ValueError):
+            placed = ""
+        if placed.count(probe) != 1:  # also "{} and {}", "About {}: {topic}" and "{{}}" (no label put in)
+            raise TransferkitError(f"template must contain '{{}}' exactly once, where the label goes, and no other "
+                                   f"braces (write a literal brace as '{{{{'). Got {self.template!r} instead.")
         if not self.temperature > 0:
             raise TransferkitError(f"temperature must be > 0. Got {self.temperature!r} instead.")
         return parse_labels(self.labels)
