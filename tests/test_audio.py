@@ -119,6 +119,8 @@ def test_from_waveforms_mono_downmix_and_keys() -> None:
     assert ds.content_key(0) != from_waveforms([stereo], 16000, ["a"]).content_key(0)  # the rate is part of it
     with pytest.raises(tk.DataError, match="sample_rate"):
         AudioDataset([tone(300, 0.1, 8000)], None)
+    channels_first = from_waveforms([stereo.T], 8000, ["a"])  # (2, T), as torchaudio loads it: not a 2-sample clip
+    assert channels_first.load(0)[0].shape == (1600,)
 
 
 # -- hf: wav2vec2 ---------------------------------------------------------------------------------------------

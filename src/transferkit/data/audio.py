@@ -65,8 +65,8 @@ def read_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
 
 def _mono(samples: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
     a = np.asarray(samples)
-    if a.ndim == 2:
-        a = a.mean(axis=1)
+    if a.ndim == 2:  # (T, channels) as soundfile reads; (channels, T) as torchaudio and librosa give it
+        a = a.mean(axis=0 if a.shape[0] <= 8 < a.shape[1] else 1)
     if a.ndim != 1:
         raise BadAudio(f"array of shape {np.asarray(samples).shape} is not a waveform; expected (T,) or (T, channels)")
     if a.size == 0:
@@ -81,7 +81,7 @@ class AudioDataset:
     """Clips (file paths, or 1-D arrays at ``sample_rate``) with integer labels into ``classes``.
 
     Attributes:
-        items: file paths, or waveforms ``(T,)`` / ``(T, channels)`` as arrays.
+        items: file paths, or waveforms ``(T,)`` / ``(T, channels)`` / ``(channels, T)`` (up to 8 channels) as arrays.
         labels: ``(N,)`` integer class indices, or None for unlabeled inputs.
         classes: class names; ``labels`` index into it.
         name: where the data came from, for summaries.
