@@ -137,20 +137,15 @@ def test_a_killed_resave_loses_neither_bundle(image_folder, tmp_path, monkeypatc
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
 
-    # killed while writing the new files: they are all in the staging folder, the old bundle is untouched
-    monkeypatch.setattr(bundle_module, "_write_bundle", killed)
-    with pytest.raises(KeyboardInterrupt):
-        save_bundle(second, tmp_path / "b")
-    monkeypatch.undo()
-    np.testing.assert_allclose(load_bundle(tmp_path / "b", cache=False, progress=False).predict_proba(ds),
-                               first.predict_proba(ds), atol=1e-6)
-    # killed after staging the new bundle completely, before or while moving it in: the next read finishes the move
-    monkeypatch.setattr(bundle_module, "_commit", killed)
-    with pytest.raises(KeyboardInterrupt):
-        save_bundle(second, tmp_path / "b")
-    monkeypatch.undo()
-    np.testing.assert_allclose(load_bundle(tmp_path / "b", cache=False, progress=False).predict_proba(ds),
-                               second.predict_proba(ds), atol=1e-6)
+    # killed while writing the new files (all in the staging folder): the old bundle is untouched; killed after
+    # staging the new bundle completely, before or while moving it in: the next read finishes the move
+    for step, expected in (("_write_bundle", first), ("_commit", second)):
+        monkeypatch.setattr(bundle_module, step, killed)
+        with pytest.raises(KeyboardInterrupt):
+            save_bundle(second, tmp_path / "b")
+        monkeypatch.undo()
+        np.testing.assert_allclose(load_bundle(tmp_path / "b", cache=False, progress=False).predict_proba(ds),
+                                   expected.predict_proba(ds), atol=1e-6)
     assert not (tmp_path / "b" / ".saving").exists()
     assert "head.skops" not in {p.name for p in (tmp_path / "b").iterdir()}  # the forest's head went with it
 
