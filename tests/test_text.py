@@ -216,6 +216,17 @@ def test_sif_weights_down_weight_frequent_words(tmp_path: Path) -> None:
                                [0.5, 0.5, 0], rtol=1e-5)
 
 
+def test_words_the_vectors_lack_count_through_their_clitics(tmp_path: Path) -> None:
+    from transferkit.backbones.vectors import VectorsEncoder, split_clitic
+
+    assert split_clitic("don't") == ["do", "n't"] and split_clitic("dog's") == ["dog", "'s"]
+    enc = VectorsEncoder({"do": 0, "n't": 1, "dog": 2, "'s": 3, "rock'n'roll": 4, "like": 5})
+    # GloVe 6B has neither "don't" nor "dog's": they were dropped as unknown words before
+    assert enc.ids("I don’t like my dog's rock'n'roll") == ([0, 1, 5, 2, 3, 4], 6, 2)  # "i" and "my" unknown
+    report = enc.report(["don't", "zzz"])
+    assert report["oov_tokens"] == 1 and report["tokens"] == 2
+
+
 def test_vectors_fine_tuning_updates_the_table(tmp_path: Path) -> None:
     texts = ["apple banana"] * 6 + ["car"] * 6
     clf = tk.FineTuneClassifier(f"vectors:{write_vectors(tmp_path, 'glove')}", head_epochs=1, epochs=1,

@@ -86,7 +86,7 @@ class TextPreprocessing:
 
     Attributes:
         tokenizer: what splits texts into tokens (``wordpiece``, ``bpe``, ... from the model's tokenizer, or
-            ``regex-words`` for word vectors).
+            ``regex-words+clitics`` for word vectors).
         pooling: how token vectors become one vector per text: ``mean`` (over real tokens), ``cls``, ``max``
             (transformers) or ``mean``/``sif`` (word vectors).
         max_length: tokens kept per text (longer texts are truncated); None for no limit.

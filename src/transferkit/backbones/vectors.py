@@ -39,8 +39,17 @@ OPTIONS_FILE = "transferkit_text.json"
 
 
 def tokenize(text: str, lowercase: bool = True) -> list[str]:
-    """The documented word tokenizer: optional lowercasing, then ``\\w+(?:['’]\\w+)*`` matches."""
+    """The documented word tokenizer: optional lowercasing, then ``\\w+(?:['’]\\w+)*`` matches (a word the vectors
+    lack is then looked up as its Penn Treebank parts, :func:`split_clitic`)."""
     return TOKEN_PATTERN.findall(text.lower() if lowercase else text)
+
+
+def split_clitic(token: str) -> list[str]:
+    """``don't`` → ``do``, ``n't``; ``dog's`` → ``dog``, ``'s``: the Penn Treebank split GloVe's corpora used."""
+    if token.endswith("n't") and len(token) > 3:
+        return [token[:-3], "n't"]
+    stem, _, suffix = token.rpartition("'")
+    return [stem, f"'{suffix}"] if stem and suffix else [token]
 
 
 class VectorsEncoder:
@@ -50,10 +59,19 @@ class VectorsEncoder:
         self.vocab = vocab
         self.lowercase = lowercase
 
-    def ids(self, text: str) -> tuple[list[int], int]:
+    def ids(self, text: str) -> tuple[list[int], int, int]:
+        """``(ids of the known words, tokens, unknown tokens)``; a token missing from the vocabulary whose clitic
+        the vocabulary splits off (GloVe: ``do`` + ``n't``, ``dog`` + ``'s``) counts through its parts."""
         tokens = tokenize(text, self.lowercase)
-        ids = [i for i in (self.vocab.get(t) for t in tokens) if i is not None]
-        return ids, len(tokens)
+        ids: list[int] = []
+        unknown = 0
+        for token in tokens:
+            token = token.replace("’", "'")
+            parts = [token] if token in self.vocab or "'" not in token else split_clitic(token)
+            known = [self.vocab[part] for part in parts if part in self.vocab]
+            ids.extend(known)
+            unknown += not known
+        return ids, len(tokens), unknown
 
     def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
         rows = [self.ids(t)[0] for t in texts]
@@ -69,9 +87,9 @@ class VectorsEncoder:
         """Tokens, out-of-vocabulary tokens (and their fraction of all tokens), texts with no known token."""
         tokens = oov = empty = 0
         for text in texts:
-            ids, n = self.ids(text)
+            ids, n, unknown = self.ids(text)
             tokens += n
-            oov += n - len(ids)
+            oov += unknown
             empty += not ids
         return {"texts": len(texts), "tokens": tokens, "oov_tokens": oov,
                 "oov_fraction": round(oov / tokens, 6) if tokens else 0.0, "texts_without_known_words": empty}
@@ -198,7 +216,7 @@ def backbone_from_vectors(
         origin=origin if pretrained else "random init", checksum=checksum or state_dict_checksum(trunk),
         source_task=source_task if pretrained else "",
     )
-    preprocessing = TextPreprocessing(tokenizer="regex-words", pooling=pooling, max_length=None, lowercase=lowercase,
+    preprocessing = TextPreprocessing(tokenizer="regex-words+clitics", pooling=pooling, max_length=None, lowercase=lowercase,
                                       tokenizer_sha256=sha256_bytes("\n".join(words).encode()))
 
     def export(target: Path) -> str:

@@ -57,6 +57,11 @@ class ExtractedFeatures:
         return out
 
 
+# Raised whenever this library's code starts computing different features from the same weights and inputs (2: word
+# vectors count clitics, 2026-11-30), so no cache written by an older version is ever read.
+FEATURES_VERSION = 2
+
+
 def cache_key(backbone: Backbone, layer: str | None, device: torch.device | None = None) -> dict[str, Any]:
     """What makes two feature vectors interchangeable: exact weights, layer, preprocessing and the precision of the
     forward pass (bf16 autocast on CUDA, fp32 elsewhere: features that differ by more than a cache should hide)."""
@@ -67,6 +72,7 @@ def cache_key(backbone: Backbone, layer: str | None, device: torch.device | None
         "layer": backbone._check_layer(layer),
         "preprocessing": backbone.preprocessing.to_dict(),
         "precision": "bf16" if device is not None and device.type == "cuda" else "fp32",
+        "version": FEATURES_VERSION,
     }
 
 
