@@ -87,11 +87,12 @@ def move_to(x: Any, device: torch.device) -> Any:
     return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
 
-def autocast(device: torch.device, enabled: bool | None = None) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on CUDA (default on), off on CPU unless asked: CPU bf16 is often slower."""
-    if enabled is None:
-        enabled = device.type == "cuda"
-    if not enabled:
+def autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast for ``precision`` ``bf16``, none for ``fp32``; ``auto``: on CUDA, off on CPU (CPU bf16 is often
+    slower)."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise TransferkitError(f"precision must be auto, bf16 or fp32. Got {precision!r} instead.")
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 

@@ -10,6 +10,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,7 @@ def save_bundle(model: Any, directory: str | os.PathLike[str], *, metrics: dict[
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     stage = directory / STAGING_DIR
-    _discard(stage)
+    shutil.rmtree(stage, ignore_errors=True)  # what a save killed before its JSON left
     stage.mkdir()
     _write_bundle(model, stage, metrics=metrics, data=data, extra=extra, training_items=training_items)
     _commit(stage, directory)
@@ -91,8 +92,6 @@ def _write_bundle(model: Any, directory: Path, *, metrics: dict[str, Any] | None
     backbone = model.backbone_
     tensors = {f"backbone.{k}": v.detach().cpu().contiguous() for k, v in backbone.trunk.state_dict().items()}
     head = head_record(model, directory)
-    if head["type"] != "sklearn":  # a head.skops left by an earlier save into this directory is not this model's
-        (directory / SKLEARN_HEAD_FILE).unlink(missing_ok=True)
     if head.get("module") is not None:
         tensors.update({f"head.{k}": v.detach().cpu().contiguous() for k, v in head.pop("module").state_dict().items()})
     else:
@@ -101,8 +100,6 @@ def _write_bundle(model: Any, directory: Path, *, metrics: dict[str, Any] | None
         save_file(tensors, str(tmp), metadata={"format": BUNDLE_FORMAT})
     assets = _write_assets(backbone, directory)
     items = _write_training_items(model, directory) if training_items else None
-    if items is None:
-        (directory / TRAINING_ITEMS_FILE).unlink(missing_ok=True)
     meta = {
         "format": BUNDLE_FORMAT,
         "format_version": BUNDLE_FORMAT_VERSION,
@@ -139,8 +136,6 @@ def _commit(stage: Path, directory: Path) -> None:
     """Move a complete staged bundle over ``directory``'s bundle files, the JSON last, and drop the old ones it does
     not have. Only renames, so the window in which a kill leaves a mix is tiny; and a staged bundle left complete by
     such a kill is moved in by the next :func:`read_meta` (roll forward), so the new bundle is never lost."""
-    import shutil
-
     for name in (WEIGHTS_FILE, SKLEARN_HEAD_FILE, TRAINING_ITEMS_FILE):
         if (stage / name).exists():
             os.replace(stage / name, directory / name)
@@ -154,12 +149,6 @@ def _commit(stage: Path, directory: Path) -> None:
         (stage / ASSETS_DIR).rename(directory / ASSETS_DIR)
     os.replace(stage / META_FILE, directory / META_FILE)
     shutil.rmtree(old, ignore_errors=True)
-    _discard(stage)
-
-
-def _discard(stage: Path) -> None:
-    import shutil
-
     shutil.rmtree(stage, ignore_errors=True)
 
 
@@ -201,25 +190,15 @@ def read_training_items(directory: str | os.PathLike[str], meta: dict[str, Any],
 
 
 def _write_assets(backbone: Any, directory: Path) -> dict[str, str] | None:
-    """Export a text backbone's tokenizer/vocabulary into ``ASSETS_DIR`` (atomically replaced)."""
-    import shutil
-    import tempfile
-
-    tmp = Path(tempfile.mkdtemp(prefix=".assets-", dir=directory))
-    try:
-        prefix = backbone.export_assets(tmp)
-        if prefix is None:
-            return None
-        target = directory / ASSETS_DIR
-        old = directory / f".{ASSETS_DIR}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        if target.exists():
-            target.rename(old)
-        tmp.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-        return {"source": prefix, "dir": ASSETS_DIR}
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    """Export a text backbone's tokenizer/vocabulary into ``ASSETS_DIR`` of the (staging) ``directory``; None when
+    the backbone has none (:func:`_commit` swaps the folder in with the rest)."""
+    target = directory / ASSETS_DIR
+    target.mkdir()
+    prefix = backbone.export_assets(target)
+    if prefix is None:
+        shutil.rmtree(target)
+        return None
+    return {"source": prefix, "dir": ASSETS_DIR}
 
 
 def update_bundle_meta(directory: str | os.PathLike[str], **fields: Any) -> dict[str, Any]:

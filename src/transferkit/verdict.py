@@ -190,8 +190,8 @@ def transfer_verdict(transfer: list[Any] | Any, scratch: list[Any] | Any, valida
         context: what was transferred (``strategy``, ``backbone``, ``layer``, ``layers``): shapes the advice.
 
     Returns:
-        A :class:`Verdict`. With one model each, the interval is a paired bootstrap over images; with several, a
-        crossed bootstrap over seeds and images (:func:`crossed_bootstrap`).
+        A :class:`Verdict`. With one model each, the interval is a paired bootstrap over images; with several, the
+        wider of a crossed bootstrap over seeds and images and a t-interval over seeds (:func:`gain_interval`).
     """
     transfers = transfer if isinstance(transfer, list) else [transfer]
     scratches = scratch if isinstance(scratch, list) else [scratch]

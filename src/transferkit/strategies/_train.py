@@ -60,7 +60,7 @@ def predict_logits(model: TransferModel, ds: ImageDataset, device: torch.device,
         for batch in loader:
             skipped.extend((ds.describe(i), reason) for i, reason in batch["bad"])
             if len(batch["index"]):
-                with autocast(device, {"auto": None, "bf16": True, "fp32": False}.get(precision)):
+                with autocast(device, precision):
                     outs.append(model(move_to(batch["inputs"], device)).float().cpu().numpy())
                 index.extend(batch["index"].tolist())
             advance(len(batch["index"]) + len(batch["bad"]))

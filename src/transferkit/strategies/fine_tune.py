@@ -32,7 +32,8 @@ from ..data import ImageDataset, check_trainable, stratified_split
 from ..data.seen import training_digests
 from ..features.extract import DEFAULT_MAX_BAD_FRACTION, check_bad_fraction
 from ..heads import build_head_module
-from ..training import TrainConfig, Trainer, load_checkpoint
+from ..training import TrainConfig, Trainer
+from ..training.checkpoint import checkpoint_config
 from ._base import TransferClassifier, as_dataset, class_values
 from ._train import TransferModel, predict_logits, scan_images
 from .feature_extraction import resolve_backbone
@@ -227,9 +228,9 @@ class FineTuneClassifier(TransferClassifier):
         run_dir = Path(self.run_dir) if self.run_dir else None
         lr_found = None
         if self.lr_find and resume and run_dir is not None:  # the rate the interrupted run found, not a new search
-            checkpoint = load_checkpoint(run_dir)
-            if checkpoint is not None:
-                lr_found = {"suggested_lr": checkpoint[1]["config"]["lr_head"], "steps": None, "resumed": True}
+            recorded = checkpoint_config(run_dir)
+            if recorded is not None:
+                lr_found = {"suggested_lr": recorded["lr_head"], "steps": None, "resumed": True}
         elif self.lr_find:
             lr_found = self._find_head_lr(model, train)
         if lr_found is not None:

@@ -115,13 +115,11 @@ def load_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, A
     replaced), the newest older one that verifies is used: resuming from it replays the steps in between exactly.
     """
     root = run_dir / "checkpoints"
-    pointer = root / "latest"
-    if not pointer.is_file():
+    candidates = _newest_first(root)
+    if not candidates:
         return None
-    named = root / pointer.read_text().strip()
-    older = sorted((p for p in root.glob("step-*") if p.is_dir() and p != named), reverse=True)
     problem = ""
-    for directory in [named, *older]:
+    for directory in candidates:
         try:
             meta = json.loads((directory / "state.json").read_text())
             if sha256_file(directory / "state.safetensors") != meta.get("tensors_sha256"):
@@ -130,3 +128,23 @@ def load_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         except (OSError, ValueError, SafetensorError) as e:
             problem = problem or f"{str(directory)!r} is damaged ({e})"
     raise TransferkitError(f"Checkpoint {problem}, and no older one is complete; delete {str(root)!r} to start over.")
+
+
+def checkpoint_config(run_dir: Path) -> dict[str, Any] | None:
+    """The training settings the run's checkpoints record, read without loading any tensor; None when none is
+    readable (every checkpoint of one run records the same settings)."""
+    for directory in _newest_first(run_dir / "checkpoints"):
+        try:
+            return dict(json.loads((directory / "state.json").read_text())["config"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def _newest_first(root: Path) -> list[Path]:
+    """The checkpoint ``latest`` names, then the older ones, newest first; [] when there is no ``latest``."""
+    pointer = root / "latest"
+    if not pointer.is_file():
+        return []
+    named = root / pointer.read_text().strip()
+    return [named, *sorted((p for p in root.glob("step-*") if p.is_dir() and p != named), reverse=True)]

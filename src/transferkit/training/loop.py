@@ -24,7 +24,7 @@ from torch import nn
 from .._dist import accelerator, all_reduce_sum, is_main_process, launched_distributed, rank_and_world
 from .._errors import TransferkitError
 from .._progress import progress_bar
-from .._utils import atomic_path, move_to
+from .._utils import atomic_path, autocast, move_to
 from ..data import ImageDataset
 from .augment import batch_mix
 from .checkpoint import (
@@ -170,11 +170,7 @@ class Trainer:
         return torch.randperm(len(labels), generator=g)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        p = self.config.precision
-        if p not in ("auto", "bf16", "fp32"):
-            raise TransferkitError(f"precision must be auto, bf16 or fp32. Got {p!r} instead.")
-        use = p == "bf16" or (p == "auto" and self.device.type == "cuda")
-        return torch.autocast(self.device.type, dtype=torch.bfloat16) if use else contextlib.nullcontext()
+        return autocast(self.device, self.config.precision)
 
     def _optimizer(self, model: Any, stage: Stage) -> torch.optim.Optimizer:
         c = self.config

@@ -63,7 +63,7 @@ def build_plan(
     groups = backbone.groups_for(layer)
     if unfreeze_top is not None:
         if not 0 <= unfreeze_top <= len(groups):
-            below = f" up to --layer {layer}" if layer not in (None, "", "last", "pre_logits") else ""
+            below = f" up to --layer {layer}" if len(groups) < len(backbone.layer_groups()) else ""
             raise TransferkitError(
                 f"--unfreeze-top must be between 0 and {len(groups)} (the groups of {backbone.spec}{below}). "
                 f"Got {unfreeze_top} instead."
