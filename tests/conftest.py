@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import random
 from pathlib import Path
@@ -70,3 +71,32 @@ def arrays() -> tuple[np.ndarray, np.ndarray]:
             images.append(np.asarray(make_image(color, seed=1000 + 100 * c + i)))
             labels.append(c)
     return np.stack(images), np.array(labels)
+
+
+def bad_files() -> dict[str, tuple[str, bytes]]:
+    """What a folder of images can hold that no decoder reads, by kind: ``(file name, bytes)``."""
+    png, jpeg = io.BytesIO(), io.BytesIO()
+    make_image(COLORS["red"], seed=99, size=48).save(png, "PNG")
+    make_image(COLORS["red"], seed=99, size=48).save(jpeg, "JPEG", quality=90)
+    return {
+        "corrupt bytes": ("corrupt.png", b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 20),
+        "truncated PNG": ("cut.png", png.getvalue()[: len(png.getvalue()) // 2]),
+        "truncated JPEG": ("cut.jpg", jpeg.getvalue()[: len(jpeg.getvalue()) // 2]),
+        "zero-byte": ("empty.png", b""),
+        "text named .png": ("notes.png", b"these are my notes, not pixels\n"),
+    }
+
+
+# what macOS leaves in a folder: Finder's view settings and AppleDouble resource forks ("._" + the file's name)
+HIDDEN_FILES = {".DS_Store": b"\0\0\0\1Bud1" + b"\0" * 60, "._0.png": b"\0\5\26\7\0\2\0\0Mac OS X" + b"\0" * 60}
+
+
+def small_set(root: Path, extra: dict[str, bytes] | None = None) -> Path:
+    """``root/{blue,red}/<n>.png``: 2 classes x 4 images, plus ``extra`` files (name: bytes) in ``red``."""
+    for c, name in enumerate(("red", "blue")):
+        (root / name).mkdir(parents=True)
+        for i in range(4):
+            make_image(COLORS[name], seed=10 * c + i).save(root / name / f"{i}.png")
+    for name, data in (extra or {}).items():
+        (root / "red" / name).write_bytes(data)
+    return root

@@ -14,7 +14,7 @@ import pytest
 from transferkit import load_bundle
 from transferkit.cli import main
 
-from .conftest import TINY
+from .conftest import HIDDEN_FILES, TINY, bad_files, small_set
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -125,6 +125,39 @@ def test_predict_skips_an_unreadable_input(capsys, image_folder, tmp_path):
     assert len(result["predictions"]) == 1 and [s["input"] for s in result["skipped"]] == [str(broken)]
     code, out, err = cli(capsys, "predict", tmp_path / "b", broken, "--no-progress")
     assert_user_error((code, "", err), "None of the 1 inputs")
+
+
+def test_one_unreadable_file_in_a_small_set_is_left_out_before_the_split(capsys, tmp_path):
+    """2 classes x 4 images + 1 unreadable: wherever the split would have put it, the fit and its verdict run."""
+    from transferkit.data import from_folder, stratified_split
+
+    name, data = bad_files()["truncated JPEG"]
+    root = small_set(tmp_path / "data", {name: data})
+    # a seed that splits the 9 files with the bad one among the 2 validation images: the verdict was left with 1
+    seed = next(s for s in range(100) if name in {p.name for p in stratified_split(from_folder(root), seed=s)[1].items})
+    run = ["--seed", seed, "--backbone", TINY, "--random-init", "--no-progress", "--baseline-epochs", "1",
+           "--baseline-image-size", "32", "--json"]
+    line = assert_user_error(cli(capsys, "fit", root, "--out", tmp_path / "strict", *run),
+                             r"1 of 9 images .*could not be read \(11% > --max-bad 10%\)")
+    assert name in line and not (tmp_path / "strict").exists()
+    code, out, err = cli(capsys, "fit", root, "--out", tmp_path / "b", "--max-bad", "0.2", *run)
+    assert code == 0, err
+    result = one_json(out)
+    assert (result["train_images"], result["val_images"]) == (6, 2)
+    assert [Path(s["input"]).name for s in result["skipped"]] == [name]
+    assert result["verdict"]["verdict"] in ("positive", "neutral", "negative")
+
+
+def test_hidden_files_in_a_class_folder_are_not_inputs(capsys, tmp_path):
+    root = small_set(tmp_path / "data", HIDDEN_FILES)
+    code, out, err = cli(capsys, "fit", root, *FIT_TINY, "--out", tmp_path / "b", "--json")  # default --max-bad
+    assert code == 0, err
+    result = one_json(out)
+    assert result["skipped"] == [] and result["train_images"] + result["val_images"] == 8
+    code, out, _ = cli(capsys, "predict", tmp_path / "b", root / "red", "--json", "--no-progress")
+    assert code == 0
+    prediction = one_json(out)
+    assert len(prediction["predictions"]) == 4 and prediction["skipped"] == []
 
 
 # -- user mistakes: exit 2, one line on stderr, no traceback --------------------------------------------------

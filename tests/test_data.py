@@ -21,6 +21,7 @@ from transferkit.data import (
     ImageDataset,
     build_transform,
     check_trainable,
+    drop_unreadable,
     from_arrays,
     from_csv,
     from_folder,
@@ -34,7 +35,7 @@ from transferkit.data import (
 )
 from transferkit.data.loader import image_loader
 
-from .conftest import COLORS, make_image
+from .conftest import COLORS, HIDDEN_FILES, bad_files, make_image, small_set
 
 RGB_32 = Preprocessing(input_size=(3, 32, 32), crop_pct=0.875)
 GRAY_28 = Preprocessing(
@@ -375,6 +376,48 @@ def test_an_empty_class_folder_is_left_out_and_reported(tmp_path: Path):
     (tmp_path / "c" / ".keep").write_text("")
     ds = from_folder(tmp_path)
     assert ds.classes == ["a", "b"] and ds.skipped == [(str(tmp_path / "c"), "empty class folder, left out")]
+
+
+# -- unreadable files, before any split -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", list(bad_files()))
+def test_an_unreadable_file_is_dropped_and_listed_before_the_split(tmp_path: Path, kind: str):
+    name, data = bad_files()[kind]
+    ds = from_folder(small_set(tmp_path, {name: data}))
+    assert len(ds) == 9
+    readable = drop_unreadable(ds, max_bad_fraction=0.2)
+    assert readable.class_counts() == {"blue": 4, "red": 4}
+    assert name not in {p.name for p in readable.items}
+    ((listed, reason),) = readable.skipped
+    assert Path(listed).name == name
+    expected = {"zero-byte": "zero-byte", "text named .png": "not an image"}.get(kind, "corrupt or truncated")
+    assert expected in reason
+    assert all(readable.load(i) for i in range(len(readable)))  # what a split gets is all readable
+
+
+def test_drop_unreadable_guards_the_fraction_and_leaves_out_unreadable_classes(tmp_path: Path, arrays):
+    ds = from_folder(small_set(tmp_path / "one", {"empty.png": b""}))
+    with pytest.raises(DataError, match=r"1 of 9 images .* \(11% > --max-bad 10%\).*empty\.png \(zero-byte file\)"):
+        drop_unreadable(ds, max_bad_fraction=0.1)
+
+    root = small_set(tmp_path / "three")
+    (root / "green").mkdir()
+    for i in range(2):
+        (root / "green" / f"{i}.png").write_bytes(b"")
+    readable = drop_unreadable(from_folder(root))
+    assert readable.classes == ["blue", "red"] and readable.class_counts() == {"blue": 4, "red": 4}
+    assert [readable.classes[label] for label in readable.labels] == [p.parent.name for p in readable.items]
+    assert ("green", "class left out: none of its images could be read") in readable.skipped
+
+    in_memory = from_arrays(*arrays)
+    assert drop_unreadable(in_memory) is in_memory  # arrays were checked when they were read
+
+
+def test_hidden_files_in_a_class_folder_are_not_images(tmp_path: Path):
+    ds = from_folder(small_set(tmp_path, HIDDEN_FILES))
+    assert len(ds) == 8 and not any(p.name.startswith(".") for p in ds.items)
+    assert drop_unreadable(ds, max_bad_fraction=0.0) is ds
 
 
 # -- from_arrays ------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from .bundle import load_bundle, read_meta, save_bundle, update_bundle_meta
 from .data import (
     ImageDataset,
     TextDataset,
+    drop_unreadable,
     load_embedded,
     open_dataset,
     per_class,
@@ -229,12 +230,14 @@ def zero_shot_bundle(cfg: FitConfig) -> dict[str, Any]:
 
 
 def prepare_data(cfg: FitConfig) -> tuple[ImageDataset, ImageDataset, ImageDataset]:
-    """``(all data, train split, validation split)`` after optional few-shot subsampling."""
+    """``(all data, train split, validation split)`` after optional few-shot subsampling; unreadable images are
+    left out before the split (listed in the first's ``skipped``), so neither side holds one."""
     data = open_dataset(cfg.data, text_column=cfg.text_column, label_column=cfg.label_column, encoding=cfg.encoding)
     if cfg.classes:
         data = select_classes(data, cfg.classes)
     if cfg.per_class is not None:
         data = per_class(data, cfg.per_class, seed=cfg.seed)
+    data = drop_unreadable(data, max_bad_fraction=cfg.max_bad_fraction, num_workers=cfg.num_workers)
     train, val = stratified_split(data, cfg.val_fraction, seed=cfg.seed)
     return data, train, val
 

@@ -1,6 +1,6 @@
 """Datasets: folders, CSVs, arrays, Fashion-MNIST and the embedded subset; splits; safe image reading."""
 
-from ._dataset import BadImage, ImageDataset, check_trainable
+from ._dataset import BadImage, ImageDataset, check_trainable, drop_unreadable
 from ._images import array_to_image, open_image, to_mode
 from .audio import AudioDataset, BadAudio, from_audio_files, from_audio_folder, from_waveforms
 from .sources import from_arrays, from_csv, from_folder, load_embedded, load_fashion_mnist, open_dataset
@@ -9,8 +9,8 @@ from .text import TextDataset, from_texts, read_text_table
 from .transforms import build_transform
 
 __all__ = [
-    "BadImage", "ImageDataset", "array_to_image", "build_transform", "check_trainable", "from_arrays", "from_csv",
-    "from_folder", "load_embedded", "load_fashion_mnist", "open_dataset", "open_image", "per_class",
+    "BadImage", "ImageDataset", "array_to_image", "build_transform", "check_trainable", "drop_unreadable", "from_arrays",
+    "from_csv", "from_folder", "load_embedded", "load_fashion_mnist", "open_dataset", "open_image", "per_class",
     "select_classes", "stratified_split", "TextDataset", "from_texts", "read_text_table", "to_mode",
     "AudioDataset", "BadAudio", "from_audio_files", "from_audio_folder", "from_waveforms",
 ]

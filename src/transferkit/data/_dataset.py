@@ -112,7 +112,77 @@ def check_trainable(ds: Any) -> None:
         )
 
 
-__all__ = ["BadImage", "ImageDataset", "check_trainable"]
+def check_bad_fraction(skipped: int, total: int, max_bad_fraction: float, what: str,
+                       examples: Sequence[tuple[str, str]] = ()) -> None:
+    """Refuse a dataset of which more than ``max_bad_fraction`` is unreadable, naming the first ``examples``.
+
+    Raises:
+        DataError: ``skipped / total > max_bad_fraction``.
+    """
+    if total and skipped / total > max_bad_fraction:
+        named = ", ".join(f"{item} ({reason})" for item, reason in examples[:2])
+        more = f" and {len(examples) - 2} more" if len(examples) > 2 else ""
+        raise DataError(
+            f"{skipped} of {total} images in {what} could not be read ({skipped / total:.0%} > "
+            f"--max-bad {max_bad_fraction:.0%}){f': {named}{more}' if named else ''}; fix or remove them, or raise "
+            "--max-bad."
+        )
+
+
+def drop_unreadable(ds: Any, *, max_bad_fraction: float = 1.0, num_workers: int = 0) -> Any:
+    """``ds`` without the image files that cannot be decoded, each listed in ``skipped`` with the reason.
+
+    Every file is decoded once, as training and extraction decode it, so that a bad file is found before a split
+    puts it on either side (one unreadable image among two validation images left one to judge by). A class whose
+    images are all unreadable is left out, as an empty class folder is. Arrays, texts and clips pass through as they
+    are: they were checked when they were read.
+
+    Args:
+        ds: an :class:`ImageDataset` of files (any other dataset is returned unchanged).
+        max_bad_fraction: raise when more than this fraction of the files is unreadable.
+        num_workers: decoding processes (DataLoader workers).
+
+    Returns:
+        The readable images; ``skipped`` is ``ds.skipped`` followed by ``(file, reason)`` for each one dropped.
+
+    Raises:
+        DataError: more than ``max_bad_fraction`` of the files are unreadable.
+
+    Example:
+        >>> ds = drop_unreadable(from_folder("pets/"))   # pets/cat/cut.jpg: now in ds.skipped, not in ds.items
+    """
+    if not isinstance(ds, ImageDataset) or ds.is_array or len(ds) == 0:
+        return ds
+    import torch
+
+    from .loader import image_loader  # the loader reads through this module
+
+    bad: list[tuple[int, str]] = []
+    for batch in image_loader(ds, lambda img: torch.zeros(0), batch_size=64, num_workers=num_workers):
+        bad.extend(batch["bad"])
+    if not bad:
+        return ds
+    bad.sort()
+    dropped = [(ds.describe(i), reason) for i, reason in bad]
+    check_bad_fraction(len(bad), len(ds), max_bad_fraction, ds.name or "the dataset", dropped)
+    kept = ds.subset(np.setdiff1d(np.arange(len(ds)), [i for i, _ in bad]))
+    kept.skipped = [*ds.skipped, *dropped]
+    if ds.labels is None:
+        return kept
+    assert kept.labels is not None
+    had = set(np.unique(ds.labels).tolist())
+    lost = sorted(had - set(np.unique(kept.labels).tolist()))
+    if lost:  # a class with no readable image is not a class the model can learn
+        remap = np.full(len(ds.classes), -1, dtype=np.int64)
+        left = [c for c in range(len(ds.classes)) if c not in lost]
+        remap[left] = np.arange(len(left))
+        kept.labels = remap[kept.labels]
+        kept.classes = [ds.classes[c] for c in left]
+        kept.skipped += [(ds.classes[c], "class left out: none of its images could be read") for c in lost]
+    return kept
+
+
+__all__ = ["BadImage", "ImageDataset", "check_bad_fraction", "check_trainable", "drop_unreadable"]
 
 
 def encode_labels(labels: Any, classes: Sequence[str] | None, count: int, items: str) -> tuple[np.ndarray, list[str]]:

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 
 from .._dist import all_gather_objects, barrier, rank_and_world
-from .._errors import DataError
 from .._progress import progress_bar
 from .._utils import autocast, move_to, resolve_device
 from ..backbones._base import Backbone, state_dict_checksum
 from ..data import ImageDataset
+from ..data._dataset import check_bad_fraction
 from .cache import FeatureCache
 from .jpeg_decode import all_jpeg, decode_jpeg_batch, raw_jpeg_loader
 
@@ -74,14 +74,6 @@ def cache_key(backbone: Backbone, layer: str | None, device: torch.device | None
         "precision": "bf16" if device is not None and device.type == "cuda" else "fp32",
         "version": FEATURES_VERSION,
     }
-
-
-def check_bad_fraction(skipped: int, total: int, max_bad_fraction: float, what: str) -> None:
-    if total and skipped / total > max_bad_fraction:
-        raise DataError(
-            f"{skipped} of {total} images in {what} could not be read ({skipped / total:.0%} > "
-            f"--max-bad {max_bad_fraction:.0%}); fix or remove them, or raise --max-bad."
-        )
 
 
 def extract_features(
@@ -226,7 +218,7 @@ def extract_features(
                                    feats_np[start_row:start_row + shard_size])
         barrier()
     if total_missing:
-        check_bad_fraction(len(skipped), len(dataset), max_bad_fraction, dataset.name or "the dataset")
+        check_bad_fraction(len(skipped), len(dataset), max_bad_fraction, dataset.name or "the dataset", skipped)
 
     index = np.array([i for i in range(len(dataset)) if i not in bad], dtype=np.int64)
     features = out if (out is None or not bad) else out[index]
