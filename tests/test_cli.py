@@ -160,6 +160,26 @@ def test_hidden_files_in_a_class_folder_are_not_inputs(capsys, tmp_path):
     assert len(prediction["predictions"]) == 4 and prediction["skipped"] == []
 
 
+def test_a_failed_fit_leaves_no_partial_out(capsys, tmp_path, monkeypatch):
+    import transferkit.workflows as workflows
+    from transferkit import DataError
+
+    def save_then_fail(*args, **kwargs):
+        workflows_save(*args, **kwargs)
+        raise DataError("failed after the bundle was written")
+
+    workflows_save = workflows.save_bundle
+    monkeypatch.setattr(workflows, "save_bundle", save_then_fail)
+    root = small_set(tmp_path / "data")
+    assert_user_error(cli(capsys, "fit", root, *FIT_TINY, "--out", tmp_path / "new" / "bundle"), "after the bundle")
+    assert not (tmp_path / "new").exists()  # nor the parent the run made for it
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("kept")
+    assert_user_error(cli(capsys, "fit", root, *FIT_TINY, "--out", mine), "after the bundle")
+    assert (mine / "notes.txt").read_text() == "kept"  # a folder that was there is never deleted
+
+
 # -- user mistakes: exit 2, one line on stderr, no traceback --------------------------------------------------
 
 @pytest.fixture

@@ -83,6 +83,26 @@ def test_cli_resume_continues_an_interrupted_run(image_folder, tmp_path, capsys,
     assert [r["epoch"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())] == [1, 2, 3]
 
 
+def test_cli_resume_of_a_run_killed_before_its_first_checkpoint(image_folder, tmp_path, capsys):
+    """kill -9 early leaves no checkpoint, only half-written temporaries: --resume clears them and runs it all."""
+    out = tmp_path / "run"
+    (out / "checkpoints" / ".step-00000001.tmp").mkdir(parents=True)
+    (out / ".saving").mkdir()  # a bundle save killed before its JSON
+    stale = [out / ".metrics.jsonl.q7_x0k2m.tmp", out / "checkpoints" / ".latest.abcdefgh.tmp",
+             out / ".saving" / "model.safetensors", out / "checkpoints" / ".step-00000001.tmp" / "state.json"]
+    for path in stale:
+        path.write_bytes(b"half")
+    args = ["fit", str(image_folder), "--strategy", "fine-tune", "--epochs", "1", "--val-fraction", "0.34",
+            "--no-baseline", *FAST]
+    for where in (out, tmp_path / "never-started"):
+        assert main([*args, "--out", str(where), "--resume"]) == 0
+        captured = capsys.readouterr()
+        (note,) = captured.err.strip().splitlines()
+        assert f"nothing to resume in {str(where)!r}" in note and "starting from the beginning" in note
+        assert json.loads(captured.out)["epochs_run"] == 3
+    assert not any(p.exists() for p in stale) and not (out / ".saving").exists()
+
+
 def test_cli_refuses_resume_for_feature_extraction_and_unknown_settings(image_folder, tmp_path, capsys):
     assert main(["fit", str(image_folder), "--out", str(tmp_path / "x"), "--resume", *FAST[:3]]) == 2
     assert "--resume applies to fine-tune" in capsys.readouterr().err

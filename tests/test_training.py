@@ -195,16 +195,43 @@ def test_resume_after_a_crash_ends_with_the_same_weights(tmp_path, monkeypatch, 
     assert [r["loss"] for r in history] == [r["loss"] for r in ref_history]
 
 
-def test_resume_refuses_other_settings_and_empty_dirs(tmp_path):
+def test_resume_refuses_other_settings(tmp_path):
     data = small_dataset(4)
     Trainer(TrainConfig(schedule="full", epochs=1, batch_size=8), torch.device("cpu"), tmp_path, progress=False).fit(
         small_model(), data)
     with pytest.raises(tk.TransferkitError, match="other training settings"):
         Trainer(TrainConfig(schedule="full", epochs=2, batch_size=8), torch.device("cpu"), tmp_path,
                 progress=False).fit(small_model(), data, resume=True)
-    with pytest.raises(tk.TransferkitError, match="no checkpoint"):
-        Trainer(TrainConfig(), torch.device("cpu"), tmp_path / "empty", progress=False).fit(
-            small_model(), data, resume=True)
+
+
+def test_resume_with_no_checkpoint_runs_from_the_beginning_and_says_so(tmp_path, capsys):
+    """A run killed before its first checkpoint has nothing to resume but the whole run (it was refused)."""
+    cfg = TrainConfig(schedule="full", epochs=2, batch_size=8)
+    data = small_dataset(4)
+    fresh = Trainer(cfg, torch.device("cpu"), tmp_path / "fresh", progress=False).fit(small_model(), data)
+    capsys.readouterr()
+    resumed = Trainer(cfg, torch.device("cpu"), tmp_path / "killed", progress=False).fit(small_model(), data,
+                                                                                        resume=True)
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in fresh]
+    (note,) = capsys.readouterr().err.strip().splitlines()
+    assert "nothing to resume" in note and "starting from the beginning" in note
+    with pytest.raises(tk.TransferkitError, match="run_dir"):
+        Trainer(cfg, torch.device("cpu"), None, progress=False).fit(small_model(), data, resume=True)
+
+
+def test_a_run_deletes_what_a_killed_run_left_half_written(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints" / ".step-00000003.tmp").mkdir(parents=True)
+    (run / "checkpoints" / ".step-00000003.tmp" / "state.safetensors").write_bytes(b"half")
+    stale = [run / ".metrics.jsonl.k2_9xq1a.tmp", run / ".training_curves.png.abcdefgh.tmp",
+             run / "checkpoints" / ".latest.0a1b2c3d.tmp"]
+    for path in stale:
+        path.write_bytes(b"half")
+    (run / "notes.tmp").write_text("the user's")  # not an atomic-write temporary: kept
+    Trainer(TrainConfig(schedule="full", epochs=1, batch_size=8), torch.device("cpu"), run, progress=False).fit(
+        small_model(), small_dataset(4), resume=True)
+    assert not any(p.exists() for p in stale) and not (run / "checkpoints" / ".step-00000003.tmp").exists()
+    assert (run / "notes.tmp").read_text() == "the user's"
 
 
 def test_a_damaged_checkpoint_is_reported_not_read(tmp_path):

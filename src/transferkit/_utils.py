@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +34,30 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+# atomic_path's temporary names: "." + the target's name + "." + mkstemp's 8 random characters + ".tmp"
+_ATOMIC_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that :func:`atomic_path` writes killed midway (``kill -9``) left in ``folder``.
+
+    They are never read, only in the way. Call it only where no write is in flight (a run's own folder, at its
+    start).
+
+    Returns:
+        The files removed (none when ``folder`` does not exist).
+    """
+    folder = Path(folder)
+    removed: list[Path] = []
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for p in folder.iterdir():
+            if _ATOMIC_TEMPORARY.match(p.name) and p.is_file() and not p.is_symlink():
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+                    removed.append(p)
+    return removed
 
 
 def _umask() -> int:

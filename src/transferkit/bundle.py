@@ -6,11 +6,13 @@ architecture, weights checksum and licence, layer, head, label names, preprocess
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
 import platform
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ._errors import BundleError
-from ._utils import atomic_path, sha256_file, write_json_atomic
+from ._errors import BundleError, TransferkitError
+from ._utils import atomic_path, remove_stale_temporaries, sha256_file, write_json_atomic
 from ._version import __version__
 
 BUNDLE_FORMAT = "transferkit.bundle"
@@ -150,6 +152,40 @@ def _commit(stage: Path, directory: Path) -> None:
     os.replace(stage / META_FILE, directory / META_FILE)
     shutil.rmtree(old, ignore_errors=True)
     shutil.rmtree(stage, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def output_folder(directory: str | os.PathLike[str]) -> Iterator[Path]:
+    """The folder a run writes its bundle (and its checkpoints) into, for the length of the run.
+
+    On entry, what a run killed while writing left is settled: a complete staged save is moved in (as
+    :func:`read_meta` would), an unfinished one and atomic-write temporaries are deleted. If the block then fails
+    with a :class:`~transferkit.TransferkitError` and the folder did not exist before, the folder (and any parent
+    the run made for it) is removed: a failed run leaves no partial bundle. A folder that existed is never removed,
+    nor one an interruption left with checkpoints to resume from.
+
+    Example:
+        >>> with output_folder("runs/pets"):
+        ...     save_bundle(model, "runs/pets")
+    """
+    from ._dist import is_main_process
+    from .training import Interrupted
+
+    directory = Path(directory)
+    created = next((p for p in reversed([directory, *directory.parents]) if not os.path.lexists(p)), None)
+    if created is None and directory.is_dir() and is_main_process():
+        stage = directory / STAGING_DIR
+        if (stage / META_FILE).is_file():
+            _commit(stage, directory)
+        shutil.rmtree(stage, ignore_errors=True)
+        shutil.rmtree(directory / f".{ASSETS_DIR}.old", ignore_errors=True)  # left by a commit killed at its end
+        remove_stale_temporaries(directory)
+    try:
+        yield directory
+    except TransferkitError as e:
+        if created is not None and not isinstance(e, Interrupted) and is_main_process():
+            shutil.rmtree(created, ignore_errors=True)
+        raise
 
 
 def _write_training_items(model: Any, directory: Path) -> dict[str, Any] | None:

@@ -6,9 +6,11 @@ The CLI only parses arguments into a :class:`FitConfig` and prints what these re
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from typing import Any
 from ._dist import barrier, is_main_process, rank_and_world
 from ._errors import TransferkitError, did_you_mean
 from .backbones import Backbone, create_backbone
-from .bundle import load_bundle, read_meta, save_bundle, update_bundle_meta
+from .bundle import load_bundle, output_folder, read_meta, save_bundle, update_bundle_meta
 from .data import (
     ImageDataset,
     TextDataset,
@@ -242,6 +244,18 @@ def prepare_data(cfg: FitConfig) -> tuple[ImageDataset, ImageDataset, ImageDatas
     return data, train, val
 
 
+def _in_output_folder(fit: Callable[[FitConfig], dict[str, Any]]) -> Callable[[FitConfig], dict[str, Any]]:
+    """``fit`` inside :func:`~transferkit.bundle.output_folder` of ``cfg.out``: a killed run's temporaries are
+    cleared first, and a run that fails leaves no ``--out`` it created."""
+    @functools.wraps(fit)
+    def run(cfg: FitConfig) -> dict[str, Any]:
+        with output_folder(cfg.out):
+            return fit(cfg)
+
+    return run
+
+
+@_in_output_folder
 def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
     """Fit the configured strategy on the training split, evaluate on the validation split, write a bundle.
 

@@ -231,7 +231,7 @@ class FineTuneClassifier(TransferClassifier):
             recorded = checkpoint_config(run_dir)
             if recorded is not None:
                 lr_found = {"suggested_lr": recorded["lr_head"], "steps": None, "resumed": True}
-        elif self.lr_find:
+        if self.lr_find and lr_found is None:  # a new run, or a resume with no checkpoint yet: it starts over
             lr_found = self._find_head_lr(model, train)
         if lr_found is not None:
             config = dataclasses.replace(config, lr_head=lr_found["suggested_lr"])

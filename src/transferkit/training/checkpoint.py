@@ -20,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .._errors import TransferkitError
-from .._utils import atomic_path, sha256_file
+from .._utils import atomic_path, remove_stale_temporaries, sha256_file
 
 KEEP = 2
 
@@ -106,6 +106,15 @@ def save_checkpoint(run_dir: Path, step: int, tensors: dict[str, torch.Tensor], 
     for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-KEEP]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def remove_partial_writes(run_dir: Path) -> None:
+    """Delete what a run killed while writing left in ``run_dir``: checkpoint folders still under their temporary
+    name and atomic-write temporaries (of ``metrics.jsonl``, the curves, ``latest``). Call it as a run starts."""
+    remove_stale_temporaries(run_dir)
+    remove_stale_temporaries(run_dir / "checkpoints")
+    for partial in (run_dir / "checkpoints").glob(".step-*.tmp"):
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def load_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:

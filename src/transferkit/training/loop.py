@@ -23,7 +23,7 @@ from torch import nn
 
 from .._dist import accelerator, all_reduce_sum, is_main_process, launched_distributed, rank_and_world
 from .._errors import TransferkitError
-from .._progress import progress_bar
+from .._progress import progress_bar, stderr_console
 from .._utils import atomic_path, autocast, move_to
 from ..data import ImageDataset
 from .augment import batch_mix
@@ -31,6 +31,7 @@ from .checkpoint import (
     load_checkpoint,
     load_optimizer_state,
     optimizer_state,
+    remove_partial_writes,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -237,9 +238,15 @@ class Trainer:
         es: dict[str, Any] = {"best": None, "best_epoch": None, "bad_epochs": 0}
         history: list[dict[str, Any]] = []
         best_state: dict[str, torch.Tensor] | None = None
+        if resume and self.run_dir is None:
+            raise TransferkitError("resume=True continues a run from its checkpoints; give the run_dir they are in.")
+        if self.run_dir is not None and is_main_process():
+            remove_partial_writes(self.run_dir)  # a kill -9 while writing: never read, only in the way
         loaded = load_checkpoint(self.run_dir) if (resume and self.run_dir is not None) else None
-        if resume and loaded is None:
-            raise TransferkitError(f"Nothing to resume in {str(self.run_dir)!r}: it has no checkpoint.")
+        if resume and loaded is None and is_main_process():
+            # killed before its first checkpoint (or never started): what there is to resume is the whole run
+            stderr_console.print(f"[yellow]note:[/yellow] nothing to resume in {str(self.run_dir)!r} (no checkpoint "
+                                 "yet); starting from the beginning.", highlight=False, soft_wrap=True)
         if loaded is not None:
             tensors, meta = loaded
             if meta["config"] != json.loads(json.dumps(asdict(c))):
