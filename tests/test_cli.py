@@ -124,7 +124,13 @@ def test_predict_skips_an_unreadable_input(capsys, image_folder, tmp_path):
     result = one_json(out)
     assert len(result["predictions"]) == 1 and [s["input"] for s in result["skipped"]] == [str(broken)]
     code, out, err = cli(capsys, "predict", tmp_path / "b", broken, "--no-progress")
-    assert_user_error((code, "", err), "None of the 1 inputs")
+    line = assert_user_error((code, out, err), "None of the 1 inputs could be read")
+    assert out == "" and f"{broken} (not an image Pillow can read)" in line  # which file, and why
+    ghost, notes = tmp_path / "ghost.png", tmp_path / "notes.txt"
+    notes.write_text("a text, not an image\n")
+    line = assert_user_error(cli(capsys, "predict", tmp_path / "b", ghost, notes, "--no-progress"),
+                             "None of the 2 inputs could be read")
+    assert f"{ghost} (file not found)" in line and f"{notes} (not an image" in line
 
 
 def test_one_unreadable_file_in_a_small_set_is_left_out_before_the_split(capsys, tmp_path):
@@ -158,6 +164,25 @@ def test_hidden_files_in_a_class_folder_are_not_inputs(capsys, tmp_path):
     assert code == 0
     prediction = one_json(out)
     assert len(prediction["predictions"]) == 4 and prediction["skipped"] == []
+
+
+def test_evaluate_refuses_data_of_other_classes(capsys, tmp_path):
+    bundle = tmp_path / "b"
+    root = small_set(tmp_path / "data")
+    assert cli(capsys, "fit", root, *FIT_TINY, "--out", bundle, "--json")[0] == 0
+    other = tmp_path / "other"
+    for name in ("cat", "dog"):
+        (other / name).mkdir(parents=True)
+        (other / name / "0.png").write_bytes((root / "red" / "0.png").read_bytes())
+    line = assert_user_error(cli(capsys, "evaluate", bundle, other, "--no-progress"),
+                             "has classes the model was not trained on: cat, dog")
+    assert "the model's classes are blue, red" in line
+    (other / "cat").rename(other / "red")
+    assert_user_error(cli(capsys, "evaluate", bundle, other, "--no-progress"), "not trained on: dog;")
+    (other / "dog" / "0.png").rename(other / "red" / "1.png")
+    (other / "dog").rmdir()
+    code, out, _ = cli(capsys, "evaluate", bundle, other, "--json", "--no-progress")  # some of its classes: fine
+    assert code == 0 and one_json(out)["images"] == 2
 
 
 def test_a_failed_fit_leaves_no_partial_out(capsys, tmp_path, monkeypatch):

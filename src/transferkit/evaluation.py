@@ -17,8 +17,9 @@ from .strategies._base import as_dataset
 def evaluate(model: Any, X: Any, y: Any = None, *, confusion_png: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Score ``model`` on labeled images.
 
-    Labels are matched to the model's classes by name, so a test folder may list its classes in any order
-    (classes the model never saw count as errors).
+    Labels are matched to the model's classes by name, so a test folder may list its classes in any order and
+    hold only some of them; a class the model does not have is refused (its every image would count as an error,
+    scoring the wrong data instead of the model).
 
     Args:
         model: a fitted strategy (or loaded bundle).
@@ -28,40 +29,56 @@ def evaluate(model: Any, X: Any, y: Any = None, *, confusion_png: str | os.PathL
     Returns:
         ``{"accuracy", "macro_f1", "per_class": {name: {"precision", "recall", "f1", "support"}},
         "confusion_matrix", "classes", "images", "skipped"}``.
+
+    Raises:
+        DataError: no labels, no readable image, or classes the model does not have.
     """
     ds: ImageDataset = as_dataset(X, y, modality=getattr(getattr(model, "backbone_", None), "modality", "image"))
     if ds.labels is None or len(ds) == 0:
         raise DataError("evaluate needs labeled images (a class-per-folder tree or a CSV with labels).")
+    classes = [str(c) for c in model.classes_]
+    check_classes(ds, classes)
     proba, index, skipped = model.predict_proba_details(ds)
     if not len(index):
         raise DataError(f"None of the {len(ds)} images in {ds.name} could be read.")
-    classes = [str(c) for c in model.classes_]
     truth_names = np.asarray(ds.classes)[ds.labels[index]]
     pred_names = np.asarray(classes)[proba.argmax(1)]
-    labels = classes + sorted(set(truth_names) - set(classes))
     precision, recall, f1, support = precision_recall_fscore_support(
-        truth_names, pred_names, labels=labels, zero_division=0
+        truth_names, pred_names, labels=classes, zero_division=0
     )
-    cm = confusion_matrix(truth_names, pred_names, labels=labels)
+    cm = confusion_matrix(truth_names, pred_names, labels=classes)
     result = {
         "accuracy": float(accuracy_score(truth_names, pred_names)),
         # over the classes that occur (in the truth or the predictions): a class of the model that this data never
         # shows and that is never predicted has no F1 to average, not an F1 of 0
-        "macro_f1": float(f1_score(truth_names, pred_names, labels=[c for c in labels if c in set(truth_names) |
+        "macro_f1": float(f1_score(truth_names, pred_names, labels=[c for c in classes if c in set(truth_names) |
                                                                     set(pred_names)], average="macro",
                                    zero_division=0)),
         "per_class": {
             c: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-            for c, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
+            for c, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
         },
         "confusion_matrix": cm.tolist(),
-        "classes": labels,
+        "classes": classes,
         "images": int(len(index)),
         "skipped": [list(s) for s in skipped],
     }
     if confusion_png is not None:
-        result["confusion_png"] = str(save_confusion_png(cm, labels, confusion_png))
+        result["confusion_png"] = str(save_confusion_png(cm, classes, confusion_png))
     return result
+
+
+def check_classes(ds: ImageDataset, classes: list[str]) -> None:
+    """Refuse labeled data with a class not among the model's ``classes``, naming the classes that differ."""
+    assert ds.labels is not None
+    present = [str(ds.classes[i]) for i in np.unique(ds.labels)]
+    unknown = [c for c in present if c not in set(classes)]
+    if unknown:
+        def listed(names: list[str]) -> str:
+            return ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+
+        raise DataError(f"{ds.name or 'the data'!r} has classes the model was not trained on: {listed(unknown)}; "
+                        f"the model's classes are {listed(classes)}. Evaluate on images of the model's classes only.")
 
 
 def save_confusion_png(cm: np.ndarray, labels: list[str], path: str | os.PathLike[str]) -> Path:

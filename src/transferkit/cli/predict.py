@@ -78,6 +78,8 @@ def predict_files(bundle: str, inputs: list[str], *, text_column: str = "text", 
         for i, p in zip(index.tolist(), proba, strict=True)
     ]
     skipped = list(dict.fromkeys(tuple(s) for s in [*ds.skipped, *skipped]))  # empty lines of text files too
+    if not predictions:
+        raise nothing_readable(skipped, model.modality_)
     return {"bundle": bundle, "classes": classes, "predictions": predictions,
             "skipped": [{"input": s[0], "reason": s[1]} for s in skipped]}
 
@@ -89,9 +91,16 @@ def run(args: argparse.Namespace) -> int:
         overrides["batch_size"] = args.batch_size
     result = predict_files(args.bundle, args.inputs, text_column=args.text_column, encoding=args.encoding, **overrides)
     emit(args, result, lambda console, r: render(console, r, args.top))
-    if not result["predictions"]:
-        raise DataError(f"None of the {len(result['skipped'])} inputs could be read.")
     return 0
+
+
+def nothing_readable(skipped: list[tuple[str, str]], modality: str) -> DataError:
+    """One line naming the inputs (the first three) and why each could not be read."""
+    named = "; ".join(f"{item} ({reason})" for item, reason in skipped[:3])
+    more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+    expected = (".txt files (one text per line) or CSV/TSV/JSONL with a text column" if modality == "text"
+                else f"{modality} files or folders of them")
+    return DataError(f"None of the {len(skipped)} inputs could be read: {named}{more}. Pass {expected}.")
 
 
 def render(console: Console, r: dict[str, Any], top: int) -> None:
