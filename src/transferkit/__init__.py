@@ -39,6 +39,8 @@ from .strategies import (
     FeatureExtractionClassifier,
     FineTuneClassifier,
     ScratchClassifier,
+    SmallCNNClassifier,
+    TfidfClassifier,
     ZeroShotClassifier,
 )
 from .strategies.auto import choose_strategy
@@ -48,7 +50,7 @@ from .verdict import Verdict, transfer_verdict
 __all__ = [
     "STRATEGIES", "Backbone", "BackboneError", "BundleError", "CurveConfig", "DataError", "FeatureCache",
     "FeatureExtractionClassifier", "FineTuneClassifier", "ImageDataset", "NotFittedError", "OfflineError",
-    "ZeroShotClassifier",
+    "ZeroShotClassifier", "SmallCNNClassifier", "TfidfClassifier",
     "Preprocessing", "ScratchClassifier", "TransferkitError", "WeightsInfo", "__version__", "create_backbone",
     "evaluate", "extract_features", "from_arrays", "from_csv", "from_folder", "list_backbones", "load_bundle",
     "load_embedded", "load_fashion_mnist", "make_head", "open_dataset", "per_class", "save_bundle",

@@ -1,9 +1,14 @@
-"""Transfer strategies as scikit-learn estimators over images and texts."""
+"""Transfer strategies as scikit-learn estimators over images and texts, and the baselines they are judged against.
+
+``SmallCNNClassifier`` and ``TfidfClassifier`` are baselines for the transfer verdict, not ``STRATEGIES`` of the CLI.
+"""
 
 from ._base import TransferClassifier, as_dataset
 from .feature_extraction import FeatureExtractionClassifier
 from .fine_tune import FineTuneClassifier
 from .scratch import ScratchClassifier
+from .small_cnn import SmallCNNClassifier
+from .tfidf import TfidfClassifier
 from .zero_shot import ZeroShotClassifier
 
 STRATEGIES = {
@@ -14,6 +19,6 @@ STRATEGIES = {
 }
 
 __all__ = [
-    "STRATEGIES", "FeatureExtractionClassifier", "FineTuneClassifier", "ScratchClassifier", "TransferClassifier",
-    "ZeroShotClassifier", "as_dataset",
+    "STRATEGIES", "FeatureExtractionClassifier", "FineTuneClassifier", "ScratchClassifier", "SmallCNNClassifier",
+    "TfidfClassifier", "TransferClassifier", "ZeroShotClassifier", "as_dataset",
 ]
