@@ -141,8 +141,7 @@ def test_one_unreadable_file_in_a_small_set_is_left_out_before_the_split(capsys,
     root = small_set(tmp_path / "data", {name: data})
     # a seed that splits the 9 files with the bad one among the 2 validation images: the verdict was left with 1
     seed = next(s for s in range(100) if name in {p.name for p in stratified_split(from_folder(root), seed=s)[1].items})
-    run = ["--seed", seed, "--backbone", TINY, "--random-init", "--no-progress", "--baseline-epochs", "1",
-           "--baseline-image-size", "32", "--json"]
+    run = ["--seed", seed, "--backbone", TINY, "--random-init", "--no-progress", "--baseline-epochs", "1", "--json"]
     line = assert_user_error(cli(capsys, "fit", root, "--out", tmp_path / "strict", *run),
                              r"1 of 9 images .*could not be read \(11% > --max-bad 10%\)")
     assert name in line and not (tmp_path / "strict").exists()

@@ -69,7 +69,7 @@ def test_ddp_gradual_unfreezing_rewraps_without_unused_parameter_errors(folder, 
     result = run(["fit", str(folder), "--strategy", "fine-tune", "--backbone", TINY, "--random-init",
                   "--image-size", "32", "--schedule", "gradual", "--head-epochs", "1", "--epochs", "1",
                   "--lr-decay", "0.5", "--val-fraction", "0.34", "--no-progress", "--json", "--baseline-epochs", "1",
-                  "--out", str(tmp_path / "g")], True, tmp_path / "c")
+                  "--baseline", "arch", "--verdict-protocol", "holdout", "--out", str(tmp_path / "g")], True, tmp_path / "c")
     assert result["verdict"]["verdict"] in ("positive", "neutral", "negative")  # the baseline trained under DDP too
     assert result["epochs_run"] == len(result["plan"]) > 2
     assert not (tmp_path / "g" / "checkpoints").exists()

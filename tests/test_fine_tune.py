@@ -119,7 +119,8 @@ def test_pretrain_then_transfer_from_the_bundle(tmp_path, capsys):
     meta = json.loads((source / "transferkit.json").read_text())
     assert meta["classes"] == ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat"]
     assert main(["fit", "embedded", "--classes", "5-9", "--per-class", "6", "--backbone", f"bundle:{source}",
-                 "--out", str(tmp_path / "target"), "--no-progress", "--json", "--baseline-epochs", "2"]) == 0
+                 "--out", str(tmp_path / "target"), "--no-progress", "--json", "--baseline-epochs", "2",
+                 "--baseline", "arch", "--verdict-protocol", "holdout"]) == 0
     target = json.loads(capsys.readouterr().out)
     # the verdict's baseline is the source's architecture at the source's input size, trained from scratch
     assert target["verdict"]["baseline"]["image_size"] == 32

@@ -54,8 +54,9 @@ def test_create_backbone_applies_and_remembers_text_options(tiny_bert: Path, tmp
 
 def test_cli_fit_pooling_and_max_length_reach_the_backbone_and_the_baseline(
         tiny_bert: Path, text_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from transferkit.jobs.baseline import make_baseline
     from transferkit.strategies.feature_extraction import resolve_backbone
-    from transferkit.workflows import FitConfig, make_baseline, make_strategy
+    from transferkit.workflows import FitConfig, make_strategy
 
     out = tmp_path / "cls"
     code = main(["fit", str(text_csv), "--backbone", f"hf:{tiny_bert}", "--pooling", "cls", "--max-length", "8",
@@ -79,7 +80,8 @@ def test_cli_fit_pooling_and_max_length_reach_the_backbone_and_the_baseline(
                                      backbone_options={"pooling": "cls", "max_length": 8}, progress=False))
     fitted.fit(*test_text.make_texts(3))
     for estimator in (fitted, loaded):
-        scratch = resolve_backbone(make_baseline(FitConfig(data="", out=""), estimator, 0, None).backbone, False)
+        scratch = resolve_backbone(make_baseline(FitConfig(data="", out="", baseline_model="arch"), estimator, 0, None,
+                                                      progress=False).backbone, False)
         assert scratch.trunk.pooling == "cls" and scratch.encoder.max_length == 8 and not scratch.weights.pretrained
 
 

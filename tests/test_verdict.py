@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 import pytest
+from PIL import Image
 from rich.console import Console
 
 import transferkit as tk
@@ -175,7 +176,8 @@ def _sha(path) -> str:
 def test_fit_stores_the_verdict_and_resume_trains_only_the_baseline(image_folder, tmp_path, capsys):
     out = tmp_path / "b"
     args = ["fit", str(image_folder), "--backbone", TINY, "--random-init", "--val-fraction", "0.34", "--no-progress",
-            "--baseline-epochs", "1", "--baseline-image-size", "32", "--out", str(out)]
+            "--baseline-epochs", "1", "--baseline-image-size", "32", "--baseline", "arch", "--verdict-protocol",
+            "holdout", "--out", str(out)]
     assert main([*args, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     verdict = result["verdict"]
@@ -183,6 +185,7 @@ def test_fit_stores_the_verdict_and_resume_trains_only_the_baseline(image_folder
     assert verdict["ci"][0] <= verdict["gain"] <= verdict["ci"][1] and verdict["images"] == result["val_images"]
     assert verdict["transfer_accuracy"] == pytest.approx(result["accuracy"])
     assert verdict["baseline"] == {"strategy": "scratch", "arch": "timm:test_efficientnet", "image_size": 32,
+                                   "name": "the same architecture (timm:test_efficientnet) trained from scratch at 32 px",
                                    "epochs": 1, "metrics_jsonl": str(out / "baseline" / "metrics.jsonl")}
     meta = json.loads((out / "transferkit.json").read_text())
     assert meta["verdict"] == verdict
@@ -213,7 +216,8 @@ def test_resume_with_several_seeds_trains_only_the_runs_that_had_not_finished(im
     out = tmp_path / "b"
     args = ["fit", str(image_folder), "--backbone", TINY, "--random-init", "--strategy", "fine-tune", "--epochs", "1",
             "--image-size", "32", "--val-fraction", "0.34", "--no-progress", "--baseline-epochs", "1",
-            "--baseline-image-size", "32", "--baseline-seeds", "2", "--out", str(out), "--json"]
+            "--baseline-image-size", "32", "--baseline-seeds", "2", "--baseline", "arch", "--verdict-protocol", "holdout",
+            "--out", str(out), "--json"]
     assert main(args) == 0
     verdict = json.loads(capsys.readouterr().out)["verdict"]
     assert verdict["seeds"] == 2 and "crossed" in verdict["method"]
@@ -229,12 +233,13 @@ def test_resume_with_several_seeds_trains_only_the_runs_that_had_not_finished(im
         for log in logs:
             log.unlink(missing_ok=True)
 
-    from transferkit.workflows import FitConfig, _verdict_key, prepare_data
+    from transferkit.jobs.baseline import _verdict_key
+    from transferkit.workflows import FitConfig, prepare_data
 
     cfg = FitConfig(data=str(image_folder), backbone=TINY, random_init=True, strategy="fine-tune", epochs=1,
                     image_size=32, val_fraction=0.34, progress=False, baseline_epochs=1, baseline_image_size=32,
-                    baseline_seeds=2, out=str(out))
-    key = _verdict_key(cfg, prepare_data(cfg)[2])
+                    baseline_seeds=2, baseline_model="arch", verdict_protocol="holdout", out=str(out))
+    key = _verdict_key(cfg, prepare_data(cfg)[2], "holdout", None)
     interrupt(["transfer-0", "scratch-0", "transfer-1"])
     assert main([*args, "--resume"]) == 0
     resumed = json.loads(capsys.readouterr().out)["verdict"]
@@ -255,3 +260,69 @@ def test_macro_f1_averages_the_classes_that_occur(val):
     result = tk.evaluate(model, val)
     assert result["accuracy"] == 1.0 and result["macro_f1"] == 1.0
     assert set(result["per_class"]) >= {"never-seen", "nor-this"}  # still listed, with support 0
+
+
+def test_a_small_validation_split_is_judged_by_cross_fitting_against_the_small_cnn(image_folder, tmp_path, capsys):
+    # 24 images, 5 of them validation: 5/5 against 3/5 would be "neutral, CI [0, 1]"; every item is scored instead
+    out = tmp_path / "b"
+    assert main(["fit", str(image_folder), "--backbone", TINY, "--random-init", "--no-progress", "--json",
+                 "--out", str(out)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    verdict = result["verdict"]
+    assert result["val_images"] < 10
+    assert verdict["protocol"] == "cross-fit" and verdict["folds"] == 5
+    assert verdict["images"] == result["train_images"] + result["val_images"] == 24  # out-of-fold, every item
+    assert "5-fold cross-fit" in verdict["method"]
+    assert verdict["baseline"]["strategy"] == "small-cnn" and verdict["baseline"]["input_size"] == [24, 24]
+    assert verdict["baseline_name"] == "a small CNN trained from scratch at 24x24 px"
+    stored = json.loads((out / "transferkit.json").read_text())["verdict"]
+    assert stored["protocol"] == "cross-fit" and stored["verdict"] == verdict["verdict"]
+
+
+def test_holdout_protocol_and_arch_baseline_on_request(image_folder, tmp_path, capsys):
+    common = ["fit", str(image_folder), "--backbone", TINY, "--random-init", "--no-progress", "--json"]
+    assert main([*common, "--verdict-protocol", "holdout", "--out", str(tmp_path / "h")]) == 0
+    held = json.loads(capsys.readouterr().out)
+    assert held["verdict"]["protocol"] == "holdout" and held["verdict"]["images"] == held["val_images"]
+    assert main([*common, "--baseline", "arch", "--baseline-epochs", "1", "--baseline-image-size", "32",
+                 "--out", str(tmp_path / "a")]) == 0
+    arch = json.loads(capsys.readouterr().out)["verdict"]
+    assert arch["baseline"]["strategy"] == "scratch" and arch["protocol"] == "cross-fit"
+    assert arch["baseline_name"].startswith("the same architecture (timm:test_efficientnet)")
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["--baseline", "tfidf"], r"tfidf baseline reads texts but DATA holds images"),
+    (["--baseline-image-size", "32"], r"--baseline-image-size applies to --baseline arch"),
+])
+def test_a_baseline_that_cannot_run_fails_before_training(image_folder, tmp_path, capsys, bad, message):
+    code = main(["fit", str(image_folder), "--backbone", TINY, "--random-init", "--no-progress", *bad,
+                 "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code == 2 and re.search(message, err) and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_verdict_is_negative_when_a_small_cnn_beats_transfer(tmp_path):
+    """Random-init features cannot tell where a dot is; a CNN trained on the pixels can: the honest verdict is
+    negative (it was positive against the big architecture at chance)."""
+    from transferkit.jobs.baseline import baseline_verdict
+    from transferkit.workflows import FitConfig, make_strategy, prepare_data
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 40, size=(60, 16, 16, 3)).astype(np.uint8)
+    labels = np.arange(60) % 3
+    for i, c in enumerate(labels):  # a bright 4x4 patch: left, middle or right
+        images[i, 6:10, 1 + 5 * c: 5 + 5 * c] = 255
+    root = tmp_path / "dots"
+    for i, (img, c) in enumerate(zip(images, labels, strict=True)):
+        (root / f"c{c}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(root / f"c{c}" / f"{i}.png")
+    cfg = FitConfig(data=str(root), out=str(tmp_path / "b"), backbone=TINY, random_init=True, layer="blocks.0",
+                    progress=False, cache=False)
+    data, train, val = prepare_data(cfg)
+    estimator = make_strategy(cfg).fit(train)
+    tk.save_bundle(estimator, tmp_path / "b", extra={"verdict": {"status": "pending"}})
+    verdict = baseline_verdict(cfg, estimator, data, train, val)
+    assert verdict["protocol"] == "cross-fit" and verdict["baseline"]["strategy"] == "small-cnn"
+    assert verdict["scratch_accuracy"] > 0.9 and verdict["verdict"] == "negative", verdict

@@ -44,6 +44,11 @@ class Verdict:
     method: str
     confidence: float = CONFIDENCE
     advice: list[str] = field(default_factory=list)
+    #: what the transfer model was compared with, in words
+    baseline_name: str = "the same architecture trained from scratch"
+    #: ``holdout`` (both scored on the validation split) or ``cross-fit`` (out-of-fold over every labelled item)
+    protocol: str = "holdout"
+    folds: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -53,10 +58,12 @@ class Verdict:
     def summary(self) -> str:
         """One line for people: ``positive transfer: +12.0 points (95% CI +8.5 to +15.5) over scratch``."""
         lo, hi = self.ci
+        scored = (f"{self.images} validation images" if self.protocol == "holdout"
+                  else f"{self.folds}-fold cross-fit over {self.images} items")
         return (f"{self.verdict} transfer: {100 * self.gain:+.1f} points ({100 * self.confidence:.0f}% CI "
-                f"{100 * lo:+.1f} to {100 * hi:+.1f}) over the same architecture trained from scratch "
-                f"({100 * self.transfer_accuracy:.1f}% vs {100 * self.scratch_accuracy:.1f}%, {self.images} "
-                f"validation images{f', {self.seeds} seeds' if self.seeds > 1 else ''})")
+                f"{100 * lo:+.1f} to {100 * hi:+.1f}) over {self.baseline_name} "
+                f"({100 * self.transfer_accuracy:.1f}% vs {100 * self.scratch_accuracy:.1f}%, {scored}"
+                f"{f', {self.seeds} seeds' if self.seeds > 1 else ''})")
 
 
 def classify(lo: float, hi: float) -> str:
@@ -203,19 +210,27 @@ def transfer_verdict(transfer: list[Any] | Any, scratch: list[Any] | Any, valida
 
 
 def judge(transfer_marks: list[str], scratch_marks: list[str], *, confidence: float = CONFIDENCE,
-          n_resamples: int = N_RESAMPLES, seed: int = 0, context: dict[str, Any] | None = None) -> Verdict:
-    """The verdict from each seed's :func:`marks` of the transfer and the scratch model on the same images."""
+          n_resamples: int = N_RESAMPLES, seed: int = 0, context: dict[str, Any] | None = None,
+          baseline_name: str = "the same architecture trained from scratch", protocol: str = "holdout",
+          folds: int | None = None) -> Verdict:
+    """The verdict from each seed's :func:`marks` of the transfer and the scratch model on the same images.
+
+    ``baseline_name`` says in words what the scratch marks came from; ``protocol`` and ``folds`` how the marks were
+    made (``cross-fit``: each item predicted by the fold models that did not train on it).
+    """
     t_correct, s_correct = paired_marks(transfer_marks, scratch_marks)
     gain, lo, hi = gain_interval(t_correct, s_correct, confidence=confidence, n_resamples=n_resamples, seed=seed)
     seeds, images = t_correct.shape
-    method = (f"paired percentile bootstrap over {images} validation images ({n_resamples} resamples)" if seeds == 1
-              else f"the wider of a crossed percentile bootstrap over {seeds} seeds and {images} validation images "
+    items = "validation images" if protocol == "holdout" else f"items (out-of-fold, {folds}-fold cross-fit)"
+    method = (f"paired percentile bootstrap over {images} {items} ({n_resamples} resamples)" if seeds == 1
+              else f"the wider of a crossed percentile bootstrap over {seeds} seeds and {images} {items} "
                    f"({n_resamples} resamples) and a Student-t interval over the per-seed gains (transfer and "
-                   f"scratch retrained per seed)")
+                   f"baseline retrained per seed)")
     verdict = classify(lo, hi)
     return Verdict(verdict=verdict, gain=gain, ci=(lo, hi), transfer_accuracy=float(t_correct.mean()),
                    scratch_accuracy=float(s_correct.mean()), images=images, seeds=seeds, method=method,
-                   confidence=confidence, advice=advice(verdict, context or {}))
+                   confidence=confidence, advice=advice(verdict, context or {}), baseline_name=baseline_name,
+                   protocol=protocol, folds=folds)
 
 
 def advice(verdict: str, context: dict[str, Any]) -> list[str]:
@@ -241,7 +256,9 @@ def advice(verdict: str, context: dict[str, Any]) -> list[str]:
         elif strategy == "fine-tune":
             tips.append("Fine-tune more of the network or for longer: --schedule two-stage with more --epochs, or a "
                         "larger --lr-backbone.")
-        tips.append("Or do not transfer: the from-scratch model is better on this data (--strategy scratch).")
+        use = {"small-cnn": "transferkit.SmallCNNClassifier in Python", "tfidf": "transferkit.TfidfClassifier in "
+               "Python"}.get(context.get("baseline", ""), "--strategy scratch")
+        tips.append(f"Or do not transfer: the model trained from scratch is better on this data ({use}).")
     else:
         tips.append("The difference is within noise: validate on more images (--val-fraction) or retrain both with "
                     "several seeds (--baseline-seeds 3) before deciding.")

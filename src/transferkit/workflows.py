@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ._dist import barrier, is_main_process, rank_and_world
 from ._errors import TransferkitError, did_you_mean
-from .backbones import Backbone, create_backbone
+from .backbones import Backbone
 from .bundle import load_bundle, output_folder, read_meta, save_bundle, update_bundle_meta
 from .data import (
     ImageDataset,
@@ -29,7 +29,7 @@ from .data import (
     select_classes,
     stratified_split,
 )
-from .data.seen import count_seen, item_digests, seen_warnings
+from .data.seen import count_seen, seen_warnings
 from .evaluation import evaluate
 from .features.extract import DEFAULT_MAX_BAD_FRACTION
 from .strategies import STRATEGIES, FeatureExtractionClassifier, ScratchClassifier, ZeroShotClassifier
@@ -66,12 +66,18 @@ class FitConfig:
         resume: continue an interrupted fine-tune/scratch run from the checkpoints in ``out``.
         train: fine-tune/scratch settings, by constructor parameter name of the strategy (``schedule``,
             ``lr_decay``, ``early_stopping``, ...); anything not given keeps the strategy's default.
-        baseline: also train the same architecture from scratch on the same split and judge the transfer
-            (positive / neutral / negative, with a confidence interval); ignored for ``scratch`` itself.
-        baseline_seeds: with more than 1, retrain both models with this many seeds and take a t-interval over
-            the per-seed gains instead of bootstrapping the validation images.
-        baseline_epochs: epochs of the scratch baseline (default: :class:`ScratchClassifier`'s).
-        baseline_image_size: input size of the baseline (default: the transfer model's, so the comparison is fair).
+        baseline: also train a model from scratch and judge the transfer against it (positive / neutral /
+            negative, with a confidence interval); ignored for ``scratch`` itself.
+        baseline_model: what the baseline is (:mod:`transferkit.jobs.baseline`): ``auto`` (a small CNN at the
+            images' native size, TF-IDF + logistic regression for texts, the architecture for audio),
+            ``small-cnn``, ``tfidf``, or ``arch`` (the transfer model's architecture from random init).
+        verdict_protocol: ``auto`` (cross-fit when the validation split holds fewer than 100 items), ``holdout``
+            (score both on the validation split) or ``cross-fit`` (k folds over every labelled item).
+        cross_fit_folds: at most this many folds for cross-fitting (fewer when a class has fewer items).
+        baseline_seeds: with more than 1, retrain both models with this many seeds (cross-fit: reshuffled folds);
+            the interval then covers seeds too.
+        baseline_epochs: epochs of the baseline (default: the baseline's own).
+        baseline_image_size: input size of the ``arch`` baseline (default: the transfer model's).
         text_column, label_column, encoding: how a text file (CSV/TSV/JSONL) is read.
         labels: ``zero-shot``: the classes, ``"a,b,c"`` or ``"name: description"`` items separated by commas.
         template: ``zero-shot``: format string each label text is embedded through (``"{}"``).
@@ -110,6 +116,9 @@ class FitConfig:
     resume: bool = False
     train: dict[str, Any] = dataclasses.field(default_factory=dict)
     baseline: bool = True
+    baseline_model: str = "auto"
+    verdict_protocol: str = "auto"
+    cross_fit_folds: int = 5
     baseline_seeds: int = 1
     baseline_epochs: int | None = None
     baseline_image_size: int | None = None
@@ -277,6 +286,13 @@ def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
     estimator = make_strategy(cfg)
     if cfg.baseline_seeds < 1:
         raise TransferkitError(f"--baseline-seeds must be >= 1. Got {cfg.baseline_seeds} instead.")
+    if cfg.baseline and cfg.strategy != "scratch":  # a wrong choice fails now, not after the transfer model trained
+        from .jobs.baseline import baseline_kind, protocol_for
+
+        if baseline_kind(cfg.baseline_model, getattr(data, "modality", "image")) != "arch" and cfg.baseline_image_size:
+            raise TransferkitError("--baseline-image-size applies to --baseline arch; the small CNN trains at the "
+                                   "images' own size. Drop it, or add --baseline arch.")
+        protocol_for(cfg.verdict_protocol, len(val), np.asarray(data.labels), cfg.cross_fit_folds)
     if cfg.resume and cfg.strategy == "feature-extraction" and not _verdict_pending(cfg):
         raise TransferkitError("--resume applies to fine-tune and scratch; feature extraction resumes by itself "
                                "through the feature cache.")
@@ -299,7 +315,9 @@ def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
                         extra={"config": dataclasses.asdict(cfg), "auto": auto,
                                "verdict": {"status": "pending"} if with_baseline else None})
         barrier()
-    verdict = _baseline_verdict(cfg, estimator, train, val) if with_baseline else None
+    from .jobs.baseline import baseline_verdict  # the job imports make_strategy from here
+
+    verdict = baseline_verdict(cfg, estimator, data, train, val) if with_baseline else None
     if not is_main_process():  # under torchrun/accelerate only rank 0 evaluates and writes
         barrier()
         return {"rank": rank_and_world()[0]}
@@ -376,11 +394,6 @@ def _data_info(cfg: FitConfig, data: ImageDataset, train: ImageDataset, val: Ima
             "skipped": [list(s) for s in dict.fromkeys(tuple(s) for s in skipped)]}
 
 
-def _resumable(cfg: FitConfig, run_dir: str) -> bool:
-    """``resume`` asked for, and ``run_dir`` holds a checkpoint to resume from."""
-    return cfg.resume and (Path(run_dir) / "checkpoints").is_dir()
-
-
 def _verdict_pending(cfg: FitConfig) -> bool:
     """``resume`` of a run whose transfer model is saved and whose baseline had not finished."""
     if not cfg.resume or not (Path(cfg.out) / "transferkit.json").is_file():
@@ -390,106 +403,6 @@ def _verdict_pending(cfg: FitConfig) -> bool:
     except TransferkitError:
         return False
     return isinstance(meta.get("verdict"), dict) and meta["verdict"].get("status") == "pending"
-
-
-def make_baseline(cfg: FitConfig, estimator: Any, seed: int, run_dir: str | None) -> ScratchClassifier:
-    """The from-scratch twin of ``estimator``: same architecture, same input size, trained on the same split."""
-    backbone = estimator.backbone_
-    image_size = None
-    if backbone.modality == "image":
-        image_size = cfg.baseline_image_size or cfg.image_size or backbone.preprocessing.image_size[0]
-    extra: dict[str, Any] = {"epochs": cfg.baseline_epochs} if cfg.baseline_epochs else {}
-    if cfg.batch_size:
-        extra["batch_size"] = cfg.batch_size
-    # the same architecture, pooling and max_length: a spec alone rebuilds it unless it was created with options
-    arch: str | Backbone = backbone.arch_spec
-    if backbone.options:
-        arch = create_backbone(backbone.arch_spec, pretrained=False, **backbone.options)
-    return ScratchClassifier(arch, image_size=image_size, run_dir=run_dir, seed=seed, device=cfg.device,
-                             num_workers=cfg.num_workers, progress=cfg.progress,
-                             max_bad_fraction=cfg.max_bad_fraction, **extra)
-
-
-def _baseline_verdict(cfg: FitConfig, estimator: Any, train: ImageDataset, val: ImageDataset) -> dict[str, Any]:
-    """Train the scratch baseline(s) (and, for several seeds, more transfer models) and judge the transfer.
-
-    Each finished model leaves its validation marks (:func:`~transferkit.verdict.marks`) in the bundle's pending
-    verdict, and each run checkpoints in its own directory, so ``resume`` trains only what had not finished.
-    """
-    from .verdict import judge, marks
-
-    out = Path(cfg.out)
-    run_dir = str(out / "baseline")
-    key = _verdict_key(cfg, val)
-    done = _finished_runs(out, key)
-    finished = set(done)  # decided once, so that every process of a distributed run skips the same runs
-    transfer_marks, scratch_marks = [], []
-    scratch = None
-    for i in range(cfg.baseline_seeds):
-        seed = cfg.seed + i
-        scratch_dir = run_dir if i == 0 else str(out / f"seed{seed}" / "baseline")
-        models: list[tuple[str, Any, str | None]] = []
-        if i == 0:
-            models.append((f"transfer-{seed}", estimator, None))  # the bundle's own model, already trained
-        else:
-            transfer_dir = str(out / f"seed{seed}" / "transfer")
-            models.append((f"transfer-{seed}", make_strategy(dataclasses.replace(cfg, seed=seed, out=transfer_dir)),
-                           transfer_dir))
-        scratch = make_baseline(cfg, estimator, seed, scratch_dir)
-        models.append((f"scratch-{seed}", scratch, scratch_dir))
-        for name, model, model_dir in models:
-            if name not in finished:
-                if model_dir is not None:
-                    if name.startswith("scratch") and cfg.progress and is_main_process():
-                        _announce_baseline(model, seed)
-                    _fit(model, train, val, cfg, resume=_resumable(cfg, model_dir))
-                if is_main_process():
-                    done[name] = marks(model, val)
-                    update_bundle_meta(out, verdict={"status": "pending", "key": key, "runs": done})
-        transfer_marks.append(done.get(f"transfer-{seed}", ""))
-        scratch_marks.append(done.get(f"scratch-{seed}", ""))
-    if not is_main_process():
-        return {}
-    assert scratch is not None  # baseline_seeds >= 1
-    source = read_meta(out)["backbone"]  # as trained, also when resumed (the loaded model's spec is bundle:OUT)
-    context = {"strategy": cfg.strategy, "backbone": source["spec"], "data": cfg.data, "layer": source["layer"],
-               "layers": source["layers"]}
-    verdict = judge(transfer_marks, scratch_marks, seed=cfg.seed, context=context).to_dict()
-    verdict["baseline"] = {"strategy": "scratch", "arch": source["arch_spec"],
-                           "image_size": scratch.image_size, "epochs": scratch.epochs,
-                           "metrics_jsonl": str(Path(run_dir) / "metrics.jsonl")}
-    return verdict
-
-
-def _announce_baseline(scratch: ScratchClassifier, seed: int) -> None:
-    from ._progress import stderr_console
-
-    size = f"{scratch.image_size} px, " if scratch.image_size else ""
-    stderr_console.print(f"transfer verdict: training the same architecture from scratch ({size}{scratch.epochs} "
-                         f"epochs, seed {seed}); --no-baseline skips it, --baseline-epochs/--baseline-image-size "
-                         f"make it cheaper", highlight=False)
-
-
-def _verdict_key(cfg: FitConfig, val: ImageDataset) -> str:
-    """What the verdict's runs depend on: the settings that shape training, and the validation images."""
-    settings = {k: v for k, v in dataclasses.asdict(cfg).items()
-                if k not in ("resume", "progress", "device", "num_workers", "baseline_seeds")}
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    digest.update(item_digests(val).tobytes())
-    return digest.hexdigest()[:32]
-
-
-def _finished_runs(out: Path, key: str) -> dict[str, str]:
-    """The marks of the verdict's runs an interrupted run of the same settings finished (none otherwise)."""
-    if not (out / "transferkit.json").is_file():
-        return {}
-    try:
-        pending = read_meta(out).get("verdict")
-    except TransferkitError:
-        return {}
-    if not isinstance(pending, dict) or pending.get("status") != "pending" or pending.get("key") != key:
-        return {}
-    return {k: v for k, v in pending.get("runs", {}).items() if isinstance(v, str)}
 
 
 def _training_report(estimator: Any, out: Path) -> dict[str, Any]:
