@@ -76,7 +76,7 @@ def test_small_cnn_caps_large_files_and_keeps_their_aspect(tmp_path):
     images, labels = squares(4, seed=3)
     root = write_pngs(tmp_path / "wide", images, labels, mode="RGB", size=(100, 50))  # grey content saved as RGB
     clf = SmallCNNClassifier(seed=0, **{**FAST, "steps": 4}).fit(tk.from_folder(root))
-    assert clf.fit_info_["input_size"] == [32, 64]  # (height, width): longest side capped at max_size=64
+    assert clf.fit_info_["input_size"] == [16, 32]  # (height, width): longest side capped at max_size=32
     assert clf.fit_info_["channels"] == 1  # R = G = B everywhere: one channel is enough
     small = SmallCNNClassifier(max_size=20, seed=0, **{**FAST, "steps": 4}).fit(tk.from_folder(root))
     assert small.fit_info_["input_size"] == [10, 20]
@@ -109,7 +109,7 @@ def test_small_cnn_skips_and_reports_unreadable_files(tmp_path):
 
 def test_small_cnn_is_a_scikit_learn_estimator(fitted):
     params = fitted.get_params()
-    assert params["width"] == 8 and params["max_size"] == 64 and params["flip"] is False
+    assert params["width"] == 8 and params["max_size"] == 32 and params["flip"] is False
     copy = clone(fitted)
     assert copy.get_params() == params and not hasattr(copy, "classes_")
     with pytest.raises(tk.NotFittedError):
