@@ -119,3 +119,28 @@ def test_auto_on_real_situations(situation, similarity, strategy):
     assert decision.similarity in similarity and decision.strategy == strategy, decision.summary()
     if strategy == "fine-tune":
         assert decision.train.get("unfreeze_top") is None  # not similar: every layer adapts
+
+
+def test_a_fine_tune_choice_is_kept_only_when_it_measures_at_least_as_well_as_feature_extraction():
+    from transferkit.strategies.auto import prefer_measured
+
+    chosen = decide(50, shift(2.0), LAYERS, groups=8)
+    assert chosen.strategy == "fine-tune"
+    worse = prefer_measured(chosen, {"fine_tune": 0.45, "feature_extraction": 0.74, "images": 120, "folds": 3},
+                            "blocks.4", last="pre_logits")
+    assert (worse.strategy, worse.layer, worse.train) == ("feature-extraction", "blocks.4", {})
+    assert "fine-tuning 45.0%, feature extraction 74.0%" in worse.summary() and worse.estimates["folds"] == 3
+    better = prefer_measured(chosen, {"fine_tune": 0.8, "feature_extraction": 0.74, "images": 120, "folds": 3},
+                             "pre_logits", last="pre_logits")
+    assert (better.strategy, better.train) == ("fine-tune", chosen.train) and "fine-tuning stays" in better.summary()
+
+
+def test_choose_strategy_cross_checks_a_fine_tune_choice_on_its_sample():
+    data = gratings(21)
+    decision = choose_strategy(data, f"random:{TINY}", sample=48, cache=False, device="cpu")
+    assert decision.size == "some" and decision.estimates is not None
+    est = decision.estimates
+    assert est["images"] == 48 and est["folds"] == 3
+    assert 0 <= est["fine_tune"] <= 1 and 0 <= est["feature_extraction"] <= 1
+    assert decision.strategy == ("fine-tune" if est["fine_tune"] >= est["feature_extraction"] else "feature-extraction")
+    assert choose_strategy(data, f"random:{TINY}", sample=48, cache=False, device="cpu", check=False).estimates is None
