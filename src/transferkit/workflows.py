@@ -348,6 +348,7 @@ def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - start, 2),
         "metrics": metrics,
         "val_seen_by_source": seen,
+        "head": getattr(estimator, "fit_info_", {}).get("head"),
         "warnings": warnings,
         "verdict": verdict,
         "auto": auto,

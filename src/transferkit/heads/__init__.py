@@ -1,5 +1,9 @@
 """Heads for cached features: by name (``logistic``, ``linear``, ``mlp``, ``svm``, ``random-forest``,
-``gradient-boosting``) or any scikit-learn classifier; and their conversion to torch modules for bundles."""
+``gradient-boosting``) or any scikit-learn classifier; and their conversion to torch modules for bundles.
+
+``logistic`` (the default) and ``svm`` choose their L2 strength and whether to standardise by cross-validation on
+the training features (:mod:`.tuned`); what they chose is their ``choice_`` after fitting.
+"""
 
 from __future__ import annotations
 
@@ -7,30 +11,49 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, clone
-from sklearn.calibration import CalibratedClassifierCV
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC
 from torch import nn
 
 from .._errors import TransferkitError, did_you_mean
 from .modules import ModuleHead, Standardize, build_head_module
 from .torch_heads import TorchHeadClassifier
+from .tuned import fit_tuned, tuned_choice
 
 
-def _logistic(seed: int) -> Any:
-    return make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=2000, random_state=seed))
+class TunedHead(ClassifierMixin, BaseEstimator):
+    """A linear head whose strength ``C`` and standardisation are chosen by k-fold CV (:func:`.tuned.fit_tuned`).
+
+    After ``fit``: ``estimator_`` (a plain scikit-learn classifier, what bundles store), ``choice_`` (what was
+    chosen and its cross-validated accuracy), ``classes_``.
+    """
+
+    def __init__(self, kind: str = "logistic", random_state: int = 0):
+        self.kind = kind
+        self.random_state = random_state
+
+    def fit(self, X: Any, y: Any) -> TunedHead:
+        self.estimator_, choice = fit_tuned(self.kind, X, y, seed=self.random_state)
+        self.choice_ = tuned_choice(choice)
+        self.classes_ = self.estimator_.classes_
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return self.estimator_.predict_proba(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.estimator_.predict(X)
 
 
 HEADS = {
-    "logistic": _logistic,
+    "logistic": lambda seed: TunedHead("logistic", random_state=seed),
     "linear": lambda seed: TorchHeadClassifier(hidden=(), random_state=seed),
     "mlp": lambda seed: TorchHeadClassifier(hidden=(512,), dropout=0.2, random_state=seed),
-    # Platt-calibrated probabilities, the replacement for the deprecated SVC(probability=True).
-    "svm": lambda seed: make_pipeline(StandardScaler(), CalibratedClassifierCV(SVC(random_state=seed), ensemble=False, cv=3)),
+    # a linear SVM, its probabilities by temperature scaling of the margins (decisions unchanged)
+    "svm": lambda seed: TunedHead("svm", random_state=seed),
     "random-forest": lambda seed: RandomForestClassifier(n_estimators=300, n_jobs=-1, random_state=seed),
     "gradient-boosting": lambda seed: HistGradientBoostingClassifier(random_state=seed),
 }
@@ -60,6 +83,8 @@ def head_to_module(head: Any) -> tuple[nn.Module, dict[str, Any]] | None:
     """
     if isinstance(head, TorchHeadClassifier):
         return head.export()
+    if isinstance(head, TunedHead):
+        head = head.estimator_
     scaler, model = None, head
     if isinstance(head, Pipeline):
         steps = [s for _, s in head.steps]
@@ -88,4 +113,4 @@ def head_to_module(head: Any) -> tuple[nn.Module, dict[str, Any]] | None:
     return module.eval(), config
 
 
-__all__ = ["HEADS", "ModuleHead", "TorchHeadClassifier", "build_head_module", "head_to_module", "make_head"]
+__all__ = ["HEADS", "ModuleHead", "TorchHeadClassifier", "TunedHead", "build_head_module", "head_to_module", "make_head"]

@@ -18,7 +18,7 @@ from ..data import ImageDataset, check_trainable
 from ..data.seen import training_digests
 from ..features import extract_features
 from ..features.extract import DEFAULT_MAX_BAD_FRACTION
-from ..heads import ModuleHead, head_to_module, make_head
+from ..heads import ModuleHead, TunedHead, head_to_module, make_head
 from ._base import TransferClassifier, as_dataset, class_values, full_proba
 
 
@@ -49,8 +49,10 @@ class FeatureExtractionClassifier(TransferClassifier):
     Args:
         backbone: a spec such as ``packaged:efficientnet_lite0`` or a :class:`Backbone`.
         layer: feature layer (default: pooled pre-logits); see ``Backbone.layers``.
-        head: ``logistic`` (default), ``linear``, ``mlp``, ``svm``, ``random-forest``, ``gradient-boosting``,
-            or any scikit-learn classifier (cloned, then fitted on the features).
+        head: ``logistic`` (default: L2 strength and standardisation chosen by 5-fold cross-validation on the
+            features, see :mod:`transferkit.heads.tuned`), ``svm`` (a linear SVM, tuned the same way), ``linear``,
+            ``mlp``, ``random-forest``, ``gradient-boosting``, or any scikit-learn classifier (cloned, then fitted
+            on the features). ``fit_info_["head"]`` records what was chosen.
         pretrained: False uses the same architecture randomly initialised.
         cache: True (default location), a directory, or False.
         batch_size, num_workers, device: extraction settings (``device='auto'`` picks CUDA when present).
@@ -118,6 +120,9 @@ class FeatureExtractionClassifier(TransferClassifier):
             head.fit(extracted.features, labels)
         except ValueError as e:
             raise TransferkitError(f"The {self.head!r} head could not be fitted: {str(e).splitlines()[0]}") from None
+        choice = getattr(head, "choice_", None)
+        if isinstance(head, TunedHead):  # what was chosen is kept below; the bundle stores the plain estimator
+            head = head.estimator_
         self.head_ = head
         self.head_classes_ = np.asarray(head.classes_, dtype=np.int64)
         exported = head_to_module(head)
@@ -130,6 +135,8 @@ class FeatureExtractionClassifier(TransferClassifier):
             "train_images": int(len(extracted.index)),
             "modality": self.backbone_.modality,
             "extraction": extracted.summary(),
+            "head": {"name": self.head if isinstance(self.head, str) else type(self.head).__name__,
+                     "estimator": type(head).__name__, **({"choice": choice} if choice else {})},
             "head_seconds": round(time.perf_counter() - head_start, 3),
             "seconds": round(time.perf_counter() - start, 3),
         }
