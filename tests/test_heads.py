@@ -56,9 +56,7 @@ def test_the_svm_head_is_sane_with_a_few_items_per_class(per_class):
     assert np.mean(head.predict(test_x) == test_y) > 0.9  # CalibratedClassifierCV(cv=3) fell to chance at 8/class
 
 
-def test_the_choice_is_in_fit_info_the_bundle_and_json(tmp_path, arrays, capsys):
-    from transferkit.cli import main
-
+def test_the_choice_is_in_fit_info_and_the_bundle(tmp_path, arrays):
     from .conftest import TINY
 
     images, labels = arrays
