@@ -45,35 +45,25 @@ PER_CLASS = (4, 8, 24)
 SEEDS = (0, 1, 2)
 
 
-def tasks(cache: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """``{task: (pool features, pool labels, test features, test labels)}``."""
+def datasets() -> dict[str, tuple[tk.ImageDataset, tk.ImageDataset]]:
+    """``{task: (pool, test)}``: the images of the table above (also used by bench/verdict_sign.py)."""
     from skimage import data
     from sklearn.datasets import load_digits
 
-    bb = tk.create_backbone("packaged:efficientnet_lite0")
-
-    def feats(ds: tk.ImageDataset) -> np.ndarray:
-        out = tk.extract_features(bb, ds, cache=cache, progress=False)
-        assert len(out.index) == len(ds)
-        return out.features
-
     rng = np.random.default_rng(12345)
     built: dict[str, Any] = {}
-    pool = tk.per_class(tk.load_fashion_mnist("train"), 100, seed=0)
-    test = tk.per_class(tk.load_fashion_mnist("test"), 100, seed=12345)
-    built["fashion-mnist"] = (feats(pool), pool.labels, feats(test), test.labels)
+    built["fashion-mnist"] = (tk.per_class(tk.load_fashion_mnist("train"), 100, seed=0),
+                              tk.per_class(tk.load_fashion_mnist("test"), 100, seed=12345))
     digits = load_digits()
     images = (digits.images * 255 / 16).astype(np.uint8)
     order = rng.permutation(len(images))
     te, po = order[:500], order[500:]
-    pool, test = tk.from_arrays(images[po], digits.target[po]), tk.from_arrays(images[te], digits.target[te])
-    built["digits"] = (feats(pool), pool.labels, feats(test), test.labels)
+    built["digits"] = (tk.from_arrays(images[po], digits.target[po]), tk.from_arrays(images[te], digits.target[te]))
     faces = data.lfw_subset()
     labels = np.r_[np.zeros(100, int), np.ones(100, int)]
     order = np.r_[rng.permutation(100), 100 + rng.permutation(100)]
     te, po = np.r_[order[:50], order[100:150]], np.r_[order[50:100], order[150:]]
-    pool, test = tk.from_arrays(faces[po], labels[po]), tk.from_arrays(faces[te], labels[te])
-    built["lfw"] = (feats(pool), pool.labels, feats(test), test.labels)
+    built["lfw"] = (tk.from_arrays(faces[po], labels[po]), tk.from_arrays(faces[te], labels[te]))
     photos = [np.asarray(getattr(data, name)()) for name in ("brick", "grass", "gravel")]
 
     def crops(bottom: bool, n: int) -> tk.ImageDataset:
@@ -87,9 +77,20 @@ def tasks(cache: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.
                 ys.append(c)
         return tk.from_arrays(np.stack(out), np.array(ys))
 
-    pool, test = crops(False, 60), crops(True, 50)
-    built["textures"] = (feats(pool), pool.labels, feats(test), test.labels)
+    built["textures"] = (crops(False, 60), crops(True, 50))
     return built
+
+
+def tasks(cache: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """``{task: (pool features, pool labels, test features, test labels)}``."""
+    bb = tk.create_backbone("packaged:efficientnet_lite0")
+
+    def feats(ds: tk.ImageDataset) -> np.ndarray:
+        out = tk.extract_features(bb, ds, cache=cache, progress=False)
+        assert len(out.index) == len(ds)
+        return out.features
+
+    return {task: (feats(pool), pool.labels, feats(test), test.labels) for task, (pool, test) in datasets().items()}
 
 
 def heads() -> dict[str, Any]:

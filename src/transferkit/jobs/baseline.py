@@ -135,6 +135,7 @@ def baseline_verdict(cfg: FitConfig, estimator: Any, data: Any, train: Any, val:
     transfer_marks: list[str] = []
     scratch_marks: list[str] = []
     baseline = None
+    shared: dict[str, Any] = {}  # the transfer backbone, loaded once for every fold and seed
     quiet = protocol == "cross-fit" or baseline_kind(cfg.baseline_model, estimator.backbone_.modality) != "arch"
     if cfg.progress and is_main_process():
         _announce(cfg, estimator, protocol, folds, len(val), len(scored))
@@ -142,7 +143,8 @@ def baseline_verdict(cfg: FitConfig, estimator: Any, data: Any, train: Any, val:
         for run in runs:
             for name, role, model_dir in run["models"]:
                 model = (estimator if model_dir is None and role == "transfer"
-                         else _model(cfg, estimator, role, run["seed"], model_dir, progress=cfg.progress and not quiet))
+                         else _model(cfg, estimator, role, run["seed"], model_dir, shared,
+                                     progress=cfg.progress and not quiet))
                 if role == "baseline":
                     baseline = model
                 if name not in finished:
@@ -202,12 +204,19 @@ def _runs(cfg: FitConfig, protocol: str, folds: int | None, data: Any, train: An
     return runs
 
 
-def _model(cfg: FitConfig, estimator: Any, role: str, seed: int, model_dir: str | None, *, progress: bool) -> Any:
+def _model(cfg: FitConfig, estimator: Any, role: str, seed: int, model_dir: str | None, shared: dict[str, Any], *,
+           progress: bool) -> Any:
     if role == "baseline":
         return make_baseline(cfg, estimator, seed, model_dir, progress=progress)
+    from ..strategies.feature_extraction import resolve_backbone
     from ..workflows import make_strategy
 
-    return make_strategy(dataclasses.replace(cfg, seed=seed, out=model_dir or cfg.out, progress=progress))
+    model = make_strategy(dataclasses.replace(cfg, seed=seed, out=model_dir or cfg.out, progress=progress))
+    if isinstance(model.backbone, str):  # feature extraction leaves it as it is, fine-tuning trains a copy
+        if "backbone" not in shared:
+            shared["backbone"] = resolve_backbone(model.backbone, model.pretrained)
+        model.set_params(backbone=shared["backbone"])
+    return model
 
 
 def _fit(model: Any, train: Any, val: Any, cfg: FitConfig, *, resume: bool) -> None:
