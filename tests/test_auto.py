@@ -107,7 +107,8 @@ def test_fit_auto_explains_and_stores_its_choice(capsys, tmp_path):
 @pytest.mark.parametrize(("situation", "similarity", "strategy"), [
     ("fashion-mnist, 5 per class", {"related"}, "feature-extraction"),
     ("fashion-mnist, 500 per class", {"related"}, "fine-tune"),
-    ("sine gratings, 30 per class", {"different"}, "fine-tune"),
+    # the table says fine-tune; its cross-check measured 28% for that fine-tune and 100% for feature extraction
+    ("sine gratings, 30 per class", {"different"}, "feature-extraction"),
     ("sine gratings, 5 per class", {"different"}, "feature-extraction"),
 ])
 def test_auto_on_real_situations(situation, similarity, strategy):
@@ -117,6 +118,9 @@ def test_auto_on_real_situations(situation, similarity, strategy):
         data = gratings(int(situation.split(", ")[1].split()[0]))
     decision = choose_strategy(data, "packaged:efficientnet_lite0", cache=False)
     assert decision.similarity in similarity and decision.strategy == strategy, decision.summary()
+    if decision.estimates is not None:  # a checked choice follows its measurement
+        ft, fe = decision.estimates["fine_tune"], decision.estimates["feature_extraction"]
+        assert decision.strategy == ("fine-tune" if ft >= fe else "feature-extraction")
     if strategy == "fine-tune":
         assert decision.train.get("unfreeze_top") is None  # not similar: every layer adapts
 
