@@ -32,6 +32,7 @@ from .data import (
 from .data.seen import count_seen, seen_warnings
 from .evaluation import evaluate
 from .features.extract import DEFAULT_MAX_BAD_FRACTION
+from .jobs.baseline import fit_model
 from .strategies import STRATEGIES, FeatureExtractionClassifier, ScratchClassifier, ZeroShotClassifier
 from .strategies.feature_extraction import with_options
 
@@ -303,7 +304,7 @@ def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
         meta = read_meta(out)
         metrics, seen = meta["metrics"], meta["data"].get("val_seen_by_source")
     else:
-        _fit(estimator, train, val, cfg, resume=cfg.resume)
+        fit_model(estimator, train, val, resume=cfg.resume)
         metrics, seen = {}, None
         if is_main_process():
             out.mkdir(parents=True, exist_ok=True)
@@ -374,15 +375,6 @@ def resolve_auto(cfg: FitConfig, train: ImageDataset) -> tuple[FitConfig, dict[s
         cfg = dataclasses.replace(cfg, strategy="fine-tune", layer=cfg.layer or decision.layer,
                                   train={**decision.train, **cfg.train})
     return cfg, decision.to_dict()
-
-
-def _fit(estimator: Any, train: ImageDataset, val: ImageDataset, cfg: FitConfig, *, resume: bool = False) -> None:
-    if estimator.strategy_name == "feature-extraction":
-        estimator.fit(train)
-    else:
-        # With early stopping the strategy holds out part of train itself, so the reported metrics stay unbiased.
-        early = getattr(estimator, "early_stopping", None) is not None
-        estimator.fit(train, validation=None if early else val, resume=resume)
 
 
 def _data_info(cfg: FitConfig, data: ImageDataset, train: ImageDataset, val: ImageDataset, estimator: Any,

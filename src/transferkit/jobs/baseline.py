@@ -123,7 +123,7 @@ def baseline_verdict(cfg: FitConfig, estimator: Any, data: Any, train: Any, val:
         The verdict's dict (:meth:`~transferkit.verdict.Verdict.to_dict`) plus ``baseline`` and ``protocol``; ``{}``
         on every process but the first of a distributed run.
     """
-    from ..verdict import judge
+    from ..verdict import judge, marks
 
     out = Path(cfg.out)
     protocol, folds = protocol_for(cfg.verdict_protocol, len(val), data.labels, cfg.cross_fit_folds)
@@ -149,10 +149,8 @@ def baseline_verdict(cfg: FitConfig, estimator: Any, data: Any, train: Any, val:
                     baseline = model
                 if name not in finished:
                     if model is not estimator:
-                        _fit(model, run["train"], run["val"], cfg, resume=_resumable(cfg, model_dir))
+                        fit_model(model, run["train"], run["val"], resume=_resumable(cfg, model_dir))
                     if is_main_process():
-                        from ..verdict import marks
-
                         done[name] = marks(model, run["val"])
                         update_bundle_meta(out, verdict={"status": "pending", "key": key, "runs": done})
                 advance(1)
@@ -219,7 +217,8 @@ def _model(cfg: FitConfig, estimator: Any, role: str, seed: int, model_dir: str 
     return model
 
 
-def _fit(model: Any, train: Any, val: Any, cfg: FitConfig, *, resume: bool) -> None:
+def fit_model(model: Any, train: Any, val: Any, *, resume: bool = False) -> None:
+    """Fit any strategy of ``fit`` or the verdict: trainers get ``val`` to report on and ``resume``, others not."""
     if model.strategy_name in ("fine-tune", "scratch"):
         # With early stopping the strategy holds out part of train itself, so the reported metrics stay unbiased.
         early = getattr(model, "early_stopping", None) is not None
