@@ -72,6 +72,25 @@ def test_small_cnn_is_deterministic_for_a_seed(square_task, fitted):
     assert not np.allclose(other.predict_proba(test), fitted.predict_proba(test))
 
 
+def test_small_cnn_fits_the_same_beside_others_in_threads(square_task, fitted):
+    """The verdict trains its folds' CNNs side by side: a fit must not depend on torch's global generator or on what
+    trains in the next thread."""
+    import torch
+
+    from transferkit.jobs.baseline import _side_by_side
+
+    train, test = square_task
+    torch.manual_seed(123)  # the global generator is not what a fit draws from
+    jobs = [(f"job{i}", SmallCNNClassifier(seed=0 if i == 0 else i, **FAST), {"train": train, "val": test})
+            for i in range(3)]
+    with _side_by_side(jobs) as results:
+        got = dict(results())
+    assert sorted(got) == ["job0", "job1", "job2"]
+    assert got["job0"] == marks(fitted, test)  # the same model as the one fitted alone
+    np.testing.assert_array_equal(jobs[0][1].predict_proba(test), fitted.predict_proba(test))
+    assert not np.allclose(jobs[1][1].predict_proba(test), fitted.predict_proba(test))  # a seed of its own
+
+
 def test_small_cnn_caps_large_files_and_keeps_their_aspect(tmp_path):
     images, labels = squares(4, seed=3)
     root = write_pngs(tmp_path / "wide", images, labels, mode="RGB", size=(100, 50))  # grey content saved as RGB

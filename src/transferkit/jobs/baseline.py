@@ -18,15 +18,19 @@ Every finished run leaves its marks in the bundle's pending verdict, so ``resume
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._dist import is_main_process
+from .._dist import is_main_process, rank_and_world
 from .._errors import TransferkitError, did_you_mean
 from .._progress import progress_bar
 from ..bundle import read_meta, update_bundle_meta
@@ -140,6 +144,13 @@ def baseline_verdict(cfg: FitConfig, estimator: Any, data: Any, train: Any, val:
     if cfg.progress and is_main_process():
         _announce(cfg, estimator, protocol, folds, len(val), len(scored))
     with progress_bar(sum(len(r["models"]) for r in runs), "verdict", cfg.progress and quiet) as advance:
+        def record(name: str, model_marks: str) -> None:
+            if is_main_process():
+                done[name] = model_marks
+                update_bundle_meta(out, verdict={"status": "pending", "key": key, "runs": done})
+            advance(1)
+
+        todo = []
         for run in runs:
             for name, role, model_dir in run["models"]:
                 model = (estimator if model_dir is None and role == "transfer"
@@ -147,13 +158,19 @@ def baseline_verdict(cfg: FitConfig, estimator: Any, data: Any, train: Any, val:
                                      progress=cfg.progress and not quiet))
                 if role == "baseline":
                     baseline = model
-                if name not in finished:
+                if name in finished:
+                    advance(1)
+                else:
+                    todo.append((name, model, run, model_dir))
+        # small CNNs train in threads beside the rest, which this thread fits meanwhile
+        with _side_by_side([(n, m, r) for n, m, r, _ in todo if _parallel(m)]) as side_by_side:
+            for name, model, run, model_dir in todo:
+                if not _parallel(model):
                     if model is not estimator:
                         fit_model(model, run["train"], run["val"], resume=_resumable(cfg, model_dir))
-                    if is_main_process():
-                        done[name] = marks(model, run["val"])
-                        update_bundle_meta(out, verdict={"status": "pending", "key": key, "runs": done})
-                advance(1)
+                    record(name, marks(model, run["val"]))
+            for name, model_marks in side_by_side():
+                record(name, model_marks)
         for seed in dict.fromkeys(r["seed"] for r in runs):
             mine = [r for r in runs if r["seed"] == seed]
             transfer_marks.append(_combine(mine, "transfer", done, len(scored)))
@@ -215,6 +232,51 @@ def _model(cfg: FitConfig, estimator: Any, role: str, seed: int, model_dir: str 
             shared["backbone"] = resolve_backbone(model.backbone, model.pretrained)
         model.set_params(backbone=shared["backbone"])
     return model
+
+
+def _parallel(model: Any) -> bool:
+    """Whether ``model`` may train in a thread beside others: a one-thread small CNN on the CPU, in one process."""
+    from .._utils import resolve_device
+
+    return (model.strategy_name == "small-cnn" and model.threads == 1 and rank_and_world()[1] == 1
+            and resolve_device(model.device).type == "cpu")
+
+
+@contextlib.contextmanager
+def _side_by_side(jobs: list[tuple[str, Any, dict[str, Any]]]) -> Iterator[Callable[[], Iterator[tuple[str, str]]]]:
+    """Start fitting and scoring ``(name, model, run)`` jobs, one thread per CPU core; the block gets a function
+    that yields ``(name, marks)`` as each job ends.
+
+    Their convolutions are too small to use a second core (one torch thread each), so k folds on k cores take the
+    time of one (bench/README.md). Each model draws its random numbers from a generator of its own, so a fold's
+    result is the same whatever trains beside it.
+    """
+    import torch
+
+    from ..strategies.small_cnn import cpu_threads
+    from ..verdict import marks
+
+    def fit_and_score(model: Any, run: dict[str, Any]) -> str:
+        fit_model(model, run["train"], run["val"])
+        return marks(model, run["val"])
+
+    if not jobs:
+        yield lambda: iter(())
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    # one torch thread for the whole pool: a model restoring its own count would change the others' mid-run
+    with cpu_threads(1, torch.device("cpu")), ThreadPoolExecutor(min(len(jobs), cores)) as pool:
+        futures = {pool.submit(fit_and_score, model, run): name for name, model, run in jobs}
+
+        def results() -> Iterator[tuple[str, str]]:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+
+        try:
+            yield results
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # what has not started never starts; what runs, ends
+            raise
 
 
 def fit_model(model: Any, train: Any, val: Any, *, resume: bool = False) -> None:

@@ -32,7 +32,7 @@ from torch import nn
 
 from .._errors import TransferkitError
 from .._progress import progress_bar
-from .._utils import resolve_device, set_seed
+from .._utils import resolve_device
 from ..data import ImageDataset, check_trainable, to_mode
 from ..data.loader import image_loader
 from ..features.extract import DEFAULT_MAX_BAD_FRACTION, check_bad_fraction
@@ -125,6 +125,34 @@ def channel_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean.float(), std.float()
 
 
+class SeededDropout(nn.Dropout):
+    """Dropout drawing its masks from ``generator`` when one is set (else from torch's global generator).
+
+    Verdict folds train in parallel threads (:mod:`transferkit.jobs.baseline`); torch's global generator is shared by
+    every thread, so only a generator of the model's own keeps a seed's fit the same whatever runs beside it.
+    """
+
+    generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or self.generator is None:
+            return super().forward(x)
+        keep = torch.rand(x.shape, generator=self.generator) >= self.p
+        return x * keep.to(x.device, x.dtype) / (1 - self.p)
+
+
+def init_parameters(model: nn.Module, generator: torch.Generator) -> None:
+    """PyTorch's default initialisation of every conv and linear layer (Kaiming-uniform, a = sqrt(5)), from
+    ``generator`` instead of the global one (see :class:`SeededDropout`)."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+            if module.bias is not None:
+                fan_in = module.weight[0].numel()
+                bound = 1 / math.sqrt(fan_in)
+                nn.init.uniform_(module.bias, -bound, bound, generator=generator)
+
+
 class SmallCNN(nn.Module):
     """uint8 ``(B, C, H, W)`` → logits: normalise, 3 blocks of ``convs`` x (conv-BN-ReLU) + max-pool, global average
     pool, dropout, linear. The blocks have ``width``, 2x and 4x channels.
@@ -150,7 +178,7 @@ class SmallCNN(nn.Module):
                 layers.append(nn.MaxPool2d(2))
                 side //= 2
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in, n_classes))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), SeededDropout(dropout), nn.Linear(c_in, n_classes))
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         return (images.float() / 255.0 - self.mean[:, None, None]) / self.std[:, None, None]
@@ -311,16 +339,22 @@ class SmallCNNClassifier(TransferClassifier):
         channels = images.shape[1]
         mean, std = channel_stats(images)
 
-        set_seed(self.seed)
+        # every random draw comes from this generator, not torch's global one: folds may train in parallel threads
+        generator = torch.Generator().manual_seed(self.seed)
         model = SmallCNN(channels, len(ds.classes), size, self.width, self.convs, self.dropout, mean, std)
+        init_parameters(model, generator)
         device = resolve_device(self.device)
         n = len(index)
         batch = min(self.batch_size, n)
         steps_per_epoch = math.ceil(n / batch)  # split into equal batches: no 1-image remainder step
         epochs = self.epochs or min(self.max_epochs, math.ceil(self.steps / steps_per_epoch))
         with cpu_threads(self.threads, device):
-            history = self._train(model, images, torch.as_tensor(ds.labels[index]), device, epochs, steps_per_epoch)
+            history = self._train(model, images, torch.as_tensor(ds.labels[index]), device, epochs, steps_per_epoch,
+                                  generator)
 
+        for module in model.modules():
+            if isinstance(module, SeededDropout):
+                module.generator = None  # trained: a fitted model holds no generator (copies, pickles stay plain)
         self.model_ = model.cpu().eval()
         self.input_size_ = size
         self.channels_ = channels
@@ -337,8 +371,10 @@ class SmallCNNClassifier(TransferClassifier):
         return self
 
     def _train(self, model: SmallCNN, images: torch.Tensor, labels: torch.Tensor, device: torch.device,
-               epochs: int, steps_per_epoch: int) -> list[dict[str, float]]:
-        generator = torch.Generator().manual_seed(self.seed)
+               epochs: int, steps_per_epoch: int, generator: torch.Generator) -> list[dict[str, float]]:
+        for module in model.modules():
+            if isinstance(module, SeededDropout):
+                module.generator = generator
         # channels-last: oneDNN's fast path on CPU (about 1.4x here), cuDNN's on recent GPUs
         model.to(device).to(memory_format=torch.channels_last).train()
         x_all = images.to(device)  # uint8: normalised a batch at a time
