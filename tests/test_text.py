@@ -150,14 +150,10 @@ def test_hf_max_length_truncates_and_is_reported(tiny_bert: Path) -> None:
     assert create_backbone(f"hf:{tiny_bert}").preprocessing.max_length == 64  # the model's positions < 128
 
 
-def test_hf_offline_hub_error_is_one_fast_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    import time
-
+def test_hf_offline_hub_error_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    start = time.perf_counter()
     with pytest.raises(tk.OfflineError) as info:
         create_backbone("hf:some-org/not-cached-model-xyz")
-    assert time.perf_counter() - start < 10
     message = str(info.value)
     assert "\n" not in message and "offline" in message and "packaged:all-minilm-l6-v2" in message
 
@@ -321,10 +317,14 @@ def test_frozen_text_backbone_does_not_change(tiny_bert: Path, text_csv: Path) -
 
     bb = create_backbone(f"hf:{tiny_bert}")
     before = {k: v.clone() for k, v in bb.trunk.state_dict().items()}
-    model = TransferModel(bb, torch.nn.Linear(32, 2), DEFAULT_LAYER)
-    Trainer(TrainConfig(head_epochs=1, epochs=0, schedule="two-stage", batch_size=8), torch.device("cpu"),
-            progress=False).fit(model, open_dataset(text_csv))
-    for k, v in bb.trunk.state_dict().items():
+    head = torch.nn.Linear(32, 2)
+    head_before = head.weight.detach().clone()
+    model = TransferModel(bb, head, DEFAULT_LAYER)
+    history = Trainer(TrainConfig(head_epochs=1, epochs=0, schedule="two-stage", batch_size=8), torch.device("cpu"),
+                      progress=False).fit(model, open_dataset(text_csv))
+    assert len(history) == 1 and history[0]["stage"] == "head"  # an epoch of steps ran ...
+    assert not torch.equal(head.weight, head_before)  # ... and moved the head
+    for k, v in bb.trunk.state_dict().items():  # but not the frozen encoder
         torch.testing.assert_close(v, before[k])
 
 

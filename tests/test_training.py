@@ -270,10 +270,15 @@ def test_balanced_sampling_and_class_weights_run():
             images.append(np.asarray(make_image(color, seed=10 * c + i)))
             labels.append(c)
     data = tk.from_arrays(np.stack(images), np.array(labels))
+    labels = torch.as_tensor(data.labels)
+    plain = Trainer(TrainConfig(), torch.device("cpu"), progress=False)
+    np.testing.assert_array_equal(np.bincount(data.labels[plain._epoch_order(labels, epoch=1).numpy()]), [12, 3, 3])
     trainer = Trainer(TrainConfig(balanced_sampling=True, class_weight="balanced"), torch.device("cpu"), progress=False)
-    order = trainer._epoch_order(torch.as_tensor(data.labels), epoch=1)
-    counts = np.bincount(data.labels[order.numpy()], minlength=3)
-    assert counts[1] + counts[2] > 3  # minority classes drawn more often than their share
+    # over 20 epochs of 18 draws: the minority classes hold 6 of 18 items (1/3) but get about 2/3 of the draws
+    drawn = np.concatenate([data.labels[trainer._epoch_order(labels, epoch=e).numpy()] for e in range(20)])
+    counts = np.bincount(drawn, minlength=3)
+    assert (counts[1] + counts[2]) / counts.sum() > 0.55
+    assert abs(int(counts[1]) - int(counts[2])) < 0.25 * counts[1:].sum()  # and about equally often
     loss = trainer._loss(torch.as_tensor(data.labels), 3)
     assert loss.weight[1] > loss.weight[0]
 
