@@ -1,0 +1,119 @@
+"""Domain adaptation on features: each method fixes a shift constructed to be the kind it should fix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from transferkit import TransferkitError
+from transferkit.adaptation import (
+    CORAL,
+    SelfTrainingClassifier,
+    coral_loss,
+    domain_gap,
+    mean_entropy,
+    mmd,
+    proxy_a_distance,
+    snd,
+)
+
+
+def blobs(n_per_class: int, seed: int, d: int = 8, classes: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(0).normal(0, 3, (classes, d))  # the same classes in every call
+    y = np.repeat(np.arange(classes), n_per_class)
+    return centres[y] + rng.normal(0, 1, (len(y), d)), y
+
+
+def rescaled(x: np.ndarray) -> np.ndarray:
+    """The target's features: the source's, each rescaled and moved (what CORAL undoes; a BatchNorm-statistics shift
+    looks like this)."""
+    return x * np.random.default_rng(7).uniform(0.3, 3.0, x.shape[1]) + 4.0
+
+
+def two_clusters(n_per_class: int, seed: int, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Two well-separated 2-D classes at x = -3 and x = +3, moved right by ``shift``."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat([0, 1], n_per_class)
+    x = np.c_[np.where(y == 0, -3.0, 3.0) + shift, np.zeros(len(y))] + rng.normal(0, 1, (len(y), 2))
+    return x, y
+
+
+def test_coral_recovers_a_linear_shift_that_breaks_the_source_head():
+    xs, ys = blobs(100, seed=1)
+    xt_raw, yt = blobs(100, seed=2)
+    xt = rescaled(xt_raw)
+    before = LogisticRegression(max_iter=1000).fit(xs, ys).score(xt, yt)
+    coral = CORAL().fit(xs, xt)
+    after = LogisticRegression(max_iter=1000).fit(coral.transform(xs), ys).score(xt, yt)
+    assert after > before + 0.2
+    # the re-coloured source carries the target's mean and (regularised) covariance
+    moved = coral.transform(xs)
+    np.testing.assert_allclose(moved.mean(0), xt.mean(0), atol=1e-6)
+    assert mmd(moved, xt) < mmd(xs, xt) / 5
+
+
+def test_coral_refuses_mismatched_widths_and_is_not_fitted_before_fit():
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(TransferkitError, match="same width"):
+        CORAL().fit(np.zeros((5, 3)), np.zeros((5, 4)))
+    with pytest.raises(TransferkitError, match="NaN"):
+        CORAL().fit(np.full((5, 3), np.nan), np.zeros((5, 3)))
+    with pytest.raises(NotFittedError):
+        CORAL().transform(np.zeros((5, 3)))
+
+
+def test_deep_coral_loss_is_zero_for_equal_statistics_and_differentiable():
+    import torch
+
+    x = torch.randn(64, 5, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    assert float(coral_loss(x.detach(), x.detach() + 3.0)) == pytest.approx(0.0, abs=1e-10)  # a mean shift is not CORAL's
+    loss = coral_loss(x, x.detach() * 3.0)
+    loss.backward()
+    assert float(loss) > 0 and x.grad is not None and float(x.grad.abs().sum()) > 0
+
+
+def test_self_training_follows_the_target_clusters_past_a_moved_boundary():
+    xs, ys = two_clusters(50, seed=1)
+    xt, yt = two_clusters(200, seed=2, shift=3.0)  # the source boundary (x = 0) now cuts through the target's class 0
+    base = LogisticRegression(max_iter=1000)
+    clf = SelfTrainingClassifier(base, rounds=5).fit(xs, ys, xt)
+    before, after = clf.source_only_.score(xt, yt), clf.score(xt, yt)
+    assert after > before + 0.15
+    assert [h["round"] for h in clf.history_] == [1, 2, 3, 4, 5]
+    assert clf.history_[0]["pseudo_labels"] < clf.history_[-1]["pseudo_labels"] <= len(xt)
+    assert all(min(h["per_class"]) > 0 for h in clf.history_)  # balanced: every class gets pseudo-labels
+
+
+def test_self_training_default_head_and_bad_parameters():
+    xs, ys = blobs(10, seed=1)
+    xt, _ = blobs(10, seed=2)
+    clf = SelfTrainingClassifier(rounds=1).fit(xs, ys, xt)
+    assert clf.predict(xt).shape == (len(xt),) and hasattr(clf.estimator_, "choice_")  # the tuned head
+    with pytest.raises(TransferkitError, match="start_fraction"):
+        SelfTrainingClassifier(start_fraction=0).fit(xs, ys, xt)
+    with pytest.raises(TransferkitError, match="no items"):
+        SelfTrainingClassifier().fit(xs, ys, xt[:0])
+
+
+def test_domain_gap_tells_one_domain_from_two():
+    xs, _ = blobs(100, seed=1)
+    same, _ = blobs(100, seed=2)
+    far = same + 5.0
+    assert proxy_a_distance(xs, same) < 0.5 < 1.5 < proxy_a_distance(xs, far)
+    assert abs(mmd(xs, same)) < 0.05 < mmd(xs, far)
+    gap = domain_gap(xs, far)
+    assert set(gap) == {"proxy_a_distance", "mmd"}
+    with pytest.raises(TransferkitError, match="at least 4"):
+        mmd(xs[:3], far[:3])
+
+
+def test_snd_prefers_predictions_that_follow_the_clusters():
+    x, y = blobs(50, seed=3)
+    good = LogisticRegression(max_iter=1000).fit(x, y).predict_proba(x)
+    noisy = np.random.default_rng(0).dirichlet(np.ones(3), len(x))  # predictions unrelated to the data
+    assert snd(good) > snd(noisy)
+    assert mean_entropy(good) < mean_entropy(noisy)
+    assert snd(good[:1]) == 0.0
