@@ -117,3 +117,16 @@ def test_snd_prefers_predictions_that_follow_the_clusters():
     assert snd(good) > snd(noisy)
     assert mean_entropy(good) < mean_entropy(noisy)
     assert snd(good[:1]) == 0.0
+
+
+def test_printed_digits_are_deterministic_10_classes_in_optdigits_format():
+    from transferkit.data.digit_shift import load_handwritten_digits, load_printed_digits, to_optdigits
+
+    a, b = load_printed_digits(3, seed=5), load_printed_digits(3, seed=5)
+    np.testing.assert_array_equal(a.items, b.items)
+    assert a.items.shape == (30, 8, 8) and a.items.dtype == np.uint8 and a.classes == [str(d) for d in range(10)]
+    assert (a.items.reshape(30, -1).max(1) > 0).all()  # every digit was drawn
+    assert not np.array_equal(load_printed_digits(3, seed=6).items, a.items)
+    hand = load_handwritten_digits()
+    assert hand.items.shape == (1797, 8, 8) and hand.classes == a.classes
+    assert to_optdigits(np.ones((32, 32), dtype=bool)).max() == 16  # a 4x4 block holds 16 ink pixels
