@@ -130,3 +130,108 @@ def test_printed_digits_are_deterministic_10_classes_in_optdigits_format():
     hand = load_handwritten_digits()
     assert hand.items.shape == (1797, 8, 8) and hand.classes == a.classes
     assert to_optdigits(np.ones((32, 32), dtype=bool)).max() == 16  # a 4x4 block holds 16 ink pixels
+
+
+# -- deep methods: a small CNN trained on both domains --------------------------------------------------------------
+
+DEEP = {"steps": 100, "width": 8, "progress": False, "threads": 1}
+
+
+@pytest.fixture(scope="module")
+def washed_out():
+    """Source: a bright square on dark noise (its quadrant is the class); target: the same scenes washed out (low
+    contrast, bright), an affine change of every pixel that a source-only CNN cannot read."""
+    import sys
+    from pathlib import Path
+
+    import transferkit as tk
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_baselines import squares
+
+    xs, ys = squares(15, seed=1)
+    xt, yt = squares(15, seed=2)
+    return tk.from_arrays(xs, ys), tk.from_arrays((xt * 0.4 + 120).astype(np.uint8), yt)
+
+
+@pytest.fixture(scope="module")
+def source_only(washed_out):
+    from transferkit.adaptation.cnn import AdaptedCNNClassifier
+
+    return AdaptedCNNClassifier(method="source-only", **DEEP).fit(*washed_out)
+
+
+@pytest.mark.parametrize("method", ["adabn", "dann", "coral", "self-training"])
+def test_deep_methods_fix_a_washed_out_target(washed_out, source_only, method):
+    from transferkit.adaptation.cnn import AdaptedCNNClassifier
+
+    source, target = washed_out
+    before = source_only.score(target)
+    clf = AdaptedCNNClassifier(method=method, **DEEP).fit(source, target)
+    assert clf.score(target) >= before + 0.25  # chance is 0.25, where source-only sits
+    assert clf.score(source) > 0.8  # and the source task is kept
+    info = clf.fit_info_
+    assert info["method"] == method and info["target_images"] == len(target) and info["input_size"] == [20, 20]
+    if method == "self-training":
+        assert len(info["pseudo_labels"]) == 3 and info["pseudo_labels"][0] < info["pseudo_labels"][-1]
+
+
+def test_adabn_only_moves_batchnorm_statistics(washed_out, source_only):
+    import copy
+
+    import torch
+
+    from transferkit.adaptation import adapt_batchnorm
+
+    model = copy.deepcopy(source_only.model_)
+    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "num_batches" not in k}
+    before = model.features[1].running_mean.clone()
+    images = torch.as_tensor(washed_out[1].items)[:, None]
+    assert adapt_batchnorm(model, images.split(16)) == sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert not torch.allclose(model.features[1].running_mean, before) and not model.training
+    for k, v in weights.items():
+        torch.testing.assert_close(model.state_dict()[k], v)
+
+
+def test_mcc_moves_a_linear_boundary_into_the_target_gap():
+    import torch
+
+    from transferkit.adaptation.mcc import mcc_loss
+
+    xs, ys = two_clusters(50, seed=1)
+    xt, yt = two_clusters(200, seed=2, shift=3.0)
+    xs_t, ys_t, xt_t = (torch.as_tensor(a, dtype=torch.float32) for a in (xs, ys, xt))
+
+    def train(weight: float) -> float:
+        torch.manual_seed(0)
+        head = torch.nn.Linear(2, 2)
+        opt = torch.optim.SGD(head.parameters(), lr=0.1)
+        for _ in range(300):
+            loss = torch.nn.functional.cross_entropy(head(xs_t), ys_t.long()) + weight * mcc_loss(head(xt_t))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return float((head(xt_t).argmax(1).numpy() == yt).mean())
+
+    assert train(3.0) > train(0.0) + 0.08  # 0.72 -> 0.82 when written
+
+
+def test_gradient_reversal_and_ramp():
+    import torch
+
+    from transferkit.adaptation.dann import dann_ramp, reverse_gradient
+
+    x = torch.ones(3, requires_grad=True)
+    reverse_gradient(x, 0.5).sum().backward()
+    assert x.grad is not None and torch.equal(x.grad, torch.full((3,), -0.5))
+    assert dann_ramp(0.0) == 0.0 and 0.99 < dann_ramp(1.0) < 1.0 and dann_ramp(0.1) < dann_ramp(0.5)
+
+
+def test_adapted_cnn_refuses_an_unknown_method_and_unlabelled_source(washed_out):
+    import transferkit as tk
+    from transferkit.adaptation.cnn import AdaptedCNNClassifier
+
+    with pytest.raises(TransferkitError, match="Did you mean: dann"):
+        AdaptedCNNClassifier(method="dan").fit(*washed_out)
+    with pytest.raises(TransferkitError, match="needs labels"):
+        AdaptedCNNClassifier(**DEEP).fit(tk.from_arrays(washed_out[1].items), washed_out[1])

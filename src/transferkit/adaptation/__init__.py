@@ -5,10 +5,11 @@ alignment), :class:`SelfTrainingClassifier` (class-balanced pseudo-labels in rou
 (proxy A-distance and MMD) and label-free model selection (:func:`snd`, :func:`mean_entropy`).
 """
 
+from .adabn import adapt_batchnorm
 from .coral import CORAL, coral_loss
 from .gap import domain_gap, mmd, proxy_a_distance
 from .self_training import SelfTrainingClassifier
-from .validation import mean_entropy, snd
+from .validation import information_maximization, mean_entropy, snd
 
-__all__ = ["CORAL", "SelfTrainingClassifier", "coral_loss", "domain_gap", "mean_entropy", "mmd", "proxy_a_distance",
+__all__ = ["CORAL", "adapt_batchnorm", "SelfTrainingClassifier", "coral_loss", "domain_gap", "information_maximization", "mean_entropy", "mmd", "proxy_a_distance",
            "snd"]
