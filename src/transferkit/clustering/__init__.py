@@ -1,0 +1,15 @@
+"""Unsupervised transfer: pretrained features + clustering, judged against clustering the raw inputs."""
+
+from .cluster import (
+           METHODS,
+           Clustering,
+           cluster_accuracy,
+           cluster_features,
+           cluster_scores,
+           prepare,
+           raw_inputs,
+)
+from .plot import map_2d, save_cluster_map
+
+__all__ = ["METHODS", "Clustering", "cluster_accuracy", "cluster_features", "cluster_scores", "map_2d", "prepare",
+           "raw_inputs", "save_cluster_map"]

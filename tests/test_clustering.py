@@ -1,0 +1,73 @@
+"""Unsupervised transfer: clustering features, choosing k, scoring against labels, the raw-input baseline, the map."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import transferkit as tk
+from transferkit import TransferkitError
+from transferkit.clustering import (
+    cluster_accuracy,
+    cluster_features,
+    cluster_scores,
+    map_2d,
+    prepare,
+    raw_inputs,
+    save_cluster_map,
+)
+
+
+def blobs(k: int = 4, n: int = 40, d: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 1, (k, d))
+    y = np.repeat(np.arange(k), n)
+    return centres[y] * 5 + rng.normal(0, 1, (len(y), d)), y
+
+
+def test_auto_k_finds_the_number_of_blobs_and_the_scores_say_so():
+    x, y = blobs(k=4)
+    result = cluster_features(x, k="auto", k_range=range(2, 9))
+    assert result.k == 4 and set(result.silhouettes) == set(range(2, 9))
+    assert max(result.silhouettes.values()) == result.silhouettes[4]
+    scores = cluster_scores(y, result.labels)
+    assert scores["nmi"] > 0.95 and scores["ari"] > 0.95 and scores["accuracy"] > 0.95
+    assert result.to_dict()["sizes"] == [40, 40, 40, 40]
+
+
+@pytest.mark.parametrize("method", ["agglomerative", "hdbscan"])
+def test_other_methods_recover_the_blobs(method):
+    x, y = blobs(k=3, n=60)
+    result = cluster_features(x, k=3, method=method)
+    assert cluster_scores(y, result.labels)["nmi"] > 0.8 and result.k == 3
+
+
+def test_cluster_accuracy_is_the_best_one_to_one_match():
+    assert cluster_accuracy([0, 0, 1, 1, 2, 2], [5, 5, 3, 3, 9, 9]) == 1.0  # names of clusters do not matter
+    assert cluster_accuracy([0, 0, 1, 1], [0, 0, 0, 0]) == 0.5  # one cluster can match one class only
+    assert cluster_accuracy([0, 0, 1, 1], [-1, 0, 1, 1]) == 0.75  # noise counts wrong
+
+
+def test_bad_k_and_method_are_refused():
+    x, _ = blobs()
+    with pytest.raises(TransferkitError, match="k must be"):
+        cluster_features(x, k=1)
+    with pytest.raises(TransferkitError, match="Did you mean: kmeans"):
+        cluster_features(x, method="kmean")
+    with pytest.raises(TransferkitError, match="at least 3"):
+        prepare(x[:2])
+
+
+def test_raw_inputs_and_the_map(tmp_path):
+    images = np.zeros((12, 10, 10), dtype=np.uint8)
+    images[6:, :5] = 255
+    ds = tk.from_arrays(images, np.repeat([0, 1], 6))
+    raw = raw_inputs(ds)
+    assert raw.shape == (12, 100) and raw.max() == 1.0  # grey pixels at native size, in [0, 1]
+    texts = tk.from_texts(["red apple", "green apple", "red car", "fast car"] * 3, [0, 0, 1, 1] * 3)
+    assert raw_inputs(texts).shape[0] == 12
+    x = prepare(raw + np.random.default_rng(0).normal(0, 0.01, raw.shape))
+    coords = map_2d(x, "pca")
+    assert coords.shape == (12, 2) and map_2d(x, "tsne").shape == (12, 2)
+    path = save_cluster_map(coords, cluster_features(x, k=2, prepared=True).labels, tmp_path / "map.png", dataset=ds)
+    assert path.stat().st_size > 1000 and not list(tmp_path.glob("*.tmp*"))
