@@ -71,3 +71,28 @@ def test_raw_inputs_and_the_map(tmp_path):
     assert coords.shape == (12, 2) and map_2d(x, "tsne").shape == (12, 2)
     path = save_cluster_map(coords, cluster_features(x, k=2, prepared=True).labels, tmp_path / "map.png", dataset=ds)
     assert path.stat().st_size > 1000 and not list(tmp_path.glob("*.tmp*"))
+
+
+def test_cli_cluster_writes_assignments_map_and_scores(capsys, image_folder, tmp_path):
+    import csv
+    import json
+
+    from transferkit.cli import main
+
+    from .conftest import TINY
+
+    out = tmp_path / "clusters"
+    code = main(["cluster", str(image_folder), "--backbone", TINY, "--out", str(out), "--k", "3", "--json",
+                 "--random-init", "--no-progress", "--device", "cpu"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["k"] == 3 and report["items"] == 24 and sum(report["sizes"]) == 24
+    assert set(report["scores"]) == {"pretrained", "raw", "raw_inputs", "nmi_gain"}
+    assert report["scores"]["raw_inputs"] == "pixels" and 0 <= report["scores"]["pretrained"]["nmi"] <= 1
+    rows = list(csv.DictReader((out / "assignments.csv").read_text().splitlines()))
+    assert len(rows) == 24 and {r["label"] for r in rows} == {"blue", "green", "red"}
+    assert (out / "cluster_map.png").stat().st_size > 1000
+    assert json.loads((out / "clusters.json").read_text())["k"] == 3
+    with pytest.raises(SystemExit) as bad_k:  # argparse: one line, exit 2
+        main(["cluster", str(image_folder), "--out", str(out), "--k", "1"])
+    assert bad_k.value.code == 2

@@ -34,6 +34,7 @@ class ClusterConfig:
         out: output directory.
         backbone: backbone spec (default: the packaged one for the data's modality).
         layer: feature layer (default: pooled pre-logits).
+        random_init: the backbone's architecture without its pretrained weights (a floor to compare with).
         k: ``"auto"`` (by silhouette) or the number of clusters.
         method: ``kmeans``, ``agglomerative`` or ``hdbscan``.
         map: the 2-D map: ``pca``, ``tsne`` or ``none``.
@@ -47,6 +48,7 @@ class ClusterConfig:
     out: str
     backbone: str | None = None
     layer: str | None = None
+    random_init: bool = False
     k: int | str = "auto"
     method: str = "kmeans"
     map: str = "pca"
@@ -75,7 +77,7 @@ def cluster_data(cfg: ClusterConfig) -> dict[str, Any]:
     ds = open_dataset(cfg.data, text_column=cfg.text_column, label_column=cfg.label_column, encoding=cfg.encoding)
     modality = getattr(ds, "modality", "image")
     spec = cfg.backbone or DEFAULT_BACKBONES.get(modality, DEFAULT_BACKBONES["image"])
-    backbone = create_backbone(spec)
+    backbone = create_backbone(spec, pretrained=not cfg.random_init)
     extracted = extract_features(backbone, ds, layer=cfg.layer, cache=cfg.cache, batch_size=cfg.batch_size,
                                  num_workers=cfg.num_workers, device=cfg.device, progress=cfg.progress)
     assert extracted.features is not None
