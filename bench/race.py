@@ -5,7 +5,7 @@ Declared 2026-11-30 before any of its results. bench/ranking.py measured, on 14 
 ImageNet and from random init at four layers, three own source models at two), each fine-tuned with a 6-value
 learning-rate search: LogME's Kendall tau with fine-tuned accuracy was 0.34 (target Fashion-MNIST 5-9) and 0.385
 (target 0-4), the cross-validated probe's 0.48 and 0.55. Question: does ``transferkit rank --race``
-(:mod:`transferkit.transferability.race`) reach the issue's 0.7, and at what cost?
+(:mod:`transferkit.selection.race`) reach the issue's 0.7, and at what cost?
 
 Protocol:
     Ground truth: the fine-tuned test accuracy of every candidate in ``bench/results/ranking-2026-11-28-protocol3-
@@ -64,7 +64,7 @@ import ranking  # noqa: E402  (bench/ranking.py: candidates, data, sources, stat
 from run import machine  # noqa: E402
 
 import transferkit as tk  # noqa: E402
-from transferkit.transferability.race import race  # noqa: E402
+from transferkit.selection.race import race  # noqa: E402
 
 GROUND_TRUTH = {"5-9": "bench/results/ranking-2026-11-28-protocol3-final.json",
                 "0-4": "bench/results/ranking-2026-11-28-target0-4.json",

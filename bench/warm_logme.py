@@ -12,7 +12,7 @@ first rung alone — a one-epoch race, about half its cost — rank as well as t
 Protocol:
     Ground truth, candidates, target images and own source bundles exactly as bench/race.py (its ``setup``: the same
     files, the same own-truth rows, the same stop unless each own source's LogME is bit-identical to its truth's).
-    The 250 target training images are split into the race's 3 stratified folds (``race.fold_indices``, seed 0: the
+    The 250 target training images are split into the race's 3 stratified folds (``data.split.fold_indices``, seed 0: the
     folds of the seed-0 races). For every candidate, every lr_backbone in {1e-3, 1e-2, 1e-1} and every fold, one
     fine-tune with the race's first-rung settings (``FineTuneClassifier``: 2 head-only epochs, then 1 epoch, the
     ground truth's other fine-tuning settings, PreciseBN on up to 1,024 images, the fine-tune input size, seed 0,
@@ -63,9 +63,10 @@ from run import machine  # noqa: E402
 
 from transferkit import FineTuneClassifier, create_backbone  # noqa: E402
 from transferkit._utils import write_json_atomic  # noqa: E402
+from transferkit.data.split import fold_indices  # noqa: E402
 from transferkit.features.extract import extract_features  # noqa: E402
+from transferkit.selection.race import count_correct  # noqa: E402
 from transferkit.transferability import logme  # noqa: E402
-from transferkit.transferability.race import count_correct, fold_indices  # noqa: E402
 
 LRS = (1e-3, 1e-2, 1e-1)
 FOLDS = 3

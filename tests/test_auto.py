@@ -9,7 +9,7 @@ import pytest
 
 import transferkit as tk
 from transferkit.cli import main
-from transferkit.strategies.auto import choose_strategy, decide, similarity_of
+from transferkit.selection.auto import choose_strategy, decide, similarity_of
 from transferkit.transferability.shift import batchnorm_shift, gaussian_jeffreys
 
 from .conftest import TINY
@@ -126,7 +126,7 @@ def test_auto_on_real_situations(situation, similarity, strategy):
 
 
 def test_a_fine_tune_choice_is_kept_only_when_it_measures_at_least_as_well_as_feature_extraction():
-    from transferkit.strategies.auto import prefer_measured
+    from transferkit.selection.auto import prefer_measured
 
     chosen = decide(50, shift(2.0), LAYERS, groups=8)
     assert chosen.strategy == "fine-tune"

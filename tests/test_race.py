@@ -9,7 +9,7 @@ import pytest
 
 import transferkit as tk
 from transferkit.cli import main
-from transferkit.transferability.race import budgets, race
+from transferkit.selection.race import budgets, race
 
 from .conftest import TINY
 

@@ -11,7 +11,7 @@ import torch
 import transferkit as tk
 from transferkit.cli import main
 from transferkit.features.extract import extract_layers
-from transferkit.transferability.rank import rank_backbones
+from transferkit.selection.rank import rank_backbones
 
 from .conftest import TINY, tiny_backbone
 
@@ -122,7 +122,7 @@ def test_cli_rank_json_and_mistakes(capsys, image_folder, own_bundle):
 
 
 def test_a_layer_named_twice_is_scored_once():
-    from transferkit.transferability.rank import layers_for
+    from transferkit.selection.rank import layers_for
 
     backbone = tk.create_backbone(f"random:{TINY}")
     assert layers_for(backbone, "pre_logits,last, pre_logits") == ["pre_logits"]

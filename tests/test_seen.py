@@ -12,7 +12,7 @@ from transferkit.bundle import TRAINING_ITEMS_FILE, read_meta
 from transferkit.cli import main
 from transferkit.curve import CurveConfig, learning_curve
 from transferkit.data.seen import count_seen, item_digests, training_digests
-from transferkit.transferability.rank import rank_backbones
+from transferkit.selection.rank import rank_backbones
 
 from .conftest import TINY
 from .test_curve import FAST

@@ -407,3 +407,27 @@ def test_a_stage_that_stops_early_hands_its_best_weights_to_the_next(monkeypatch
     start = stage_starts[1]
     assert all(torch.equal(start[k], best[k]) for k in best)
     assert not all(torch.equal(start[k], last[k]) for k in last)
+
+
+def test_strategies_curve_and_cli_read_their_training_defaults_from_one_place():
+    import dataclasses
+
+    from transferkit.cli._train_options import TRAIN_OPTIONS
+    from transferkit.training import CURVE_FINE_TUNE_EPOCHS, FINE_TUNE_DEFAULTS, SCRATCH_DEFAULTS
+
+    # the numbers a user gets by default (issue 17: defined once, unchanged)
+    assert (FINE_TUNE_DEFAULTS.epochs, FINE_TUNE_DEFAULTS.weight_decay, FINE_TUNE_DEFAULTS.lr_head) == (3, 1e-4, 1e-3)
+    assert (SCRATCH_DEFAULTS.epochs, SCRATCH_DEFAULTS.weight_decay, SCRATCH_DEFAULTS.lr_head) == (15, 5e-4, 2e-3)
+    assert TrainConfig().epochs == 5 and CURVE_FINE_TUNE_EPOCHS == 6
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    fine_tune = tk.FineTuneClassifier()
+    assert fine_tune.train_config() == FINE_TUNE_DEFAULTS
+    assert {k: v for k, v in fine_tune.get_params().items() if k in fields} == {
+        k: v for k, v in dataclasses.asdict(FINE_TUNE_DEFAULTS).items() if k in fine_tune.get_params()}
+    assert tk.ScratchClassifier().train_config() == SCRATCH_DEFAULTS
+    curve = tk.CurveConfig()
+    assert (curve.epochs, curve.scratch_epochs, curve.batch_size) == (
+        CURVE_FINE_TUNE_EPOCHS, SCRATCH_DEFAULTS.epochs, FINE_TUNE_DEFAULTS.batch_size)
+    helps = {flag: kw.get("help", "") for flag, _, kw in TRAIN_OPTIONS}
+    assert "default 0.001; scratch 0.002" in helps["--lr"]
+    assert "default 0.0001; scratch 0.0005" in helps["--weight-decay"]

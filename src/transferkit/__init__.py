@@ -34,6 +34,7 @@ from .data import (
 from .evaluation import evaluate
 from .features import FeatureCache, extract_features
 from .heads import make_head
+from .selection import choose_strategy, rank_backbones
 from .strategies import (
     STRATEGIES,
     FeatureExtractionClassifier,
@@ -43,8 +44,6 @@ from .strategies import (
     TfidfClassifier,
     ZeroShotClassifier,
 )
-from .strategies.auto import choose_strategy
-from .transferability.rank import rank_backbones
 from .verdict import Verdict, transfer_verdict
 
 __all__ = [

@@ -33,6 +33,7 @@ from .data import ImageDataset, per_class, stratified_split
 from .data.seen import count_seen, item_digests, seen_warnings, spec_items
 from .strategies import FeatureExtractionClassifier, FineTuneClassifier, ScratchClassifier
 from .strategies.feature_extraction import with_options
+from .training import CURVE_FINE_TUNE_EPOCHS, SCRATCH_DEFAULTS, TrainConfig
 from .verdict import classify, gain_interval, marks, paired_marks
 
 CURVE_FORMAT = "transferkit-curve"
@@ -50,8 +51,10 @@ class CurveConfig:
         head: head of feature extraction.
         test_fraction: held-out share of the data when no separate test set is given.
         image_size: input size for fine-tune and scratch (default: the backbone's).
-        scratch_epochs: epochs of scratch (before the ``min_steps`` rule).
-        epochs: epochs of fine-tune (second stage; before the ``min_steps`` rule).
+        scratch_epochs: epochs of scratch (before the ``min_steps`` rule; default
+            :data:`~transferkit.training.SCRATCH_DEFAULTS`'s).
+        epochs: epochs of fine-tune (second stage; before the ``min_steps`` rule; default
+            :data:`~transferkit.training.CURVE_FINE_TUNE_EPOCHS`, where its reason is).
         min_steps: every trained run gets at least this many optimizer steps.
         batch_size: training batch size.
         num_workers: DataLoader worker processes for decoding.
@@ -68,10 +71,10 @@ class CurveConfig:
     head: str = "logistic"
     test_fraction: float = 0.2
     image_size: int | None = None
-    scratch_epochs: int = 15
-    epochs: int = 6
+    scratch_epochs: int = SCRATCH_DEFAULTS.epochs
+    epochs: int = CURVE_FINE_TUNE_EPOCHS
     min_steps: int = 200
-    batch_size: int = 32
+    batch_size: int = TrainConfig.batch_size
     num_workers: int = 0
     device: str = "auto"
     progress: bool = False

@@ -359,7 +359,7 @@ def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
 
 def resolve_auto(cfg: FitConfig, train: ImageDataset) -> tuple[FitConfig, dict[str, Any]]:
     """``--strategy auto``: measure, choose, and return the concrete config plus the decision and its reasons."""
-    from .strategies.auto import choose_strategy
+    from .selection.auto import choose_strategy
 
     if cfg.random_init:
         raise TransferkitError("--strategy auto judges pretrained weights; drop --random-init, or pick a strategy.")

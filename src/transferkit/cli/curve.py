@@ -43,8 +43,10 @@ def register(sub: Any) -> None:
     p.add_argument("--test-fraction", type=split_fraction, default=0.2, help="held-out share of DATA (default 0.2)")
     p.add_argument("--classes", default=None, help="keep only these classes: names or indices, e.g. 0-4")
     p.add_argument("--image-size", type=positive_int, default=None, help="input size of fine-tune and scratch")
-    p.add_argument("--scratch-epochs", type=positive_int, default=15, help="scratch epochs (raised for small sets)")
-    p.add_argument("--epochs", type=positive_int, default=6, help="fine-tune epochs (raised for small sets)")
+    p.add_argument("--scratch-epochs", type=positive_int, default=CurveConfig.scratch_epochs,
+                   help=f"scratch epochs (default {CurveConfig.scratch_epochs}; raised for small sets)")
+    p.add_argument("--epochs", type=positive_int, default=CurveConfig.epochs,
+                   help=f"fine-tune epochs (default {CurveConfig.epochs}; raised for small sets)")
     p.add_argument("--min-steps", type=positive_int, default=200, help="optimizer steps every trained run gets")
     add_text_options(p)
     add_backbone_options(p)

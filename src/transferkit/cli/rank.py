@@ -11,9 +11,9 @@ from rich.table import Table
 from ..data import open_dataset, select_classes
 from ..data.seen import seen_warnings
 from ..features.cache import default_cache_dir
+from ..selection.race import race
+from ..selection.rank import rank_backbones, sample_balanced
 from ..transferability import METRICS
-from ..transferability.race import race
-from ..transferability.rank import rank_backbones, sample_balanced
 from ._common import (
     add_backbone_options,
     add_runtime_options,

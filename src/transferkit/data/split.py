@@ -1,9 +1,9 @@
-"""Seeded, stratified splits and few-shot subsampling."""
+"""Seeded, stratified splits, k-fold indices and few-shot subsampling."""
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from .._errors import DataError
 from ._dataset import ImageDataset
@@ -92,3 +92,19 @@ def select_classes(ds: ImageDataset, classes: list[str] | str) -> ImageDataset:
     sub.labels = np.array([remap[int(v)] for v in ds.labels[keep]], dtype=np.int64)
     sub.classes = [ds.classes[old] for old in remap]
     return sub
+
+
+def fold_indices(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified (train, validation) index pairs; every class needs at least ``folds`` labeled items.
+
+    Shared by the fine-tuning race, auto's cross-check and the verdict's cross-fit.
+    """
+    counts = np.bincount(labels)
+    present = counts[counts > 0]
+    if folds < 2:
+        raise DataError(f"The race needs at least 2 folds. Got {folds} instead.")
+    if present.min() < folds:
+        raise DataError(f"The race needs at least {folds} labeled items per class for {folds}-fold validation; the "
+                        f"smallest class has {int(present.min())}. Pass fewer folds or label more.")
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(labels)), labels))

@@ -197,7 +197,7 @@ def _runs(cfg: FitConfig, protocol: str, folds: int | None, data: Any, train: An
     ``seedS/``), so a bundle's pending verdict resumes across the upgrade. The bundle's own model is the transfer
     model of the first holdout seed (``run_dir`` None: already trained).
     """
-    from ..transferability.race import fold_indices
+    from ..data.split import fold_indices
 
     out = Path(cfg.out)
     runs = []

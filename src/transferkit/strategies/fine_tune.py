@@ -32,7 +32,7 @@ from ..data import ImageDataset, check_trainable, stratified_split
 from ..data.seen import training_digests
 from ..features.extract import DEFAULT_MAX_BAD_FRACTION, check_bad_fraction
 from ..heads import build_head_module
-from ..training import TrainConfig, Trainer
+from ..training import FINE_TUNE_DEFAULTS, TrainConfig, Trainer
 from ..training.checkpoint import checkpoint_config
 from ._base import TransferClassifier, as_dataset, class_values
 from ._train import TransferModel, predict_logits, scan_images
@@ -44,6 +44,8 @@ _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 class FineTuneClassifier(TransferClassifier):
     """Fine-tune a pretrained backbone with a new linear head.
+
+    The training defaults are :data:`~transferkit.training.FINE_TUNE_DEFAULTS` (each with its reason there).
 
     Args:
         backbone: spec or :class:`Backbone`.
@@ -100,32 +102,32 @@ class FineTuneClassifier(TransferClassifier):
         self,
         backbone: str | Backbone = "packaged:efficientnet_lite0",
         layer: str | None = None,
-        schedule: str = "two-stage",
-        head_epochs: int = 2,
-        epochs: int = 3,
-        epochs_per_stage: int = 1,
-        unfreeze_top: int | None = None,
-        lr_head: float = 1e-3,
-        lr_backbone: float = 1e-4,
-        lr_decay: float = 1.0,
-        scheduler: str = "cosine",
-        warmup_fraction: float = 0.05,
-        weight_decay: float = 1e-4,
-        label_smoothing: float = 0.0,
-        class_weight: str | None = None,
-        balanced_sampling: bool = False,
-        augment: str = "light",
-        train_bn: bool = False,
-        precise_bn: int = 0,
-        early_stopping: int | None = None,
-        monitor: str = "val_accuracy",
+        schedule: str = FINE_TUNE_DEFAULTS.schedule,
+        head_epochs: int = FINE_TUNE_DEFAULTS.head_epochs,
+        epochs: int = FINE_TUNE_DEFAULTS.epochs,
+        epochs_per_stage: int = FINE_TUNE_DEFAULTS.epochs_per_stage,
+        unfreeze_top: int | None = FINE_TUNE_DEFAULTS.unfreeze_top,
+        lr_head: float = FINE_TUNE_DEFAULTS.lr_head,
+        lr_backbone: float = FINE_TUNE_DEFAULTS.lr_backbone,
+        lr_decay: float = FINE_TUNE_DEFAULTS.lr_decay,
+        scheduler: str = FINE_TUNE_DEFAULTS.scheduler,
+        warmup_fraction: float = FINE_TUNE_DEFAULTS.warmup_fraction,
+        weight_decay: float = FINE_TUNE_DEFAULTS.weight_decay,
+        label_smoothing: float = FINE_TUNE_DEFAULTS.label_smoothing,
+        class_weight: str | None = FINE_TUNE_DEFAULTS.class_weight,
+        balanced_sampling: bool = FINE_TUNE_DEFAULTS.balanced_sampling,
+        augment: str = FINE_TUNE_DEFAULTS.augment,
+        train_bn: bool = FINE_TUNE_DEFAULTS.train_bn,
+        precise_bn: int = FINE_TUNE_DEFAULTS.precise_bn,
+        early_stopping: int | None = FINE_TUNE_DEFAULTS.early_stopping,
+        monitor: str = FINE_TUNE_DEFAULTS.monitor,
         validation_fraction: float = 0.1,
-        precision: str = "auto",
-        batch_size: int = 32,
+        precision: str = FINE_TUNE_DEFAULTS.precision,
+        batch_size: int = FINE_TUNE_DEFAULTS.batch_size,
         image_size: int | None = None,
         pretrained: bool = True,
         run_dir: str | None = None,
-        checkpoint_every: int | None = None,
+        checkpoint_every: int | None = FINE_TUNE_DEFAULTS.checkpoint_every,
         lr_find: bool = False,
         peft: str | None = None,
         lora_rank: int = DEFAULT_LORA_RANK,
@@ -133,8 +135,8 @@ class FineTuneClassifier(TransferClassifier):
         prompt_init: str | None = None,
         max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
         device: str = "auto",
-        num_workers: int = 0,
-        seed: int = 0,
+        num_workers: int = FINE_TUNE_DEFAULTS.num_workers,
+        seed: int = FINE_TUNE_DEFAULTS.seed,
         progress: bool = True,
     ):
         self.lr_find = lr_find

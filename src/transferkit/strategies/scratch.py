@@ -8,13 +8,17 @@ It is also how ``transferkit pretrain`` trains a source model of your own.
 from __future__ import annotations
 
 from ..backbones import Backbone
+from ..backbones.adapters import DEFAULT_LORA_RANK
+from ..backbones.prompt_tuning import DEFAULT_PROMPT_TOKENS
 from ..features.extract import DEFAULT_MAX_BAD_FRACTION
-from ..training import TrainConfig
+from ..training import SCRATCH_DEFAULTS, TrainConfig
 from .fine_tune import FineTuneClassifier
 
 
 class ScratchClassifier(FineTuneClassifier):
     """Random initialisation, every layer trained from the first step (the ``full`` schedule).
+
+    The training defaults are :data:`~transferkit.training.SCRATCH_DEFAULTS` (each with its reason there).
 
     Args:
         backbone: the architecture to use (its weights are ignored), e.g. ``packaged:efficientnet_lite0``.
@@ -28,43 +32,43 @@ class ScratchClassifier(FineTuneClassifier):
     # Fixed for this strategy (not constructor parameters): whole network, random init, pooled features.
     layer = None
     pretrained = False
-    schedule = "full"
-    head_epochs = 0
-    epochs_per_stage = 1
-    unfreeze_top = None
-    lr_decay = 1.0
-    train_bn = False
+    schedule = SCRATCH_DEFAULTS.schedule
+    head_epochs = SCRATCH_DEFAULTS.head_epochs
+    epochs_per_stage = SCRATCH_DEFAULTS.epochs_per_stage
+    unfreeze_top = SCRATCH_DEFAULTS.unfreeze_top
+    lr_decay = SCRATCH_DEFAULTS.lr_decay
+    train_bn = SCRATCH_DEFAULTS.train_bn
     lr_find = False
     peft = None  # the scratch baseline trains every weight
-    lora_rank = 8
-    prompt_tokens = 20
+    lora_rank = DEFAULT_LORA_RANK
+    prompt_tokens = DEFAULT_PROMPT_TOKENS
     prompt_init = None
 
     def __init__(
         self,
         backbone: str | Backbone = "packaged:efficientnet_lite0",
-        epochs: int = 15,
-        lr: float = 2e-3,
-        scheduler: str = "cosine",
-        warmup_fraction: float = 0.05,
-        batch_size: int = 32,
-        weight_decay: float = 5e-4,
-        label_smoothing: float = 0.0,
-        class_weight: str | None = None,
-        balanced_sampling: bool = False,
-        augment: str = "light",
-        early_stopping: int | None = None,
-        precise_bn: int = 0,
-        monitor: str = "val_accuracy",
+        epochs: int = SCRATCH_DEFAULTS.epochs,
+        lr: float = SCRATCH_DEFAULTS.lr_head,
+        scheduler: str = SCRATCH_DEFAULTS.scheduler,
+        warmup_fraction: float = SCRATCH_DEFAULTS.warmup_fraction,
+        batch_size: int = SCRATCH_DEFAULTS.batch_size,
+        weight_decay: float = SCRATCH_DEFAULTS.weight_decay,
+        label_smoothing: float = SCRATCH_DEFAULTS.label_smoothing,
+        class_weight: str | None = SCRATCH_DEFAULTS.class_weight,
+        balanced_sampling: bool = SCRATCH_DEFAULTS.balanced_sampling,
+        augment: str = SCRATCH_DEFAULTS.augment,
+        early_stopping: int | None = SCRATCH_DEFAULTS.early_stopping,
+        precise_bn: int = SCRATCH_DEFAULTS.precise_bn,
+        monitor: str = SCRATCH_DEFAULTS.monitor,
         validation_fraction: float = 0.1,
-        precision: str = "auto",
+        precision: str = SCRATCH_DEFAULTS.precision,
         image_size: int | None = None,
         run_dir: str | None = None,
-        checkpoint_every: int | None = None,
+        checkpoint_every: int | None = SCRATCH_DEFAULTS.checkpoint_every,
         max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
         device: str = "auto",
-        num_workers: int = 0,
-        seed: int = 0,
+        num_workers: int = SCRATCH_DEFAULTS.num_workers,
+        seed: int = SCRATCH_DEFAULTS.seed,
         progress: bool = True,
     ):
         self.backbone = backbone
@@ -94,5 +98,5 @@ class ScratchClassifier(FineTuneClassifier):
 
     def train_config(self) -> TrainConfig:
         base = super().train_config()
-        return TrainConfig(**{**base.__dict__, "schedule": "full", "head_epochs": 0, "lr_head": self.lr,
-                              "lr_backbone": self.lr})
+        return TrainConfig(**{**base.__dict__, "schedule": self.schedule, "head_epochs": self.head_epochs,
+                              "lr_head": self.lr, "lr_backbone": self.lr})

@@ -1,14 +1,15 @@
-"""The fine-tuning engine: unfreezing plans, discriminative learning rates, schedules, augmentation presets,
-checkpoints and the training loop."""
+"""The fine-tuning engine: the training config and its default presets, unfreezing plans, discriminative learning
+rates, schedules, augmentation presets, checkpoints and the training loop."""
 
 from .augment import PRESETS, train_transform
 from .checkpoint import load_checkpoint, save_checkpoint
-from .loop import Interrupted, TrainConfig, Trainer, save_training_curves
+from .config import CURVE_FINE_TUNE_EPOCHS, FINE_TUNE_DEFAULTS, SCRATCH_DEFAULTS, TrainConfig
+from .loop import Interrupted, Trainer, save_training_curves
 from .lr import SCHEDULERS, lr_find, make_scheduler
 from .plan import SCHEDULES, Stage, apply_stage, build_plan, param_groups
 
 __all__ = [
-    "PRESETS", "SCHEDULERS", "SCHEDULES", "Interrupted", "Stage", "TrainConfig", "Trainer", "apply_stage",
-    "build_plan", "load_checkpoint", "lr_find", "make_scheduler", "param_groups", "save_checkpoint",
-    "save_training_curves", "train_transform",
+    "CURVE_FINE_TUNE_EPOCHS", "FINE_TUNE_DEFAULTS", "PRESETS", "SCHEDULERS", "SCHEDULES", "SCRATCH_DEFAULTS",
+    "Interrupted", "Stage", "TrainConfig", "Trainer", "apply_stage", "build_plan", "load_checkpoint", "lr_find",
+    "make_scheduler", "param_groups", "save_checkpoint", "save_training_curves", "train_transform",
 ]

@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -36,73 +36,14 @@ from .checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from .config import TrainConfig
 from .lr import make_scheduler
 from .plan import Stage, apply_stage, build_plan, param_groups
+from .plots import save_training_curves
 
 
 class Interrupted(TransferkitError):
     """Training was stopped by Ctrl-C after saving a checkpoint."""
-
-
-@dataclass
-class TrainConfig:
-    """How to train (every field has a sensible default; ``--json`` reports the values used).
-
-    Attributes:
-        schedule: ``two-stage``, ``gradual`` or ``full`` (see :mod:`transferkit.training.plan`).
-        head_epochs: epochs of the head-only stage.
-        epochs: epochs with the backbone unfrozen (after the last unfreezing for ``gradual``).
-        epochs_per_stage: ``gradual``: epochs between two unfreezings.
-        unfreeze_top: only the top K layer groups are ever trained (partial fine-tuning).
-        lr_head: learning rate of the new head.
-        lr_backbone: learning rate of the top backbone group.
-        lr_decay: discriminative factor per group going down (1.0 = the same rate everywhere).
-        scheduler: ``cosine``, ``one-cycle`` or ``constant``, each with linear warmup.
-        warmup_fraction: fraction of each stage's steps spent warming up.
-        weight_decay: AdamW weight decay (not applied to biases and norm weights).
-        label_smoothing: cross-entropy label smoothing.
-        class_weight: ``balanced`` weighs the loss by inverse class frequency; None for plain.
-        balanced_sampling: draw batches with equal class probability instead.
-        augment: ``none``, ``light``, ``medium`` or ``strong`` (see :mod:`transferkit.training.augment`).
-        train_bn: let BatchNorm layers of frozen groups keep learning (default: statistics frozen).
-        precise_bn: after training, recompute the running statistics of every BatchNorm layer that trained, as
-            exact averages over up to this many training images seen as at inference (no augmentation); 0: off.
-            The momentum-averaged statistics lag behind weights that moved fast (a random initialisation, few
-            steps) and then collapse eval-mode predictions (Wu & Johnson, "Rethinking 'Batch' in BatchNorm", 2021).
-        early_stopping: patience in epochs on ``monitor``; a stage that stops early hands its best weights (so far) to
-            the next, and the best weights are restored at the end.
-        monitor: ``val_accuracy`` (higher is better) or ``val_loss`` (lower is better).
-        precision: ``auto`` (bf16 on CUDA, fp32 on CPU), ``bf16`` or ``fp32``.
-        batch_size: images per step.
-        checkpoint_every: also checkpoint every N steps (epochs always end with one when a run dir is given).
-        seed: seeds batch order, augmentation and initialisation of the head.
-        num_workers: DataLoader workers for decoding.
-    """
-
-    schedule: str = "two-stage"
-    head_epochs: int = 2
-    epochs: int = 5
-    epochs_per_stage: int = 1
-    unfreeze_top: int | None = None
-    lr_head: float = 1e-3
-    lr_backbone: float = 1e-4
-    lr_decay: float = 1.0
-    scheduler: str = "cosine"
-    warmup_fraction: float = 0.05
-    weight_decay: float = 1e-4
-    label_smoothing: float = 0.0
-    class_weight: str | None = None
-    balanced_sampling: bool = False
-    augment: str = "light"
-    train_bn: bool = False
-    precise_bn: int = 0
-    early_stopping: int | None = None
-    monitor: str = "val_accuracy"
-    precision: str = "auto"
-    batch_size: int = 32
-    checkpoint_every: int | None = None
-    seed: int = 0
-    num_workers: int = 0
 
 
 @contextlib.contextmanager
@@ -434,34 +375,3 @@ def recalibrate_batchnorm(model: Any, data: ImageDataset, device: torch.device, 
                 m.load_state_dict(state)
         model.eval()
     return len(norms) if batches else 0
-
-
-def save_training_curves(history: list[dict[str, Any]], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [r["epoch"] for r in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    ax1.plot(epochs, [r["loss"] for r in history], "o-", label="train loss")
-    if any("val_loss" in r for r in history):
-        ax1.plot(epochs, [r.get("val_loss", np.nan) for r in history], "o-", label="val loss")
-    ax2.plot(epochs, [r["train_accuracy"] for r in history], "o-", label="train accuracy")
-    if any("val_accuracy" in r for r in history):
-        ax2.plot(epochs, [r.get("val_accuracy", np.nan) for r in history], "o-", label="val accuracy")
-    for ax in (ax1, ax2):
-        previous = None
-        for r in history:
-            if r["stage"] != previous and previous is not None:
-                ax.axvline(r["epoch"] - 0.5, color="grey", ls=":", lw=1)
-            previous = r["stage"]
-        ax.set_xlabel("epoch")
-        ax.legend()
-    ax1.set_title("loss")
-    ax2.set_title("accuracy (dotted lines: next stage)")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path

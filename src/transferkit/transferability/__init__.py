@@ -13,7 +13,7 @@ little across data sets. ``leep`` and ``nce`` need the source model's classifier
 whose source head is kept; ``logme``, ``hscore`` and ``probe`` need only features. ``probe`` fits ``folds``
 classifiers, so it takes seconds where LogME takes milliseconds; on our ranking benchmark it tracked fine-tuned
 accuracy somewhat more closely, not always (bench/README.md). When the candidates will be fine-tuned, no frozen-feature
-score sees how well they train: :func:`transferkit.transferability.race.race` (``transferkit rank --race``) fine-tunes
+score sees how well they train: :func:`transferkit.selection.race.race` (``transferkit rank --race``) fine-tunes
 the best-scored ones briefly, cross-validated, and ranks them by that.
 
 Example:

@@ -133,9 +133,10 @@ def cross_check(bb: Backbone, probe: ImageDataset, features: Any, decision: Auto
     None when a class of the sample has fewer than 2 images (nothing to hold out).
     """
     from .._progress import progress_bar
+    from ..data.split import fold_indices
     from ..heads.tuned import fit_tuned
-    from ..transferability.race import count_correct, fold_indices
-    from .fine_tune import FineTuneClassifier
+    from ..strategies.fine_tune import FineTuneClassifier
+    from .race import count_correct
 
     assert probe.labels is not None  # per_class kept labelled images only
     usable = np.asarray(features.index)

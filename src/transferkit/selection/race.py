@@ -45,6 +45,7 @@ from .._errors import DataError
 from .._progress import progress_bar
 from .._utils import write_json_atomic
 from ..data.seen import first_copies
+from ..data.split import fold_indices
 
 DEFAULT_LRS = (1e-3, 1e-2, 1e-1)
 
@@ -64,21 +65,6 @@ def budgets(min_epochs: int, max_epochs: int, factor: int) -> list[int]:
     while out[-1] * factor <= max_epochs:
         out.append(out[-1] * factor)
     return out
-
-
-def fold_indices(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified (train, validation) index pairs; every class needs at least ``folds`` labeled items."""
-    from sklearn.model_selection import StratifiedKFold
-
-    counts = np.bincount(labels)
-    present = counts[counts > 0]
-    if folds < 2:
-        raise DataError(f"The race needs at least 2 folds. Got {folds} instead.")
-    if present.min() < folds:
-        raise DataError(f"The race needs at least {folds} labeled items per class for {folds}-fold validation; the "
-                        f"smallest class has {int(present.min())}. Pass fewer folds or label more.")
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return list(splitter.split(np.zeros(len(labels)), labels))
 
 
 def run_race(configs: list[tuple[int, float]], n_candidates: int, folds: list[tuple[np.ndarray, np.ndarray]],

@@ -19,7 +19,7 @@ from ..backbones import Backbone, create_backbone
 from ..data import ImageDataset, per_class
 from ..data.seen import count_seen, first_copies
 from ..features.extract import extract_layers
-from . import METRICS, score
+from ..transferability import METRICS, score
 
 DEFAULT_LAYER = "pre_logits"
 
