@@ -306,3 +306,26 @@ def test_a_damaged_bundle_description_is_one_line(image_folder, tmp_path, field,
     (out / "transferkit.json").write_text(json.dumps(meta))
     with pytest.raises(BundleError, match=message):
         read_meta(out)
+
+
+def test_saving_and_loading_import_only_downwards():
+    """The bundle format sits below every package; what reads or writes bundles below strategies reads the format,
+    never the high-level ``transferkit.bundle`` (which imports strategies)."""
+    import ast
+
+    src = Path(__import__("transferkit").__file__).parent
+
+    def imported(rel: str) -> set[str]:
+        path = src / rel
+        package = ["transferkit", *path.relative_to(src).parent.parts]
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package[: len(package) - node.level + 1]
+                names |= ({".".join([*base, node.module])} if node.module
+                          else {".".join([*base, a.name]) for a in node.names})
+        return names
+
+    assert imported("bundle_format.py") <= {"transferkit._errors", "transferkit._utils", "transferkit._version"}
+    for rel in ("strategies/_base.py", "data/seen.py", "backbones/bundle.py", "heads/persist.py"):
+        assert not {n for n in imported(rel) if n == "transferkit.bundle" or n.startswith("transferkit.bundle.")}, rel
