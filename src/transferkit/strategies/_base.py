@@ -105,7 +105,8 @@ def full_proba(proba: np.ndarray, head_classes: np.ndarray, n_classes: int) -> n
 
 
 class TransferClassifier(ClassifierMixin, BaseEstimator):
-    """Base of the strategies. Subclasses implement ``fit`` and ``_predict_proba_dataset``.
+    """Base of the strategies. Subclasses implement ``fit`` and ``_predict_proba_dataset`` (and, to be saved as
+    bundles, ``_bundle_state`` and ``_restore_state``).
 
     Fitted attributes (all end in ``_``): ``backbone_``, ``layer_``, ``classes_``, ``fit_info_``.
     """
