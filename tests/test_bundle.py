@@ -127,7 +127,8 @@ def test_resaving_replaces_a_bundle(image_folder, tmp_path):
 
 
 def test_a_killed_resave_loses_neither_bundle(image_folder, tmp_path, monkeypatch):
-    import transferkit.bundle as bundle_module
+    import transferkit.bundle_format as bundle_format
+    from transferkit.strategies import TransferClassifier
 
     first = fit_feature_extraction(image_folder, "random-forest")
     second = fit_feature_extraction(image_folder, "logistic")
@@ -139,8 +140,8 @@ def test_a_killed_resave_loses_neither_bundle(image_folder, tmp_path, monkeypatc
 
     # killed while writing the new files (all in the staging folder): the old bundle is untouched; killed after
     # staging the new bundle completely, before or while moving it in: the next read finishes the move
-    for step, expected in (("_write_bundle", first), ("_commit", second)):
-        monkeypatch.setattr(bundle_module, step, killed)
+    for owner, step, expected in ((TransferClassifier, "_write_bundle", first), (bundle_format, "commit", second)):
+        monkeypatch.setattr(owner, step, killed)
         with pytest.raises(KeyboardInterrupt):
             save_bundle(second, tmp_path / "b")
         monkeypatch.undo()
@@ -293,7 +294,7 @@ def test_a_head_that_calls_functions_is_refused(tmp_path):
     ("classes", None, "'classes' is missing"),
 ])
 def test_a_damaged_bundle_description_is_one_line(image_folder, tmp_path, field, value, message):
-    from transferkit.bundle import read_meta
+    from transferkit.bundle_format import read_meta
 
     out = tmp_path / "b"
     FeatureExtractionClassifier(f"random:{TINY}", progress=False).fit(from_folder(image_folder)).save(out)
@@ -305,3 +306,26 @@ def test_a_damaged_bundle_description_is_one_line(image_folder, tmp_path, field,
     (out / "transferkit.json").write_text(json.dumps(meta))
     with pytest.raises(BundleError, match=message):
         read_meta(out)
+
+
+def test_saving_and_loading_import_only_downwards():
+    """The bundle format sits below every package; what reads or writes bundles below strategies reads the format,
+    never the high-level ``transferkit.bundle`` (which imports strategies)."""
+    import ast
+
+    src = Path(__import__("transferkit").__file__).parent
+
+    def imported(rel: str) -> set[str]:
+        path = src / rel
+        package = ["transferkit", *path.relative_to(src).parent.parts]
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package[: len(package) - node.level + 1]
+                names |= ({".".join([*base, node.module])} if node.module
+                          else {".".join([*base, a.name]) for a in node.names})
+        return names
+
+    assert imported("bundle_format.py") <= {"transferkit._errors", "transferkit._utils", "transferkit._version"}
+    for rel in ("strategies/_base.py", "data/seen.py", "backbones/bundle.py", "heads/persist.py"):
+        assert not {n for n in imported(rel) if n == "transferkit.bundle" or n.startswith("transferkit.bundle.")}, rel

@@ -69,7 +69,7 @@ def spec_items(spec: str) -> np.ndarray | None:
     None for other specs and for bundles that do not keep them."""
     if not spec.startswith("bundle:"):
         return None
-    from ..bundle import read_meta, read_training_items
+    from ..bundle_format import read_meta, read_training_items
 
     directory = spec.removeprefix("bundle:")
     return read_training_items(directory, read_meta(directory), "backbone")

@@ -1,4 +1,5 @@
-"""Saving scikit-learn heads without pickle: skops' JSON + arrays format, loaded with a type allow-list.
+"""Heads in bundles: torch heads as a config + tensors, scikit-learn heads without pickle — skops' JSON + arrays
+format, loaded with a type allow-list.
 
 skops itself trusts scikit-learn's estimators, numpy's arrays and dtypes and numpy's ufuncs. Beyond those, a file
 may name only *classes* of scikit-learn's own modules (tree structures, calibrators, distance metrics): never a
@@ -14,9 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import skops.io as sio
+import torch
+from torch import nn
 
 from .._errors import BundleError
 from .._utils import atomic_path
+from ..bundle_format import SKLEARN_HEAD_FILE, checked_file, prefixed, unprefixed
+from .modules import build_head_module
 
 
 def _refused(untrusted: list[str]) -> list[str]:
@@ -72,3 +77,37 @@ def load_sklearn_head(path: Path) -> Any:
             f"Head file {str(path)!r} holds a {type(head).__name__}, not a scikit-learn classifier; refusing to load it."
         )
     return head
+
+
+# -- a head's part of a bundle (the ``head`` record of its JSON, and its tensors or file) ------------------------
+
+def module_head_state(module: nn.Module, config: dict[str, Any], name: str
+                      ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """A torch head's ``head`` record (``config`` rebuilds it, see :func:`build_head_module`) and its tensors, named
+    ``head.*`` in the bundle's weights."""
+    return {"type": config["type"], "name": name, "config": config}, prefixed("head", module.state_dict())
+
+
+def sklearn_head_state(head: Any, name: str, directory: Path) -> dict[str, Any]:
+    """Write a scikit-learn head into the (staging) bundle ``directory``; its ``head`` record."""
+    save_sklearn_head(head, directory / SKLEARN_HEAD_FILE)
+    return {"type": "sklearn", "name": name, "estimator": type(head).__name__, "file": SKLEARN_HEAD_FILE}
+
+
+def restore_module_head(directory: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor]
+                        ) -> tuple[nn.Module, dict[str, Any]]:
+    """The torch head of a bundle, in eval mode, and its config."""
+    config = meta.get("head", {}).get("config")
+    if not config:
+        raise BundleError(f"Bundle {str(directory)!r} does not describe its head; re-create it.")
+    module = build_head_module(config)
+    try:
+        module.load_state_dict(unprefixed("head", tensors))
+    except RuntimeError:
+        raise BundleError(f"Bundle {str(directory)!r} head weights do not match its description.") from None
+    return module.eval(), config
+
+
+def restore_sklearn_head(directory: Path, meta: dict[str, Any]) -> Any:
+    """The scikit-learn head of a bundle, from its checked ``head.skops``."""
+    return load_sklearn_head(checked_file(directory, meta, meta.get("head", {}).get("file", SKLEARN_HEAD_FILE)))

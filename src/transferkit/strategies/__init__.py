@@ -11,7 +11,7 @@ from .small_cnn import SmallCNNClassifier
 from .tfidf import TfidfClassifier
 from .zero_shot import ZeroShotClassifier
 
-STRATEGIES = {
+STRATEGIES: dict[str, type[TransferClassifier]] = {
     "feature-extraction": FeatureExtractionClassifier,
     "fine-tune": FineTuneClassifier,
     "scratch": ScratchClassifier,

@@ -4,20 +4,30 @@
 paths; with a text backbone, a :class:`~transferkit.data.TextDataset` or a list of texts; with an audio backbone,
 an :class:`~transferkit.data.AudioDataset` or a list of audio files. ``y`` gives labels when ``X`` does not carry
 them. ``classes_`` are class names.
+
+A fitted strategy saves itself as a bundle and is restored from one (:meth:`TransferClassifier.save`,
+:meth:`TransferClassifier._restore`): what every strategy has (backbone, layer, classes, training items) is kept
+here, what one has of its own (its head, its trained model) by its ``_bundle_state``/``_restore_state`` pair; the
+files are :mod:`transferkit.bundle_format`'s.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from .. import bundle_format
 from .._errors import DataError, NotFittedError
+from ..backbones.bundle import backbone_from_bundle
 from ..data import AudioDataset, ImageDataset, TextDataset, from_arrays, from_audio_files, from_texts
+from ..data.seen import DIGEST
 
 
 def as_dataset(X: Any, y: Any = None, modality: str = "image") -> Any:
@@ -95,7 +105,8 @@ def full_proba(proba: np.ndarray, head_classes: np.ndarray, n_classes: int) -> n
 
 
 class TransferClassifier(ClassifierMixin, BaseEstimator):
-    """Base of the strategies. Subclasses implement ``fit`` and ``_predict_proba_dataset``.
+    """Base of the strategies. Subclasses implement ``fit`` and ``_predict_proba_dataset`` (and, to be saved as
+    bundles, ``_bundle_state`` and ``_restore_state``).
 
     Fitted attributes (all end in ``_``): ``backbone_``, ``layer_``, ``classes_``, ``fit_info_``.
     """
@@ -147,8 +158,122 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
     def _predict_proba_dataset(self, ds: ImageDataset) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
         raise NotImplementedError
 
-    def save(self, directory: str | os.PathLike[str], **extra: Any) -> Path:
-        """Write a bundle (``model.safetensors`` + ``transferkit.json``); see :func:`transferkit.save_bundle`."""
-        from ..bundle import save_bundle
+    # -- bundles: each strategy saves and restores its own fitted state ------------------------------------------
 
-        return save_bundle(self, directory, **extra)
+    def save(self, directory: str | os.PathLike[str], *, metrics: dict[str, Any] | None = None,
+             data: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
+             training_items: bool = True) -> Path:
+        """Write this fitted strategy as a bundle (``model.safetensors`` + ``transferkit.json``).
+
+        Args:
+            directory: created if needed. The new bundle is written in full into a staging folder first and then
+                moved over the old one; a save killed midway leaves the old bundle, or (killed while moving) the new
+                one.
+            metrics: validation metrics to record (e.g. from :func:`transferkit.evaluate`).
+            data: a description of the training data (name, sizes, skipped files).
+            extra: any other JSON-ready facts to keep (e.g. the baseline comparison).
+            training_items: keep 64-bit content digests of the training items (``training_items.safetensors``), so
+                ranking, fitting or evaluating on images this model was trained on is flagged as optimistic
+                (:mod:`transferkit.data.seen`). False leaves them out: nobody holding the bundle can then test
+                whether an image was among them.
+
+        Returns:
+            The bundle directory.
+
+        Example:
+            >>> clf.save("runs/pets", metrics={"accuracy": 0.93})
+        """
+        self._check_fitted()
+        with bundle_format.staged(directory) as stage:
+            self._write_bundle(stage, metrics=metrics, data=data, extra=extra, training_items=training_items)
+        return Path(directory)
+
+    def _write_bundle(self, directory: Path, *, metrics: dict[str, Any] | None, data: dict[str, Any] | None,
+                      extra: dict[str, Any] | None, training_items: bool) -> None:
+        """Every file of the bundle into ``directory`` (an empty staging folder), the JSON last."""
+        backbone = self.backbone_
+        head, head_tensors = self._bundle_state(directory)
+        bundle_format.write_weights(directory, {**bundle_format.prefixed("backbone", backbone.trunk.state_dict()),
+                                                **head_tensors})
+        assets = bundle_format.write_assets(directory, backbone.export_assets)
+        items = self._write_training_items(directory) if training_items else None
+        bundle_format.write_meta(directory, {
+            "strategy": self.strategy_name,
+            "params": json_params(self),
+            "backbone": {**backbone.describe(), "layer": self.layer_, "modality": backbone.modality,
+                         **({"assets": assets} if assets else {})},
+            "head": head,
+            "classes": [str(c) for c in self.classes_],
+            "classes_are_integers": bool(np.asarray(self.classes_).dtype.kind in "iu"),
+            "head_classes": [int(c) for c in self.head_classes_],
+            "preprocessing": backbone.preprocessing.to_dict(),
+            "licence": backbone.weights.licence,
+            "metrics": metrics or {},
+            "data": data or {},
+            "fit": getattr(self, "fit_info_", {}),
+            "training_items": items,
+        }, extra)
+
+    def _write_training_items(self, directory: Path) -> dict[str, Any] | None:
+        """Write the model's and its backbone's training-item digests; None when the model knows none."""
+        own = getattr(self, "train_items_", None)
+        upstream = getattr(self.backbone_, "source_items", None)  # what a bundle: backbone had seen before this fit
+        if own is None and upstream is None:
+            return None
+        union = np.unique(np.concatenate([a for a in (own, upstream) if a is not None])).astype(np.int64)
+        backbone_items = union if self.trains_backbone else np.array(upstream if upstream is not None else [], np.int64)
+        return bundle_format.write_training_items(directory, union, backbone_items, DIGEST)
+
+    def _head_name(self) -> str:
+        """The ``head`` parameter as the bundle's ``head`` record names it (``linear`` for strategies without one)."""
+        head = self.get_params(deep=False).get("head", "linear")
+        return head if isinstance(head, str) else type(head).__name__
+
+    def _bundle_state(self, directory: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """This strategy's own fitted state in a bundle: the JSON's ``head`` record and the tensors to keep with
+        it (named ``head.*``); a head kept in a file of its own is written into the (staging) ``directory``.
+        Undone by :meth:`_restore_state`."""
+        raise NotImplementedError
+
+    def _restore_state(self, directory: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        """Set the fitted attributes :meth:`_bundle_state` kept, from the bundle in ``directory`` (its JSON
+        ``meta``, its weights ``tensors``); those every strategy has are set already."""
+        raise NotImplementedError
+
+    @classmethod
+    def _restore(cls, directory: Path, meta: dict[str, Any], overrides: dict[str, Any]) -> TransferClassifier:
+        """A fitted estimator from the bundle in ``directory`` (``meta``: its JSON, read by
+        :func:`~transferkit.bundle_format.read_meta`); ``overrides`` are runtime parameters (``device``, ...)."""
+        tensors = bundle_format.read_weights(directory, meta)
+        accepted = set(inspect.signature(cls).parameters)
+        params = {k: v for k, v in meta.get("params", {}).items() if k in accepted}
+        params["backbone"] = f"bundle:{directory}"
+        if "head" in accepted:
+            params["head"] = meta.get("head", {}).get("name", "logistic")
+        params.update({k: v for k, v in overrides.items() if k in accepted})
+        est = cls(**params)
+        est.backbone_ = backbone_from_bundle(directory, meta, tensors)
+        est.layer_ = est.backbone_._check_layer(meta["backbone"].get("layer"))
+        est.classes_ = np.asarray(meta["classes"])
+        if meta.get("classes_are_integers"):
+            est.classes_ = est.classes_.astype(np.int64)
+        est.head_classes_ = np.asarray(meta.get("head_classes", list(range(len(meta["classes"])))), dtype=np.int64)
+        est.fit_info_ = meta.get("fit", {})
+        est.train_items_ = bundle_format.read_training_items(directory, meta, "model")
+        est._restore_state(directory, meta, tensors)
+        return est
+
+
+def json_params(model: Any) -> dict[str, Any]:
+    """``get_params`` as a bundle's JSON keeps them: plain values as they are, a backbone by its spec."""
+    out: dict[str, Any] = {}
+    for k, v in model.get_params(deep=False).items():
+        if isinstance(v, (str, int, float, bool, type(None))):
+            out[k] = v
+        elif isinstance(v, (list, tuple)) and all(isinstance(x, (str, int, float, bool)) for x in v):
+            out[k] = list(v)  # e.g. zero-shot labels: restored as given
+        elif hasattr(v, "spec"):
+            out[k] = v.spec
+        else:
+            out[k] = repr(v)
+    return out

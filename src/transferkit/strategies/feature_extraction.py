@@ -8,9 +8,11 @@ trained on the target labels. The backbone never changes, so its features are co
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from .._errors import TransferkitError
 from ..backbones import Backbone, create_backbone
@@ -19,6 +21,7 @@ from ..data.seen import training_digests
 from ..features import extract_features
 from ..features.extract import DEFAULT_MAX_BAD_FRACTION
 from ..heads import ModuleHead, TunedHead, head_to_module, make_head
+from ..heads.persist import module_head_state, restore_module_head, restore_sklearn_head, sklearn_head_state
 from ._base import TransferClassifier, as_dataset, class_values, full_proba
 
 
@@ -146,6 +149,20 @@ class FeatureExtractionClassifier(TransferClassifier):
         """Features ``(N, D)`` of ``X`` at the fitted layer (through the cache)."""
         self._check_fitted()
         return self._extract(as_dataset(X, modality=self.modality_)).features
+
+    def _bundle_state(self, directory: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """The head: as a torch module when it has an exact one (``head_module_``), else in ``head.skops``."""
+        if self.head_module_ is not None:
+            return module_head_state(self.head_module_, self.head_config_, self._head_name())
+        return sklearn_head_state(self.head_, self._head_name(), directory), {}
+
+    def _restore_state(self, directory: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        if meta.get("head", {}).get("type") == "sklearn":
+            self.head_ = restore_sklearn_head(directory, meta)
+            self.head_module_, self.head_config_ = None, None
+        else:
+            self.head_module_, self.head_config_ = restore_module_head(directory, meta, tensors)
+            self.head_ = None
 
     def _head_proba(self, features: np.ndarray) -> np.ndarray:
         if self.head_module_ is not None:

@@ -32,6 +32,7 @@ from ..data import ImageDataset, check_trainable, stratified_split
 from ..data.seen import training_digests
 from ..features.extract import DEFAULT_MAX_BAD_FRACTION, check_bad_fraction
 from ..heads import build_head_module
+from ..heads.persist import module_head_state, restore_module_head
 from ..training import FINE_TUNE_DEFAULTS, TrainConfig, Trainer
 from ..training.checkpoint import checkpoint_config
 from ._base import TransferClassifier, as_dataset, class_values
@@ -298,6 +299,15 @@ class FineTuneClassifier(TransferClassifier):
         finally:
             model.backbone.unfreeze()
         return {"suggested_lr": found["suggested_lr"], "steps": len(found["lrs"])}
+
+    def _bundle_state(self, directory: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """The linear head; the trained backbone is in every bundle already."""
+        return module_head_state(self.head_module_, self.head_config_, self._head_name())
+
+    def _restore_state(self, directory: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        self.head_module_, self.head_config_ = restore_module_head(directory, meta, tensors)
+        self.head_ = None
+        self.model_ = TransferModel(self.backbone_, self.head_module_, self.layer_).eval()
 
     def _predict_proba_dataset(self, ds: ImageDataset) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
         device = resolve_device(self.device)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from ..backbones import Backbone
 from ..data import from_texts
 from ..features import extract_features
 from ..heads import ModuleHead, build_head_module
+from ..heads.persist import module_head_state, restore_module_head
 from ._base import TransferClassifier, as_dataset
 from .feature_extraction import resolve_backbone
 
@@ -152,6 +154,14 @@ class ZeroShotClassifier(TransferClassifier):
                           "labels": dict(parsed), "prompts": prompts, "template": self.template,
                           "temperature": float(self.temperature), "seconds": round(time.perf_counter() - start, 3)}
         return self
+
+    def _bundle_state(self, directory: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """The cosine head: the label embeddings are its weights."""
+        return module_head_state(self.head_module_, self.head_config_, self._head_name())
+
+    def _restore_state(self, directory: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        self.head_module_, self.head_config_ = restore_module_head(directory, meta, tensors)
+        self.head_ = None
 
     def _predict_proba_dataset(self, ds: Any) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
         extracted = extract_features(
