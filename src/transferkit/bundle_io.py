@@ -11,7 +11,8 @@ import torch
 
 from ._errors import BundleError
 from ._utils import sha256_file
-from .backbones._base import Backbone, Preprocessing, WeightsInfo, state_dict_checksum
+from .backbones._base import Backbone
+from .backbones.weights import Preprocessing, WeightsInfo, state_dict_checksum
 from .bundle import read_training_items
 from .heads import build_head_module
 from .heads.persist import load_sklearn_head, save_sklearn_head

@@ -1,7 +1,7 @@
 """The fine-tuning engine: unfreezing plans, discriminative learning rates, schedules, augmentation presets,
 checkpoints and the training loop."""
 
-from .augment import PRESETS, train_transform
+from ..data.augment import PRESETS, train_transform  # the presets live with the data transforms
 from .checkpoint import load_checkpoint, save_checkpoint
 from .loop import Interrupted, TrainConfig, Trainer, save_training_curves
 from .lr import SCHEDULERS, lr_find, make_scheduler
