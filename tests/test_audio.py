@@ -16,10 +16,11 @@ import torch
 import transferkit as tk
 from transferkit import create_backbone
 from transferkit.backbones import DEFAULT_LAYER
-from transferkit.backbones._audio import resample
 from transferkit.backbones.crepe import bin_to_frequency
 from transferkit.cli import main
 from transferkit.data import AudioDataset, from_audio_folder, from_waveforms, open_dataset
+from transferkit.data.audio import resample
+from transferkit.data.loader import backbone_batches
 
 sf = pytest.importorskip("soundfile")
 HAVE_CREPE = importlib.util.find_spec("torchcrepe") is not None
@@ -130,7 +131,7 @@ def test_hf_wav2vec2_pooled_features_and_layers(tiny_wav2vec2: Path) -> None:
     assert bb.layers == ["encoder.layers.0", "encoder.layers.1", DEFAULT_LAYER]
     ds = from_waveforms([tone(200, 0.6, 44100), tone(900, 0.1, 8000)], 44100, [0, 1])
     ds.items[1] = tone(900, 0.1, 44100)  # a short clip: padded in the batch, masked out of the pooling
-    batch = next(iter(bb.batches(ds, batch_size=2)))
+    batch = next(iter(backbone_batches(bb, ds, batch_size=2)))
     assert batch["inputs"]["input_values"].shape == (2, int(0.4 * 16000))  # cropped to max_seconds
     assert batch["inputs"]["attention_mask"].sum(1).tolist() == [6400, 1600]
     with torch.no_grad():
@@ -333,7 +334,7 @@ def test_backbone_batches_resample_files_to_the_model_rate(tmp_path: Path, tiny_
     sf.write(tmp_path / "a.wav", np.stack([stereo, stereo], axis=1), 44100, subtype="PCM_16")
     sf.write(tmp_path / "b.flac", tone(1000.0, 0.5, 8000, noise=0.0), 8000)
     bb = create_backbone(f"hf:{tiny_wav2vec2}")
-    batch = next(iter(bb.batches(tk.data.from_audio_files([tmp_path / "a.wav", tmp_path / "b.flac"]))))
+    batch = next(iter(backbone_batches(bb, tk.data.from_audio_files([tmp_path / "a.wav", tmp_path / "b.flac"]))))
     values, mask = batch["inputs"]["input_values"], batch["inputs"]["attention_mask"]
     assert mask.sum(1).tolist() == [8000, 8000]
     for row in values.numpy():

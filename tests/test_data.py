@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from transferkit import DataError, TransferkitError
-from transferkit.backbones._base import Preprocessing
+from transferkit.backbones.weights import Preprocessing
 from transferkit.data import (
     BadImage,
     ImageDataset,

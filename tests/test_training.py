@@ -10,6 +10,7 @@ import torch
 
 import transferkit as tk
 import transferkit.training.loop as loop_module
+from transferkit.data.loader import backbone_batches
 from transferkit.heads import build_head_module
 from transferkit.strategies._train import TransferModel
 from transferkit.training import (
@@ -304,7 +305,7 @@ def test_precise_bn_gives_exact_statistics_to_the_layers_that_trained_only():
     hook = norms[first].register_forward_hook(lambda m, i, o: seen.append(i[0]))
     with torch.no_grad():
         model.eval()
-        for batch in model.backbone.batches(data, batch_size=len(data)):
+        for batch in backbone_batches(model.backbone, data, batch_size=len(data)):
             model(batch["inputs"])
     hook.remove()
     torch.testing.assert_close(norms[first].running_mean, seen[0].mean((0, 2, 3)), rtol=1e-4, atol=1e-5)
@@ -361,14 +362,14 @@ def test_precise_bn_without_a_usable_batch_keeps_the_statistics():
 def test_each_epoch_gives_loader_workers_a_new_seed(monkeypatch):
     model = small_model()
     seeds = []
-    original = type(model.backbone).batches
+    original = loop_module.backbone_batches
 
-    def recording(self, *args, **kwargs):
+    def recording(*args, **kwargs):
         if kwargs.get("augment", "none") != "none":  # the training loader, not validation
             seeds.append(kwargs["seed"])
-        return original(self, *args, **kwargs)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(type(model.backbone), "batches", recording)
+    monkeypatch.setattr(loop_module, "backbone_batches", recording)
     cfg = TrainConfig(schedule="full", epochs=3, batch_size=8, augment="strong")
     Trainer(cfg, torch.device("cpu"), progress=False).fit(model, small_dataset())
     assert len(seeds) == 3 and len(set(seeds)) == 3  # a fixed seed repeated every epoch's augmentation in workers

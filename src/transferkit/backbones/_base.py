@@ -2,13 +2,12 @@
 
 A backbone maps a batch of preprocessed images ``(B, C, H, W)`` to pooled features ``(B, D)`` at a named
 layer, knows its layer groups (input → output, for freezing and per-group learning rates), and carries the
-preprocessing and provenance of its weights, so a user never types ImageNet mean/std by hand.
+preprocessing and provenance of its weights (:mod:`.weights`), so a user never types ImageNet mean/std by hand.
+Reading a dataset into batches it accepts is the data layer's job (:func:`transferkit.data.backbone_batches`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,136 +19,9 @@ import torch
 from torch import nn
 
 from .._errors import BackboneError, did_you_mean
+from .weights import WeightsInfo
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_LAYER = "pre_logits"
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How inputs must look for these weights (timm's ``PretrainedCfg`` / torchvision's ``Weights.transforms``).
-
-    Attributes:
-        input_size: ``(channels, height, width)`` the network was trained at.
-        mean: per-channel mean subtracted after scaling pixels to [0, 1].
-        std: per-channel std divided by after subtracting the mean.
-        interpolation: ``bilinear``, ``bicubic`` or ``nearest``, used to resize.
-        crop_pct: the centre crop keeps this fraction of the resized short side (1.0 = resize only).
-    """
-
-    input_size: tuple[int, int, int] = (3, 224, 224)
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
-    interpolation: str = "bilinear"
-    crop_pct: float = 0.875
-
-    @property
-    def channels(self) -> int:
-        return self.input_size[0]
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return self.input_size[1], self.input_size[2]
-
-    def with_image_size(self, size: int | None) -> Preprocessing:
-        """The same spec at another square resolution (``None`` keeps it)."""
-        if size is None:
-            return self
-        return dataclasses.replace(self, input_size=(self.channels, size, size))
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Any:
-        """The spec a ``to_dict`` wrote: :class:`Preprocessing`, :class:`TextPreprocessing` for text, or
-        ``AudioPreprocessing`` for audio."""
-        if d.get("modality") == "text":
-            return TextPreprocessing.from_dict(d)
-        if d.get("modality") == "audio":
-            from ._audio import AudioPreprocessing
-
-            return AudioPreprocessing.from_dict(d)
-        return cls(
-            input_size=tuple(d["input_size"]),  # type: ignore[arg-type]
-            mean=tuple(d["mean"]),
-            std=tuple(d["std"]),
-            interpolation=d.get("interpolation", "bilinear"),
-            crop_pct=float(d.get("crop_pct", 1.0)),
-        )
-
-
-@dataclass(frozen=True)
-class TextPreprocessing:
-    """How texts become model inputs for these weights (the text counterpart of :class:`Preprocessing`).
-
-    Attributes:
-        tokenizer: what splits texts into tokens (``wordpiece``, ``bpe``, ... from the model's tokenizer, or
-            ``regex-words+clitics`` for word vectors).
-        pooling: how token vectors become one vector per text: ``mean`` (over real tokens), ``cls``, ``max``
-            (transformers) or ``mean``/``sif`` (word vectors).
-        max_length: tokens kept per text (longer texts are truncated); None for no limit.
-        lowercase: texts are lowercased before tokenising.
-        tokenizer_sha256: identifies the exact vocabulary/tokenizer (part of the feature-cache key).
-        prompt_tokens: trained virtual tokens the encoder reads before every text (prompt tuning; 0: none).
-            ``max_length`` then counts the text's own tokens, which share the model's positions with them.
-    """
-
-    tokenizer: str = "wordpiece"
-    pooling: str = "mean"
-    max_length: int | None = 128
-    lowercase: bool = False
-    tokenizer_sha256: str = ""
-    modality: str = "text"
-    prompt_tokens: int = 0
-
-    def with_image_size(self, size: int | None) -> TextPreprocessing:
-        if size is not None:
-            raise BackboneError(f"--image-size applies to image backbones; this one reads text. Got {size}.")
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        if not d["prompt_tokens"]:  # absent unless prompt-tuned: feature-cache keys of other models stay as they were
-            del d["prompt_tokens"]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TextPreprocessing:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-
-@dataclass(frozen=True)
-class WeightsInfo:
-    """Where weights came from and under which terms (torchvision's ``Weights`` metadata).
-
-    Attributes:
-        source: the spec prefix that produced them (``timm``, ``torchvision``, ``packaged``, ``bundle``).
-        pretrained: False for a random initialisation.
-        licence: SPDX identifier or a short statement of the terms.
-        origin: URL, hub id, package or directory the weights were read from.
-        checksum: sha256 over the state dict (names, shapes and bytes), identifies the exact weights.
-        source_task: what the weights were trained on (e.g. ``ImageNet-1k``), when known.
-        num_source_classes: size of the source head (needed by LEEP), 0 when there is none.
-    """
-
-    source: str
-    pretrained: bool
-    licence: str
-    origin: str
-    checksum: str = ""
-    source_task: str = ""
-    num_source_classes: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> WeightsInfo:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 @dataclass
@@ -193,15 +65,6 @@ def global_pool(x: torch.Tensor) -> torch.Tensor:
     raise BackboneError(f"Cannot pool a feature of shape {tuple(x.shape)}; choose another --layer.")
 
 
-def state_dict_checksum(module: nn.Module) -> str:
-    """sha256 over parameter and buffer names, shapes and bytes: identifies the exact weights."""
-    h = hashlib.sha256()
-    for name, t in module.state_dict().items():
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
 
 class Backbone(nn.Module):
     """A pretrained (or random) network without its source head, seen through one contract.
@@ -223,7 +86,7 @@ class Backbone(nn.Module):
         torch.Size([2, ...])
     """
 
-    #: what the backbone reads; the data pipeline dispatches on it (see :meth:`batches`).
+    #: what the backbone reads; the data pipeline dispatches on it (:func:`transferkit.data.backbone_batches`).
     modality = "image"
 
     def __init__(
@@ -259,35 +122,7 @@ class Backbone(nn.Module):
         self.source_items: np.ndarray | None = None
 
     # -- inputs ---------------------------------------------------------------------------------------
-    def batches(
-        self,
-        dataset: Any,
-        *,
-        indices: Any = None,
-        batch_size: int = 64,
-        shuffle: bool = False,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        seed: int = 0,
-        augment: str = "none",
-    ) -> Any:
-        """A DataLoader of ``{"inputs", "index", "bad"}`` batches this backbone's ``forward`` accepts.
-
-        Images: decoded, converted and normalised by the weights' preprocessing (``augment`` picks a training
-        preset of :mod:`transferkit.training.augment`); ``inputs`` is ``(B, C, H, W)``.
-        """
-        from ..data.loader import image_loader
-        from ..data.transforms import build_transform
-
-        if augment == "none":
-            transform = build_transform(self.preprocessing)
-        else:
-            from ..training.augment import train_transform
-
-            transform = train_transform(self.preprocessing, augment)
-        return image_loader(dataset, transform, indices=indices, batch_size=batch_size, shuffle=shuffle,
-                            num_workers=num_workers, pin_memory=pin_memory, seed=seed)
-
+    # Batches for ``forward`` come from :func:`transferkit.data.backbone_batches`, which dispatches on ``modality``.
     def describe_inputs(self, dataset: Any) -> dict[str, Any]:
         """Facts about how ``dataset`` fits this backbone (e.g. out-of-vocabulary tokens); empty for images."""
         return {}
@@ -498,7 +333,7 @@ class PooledBackbone(Backbone):
         return self._export(directory)
 
     def forward(self, x: Any, layer: str | None = None) -> torch.Tensor:
-        """Pooled features ``(B, D)`` at ``layer`` of a batch ``x`` as ``batches`` yields it."""
+        """Pooled features ``(B, D)`` at ``layer`` of a batch ``x`` as ``backbone_batches`` yields it."""
         layer = self._check_layer(layer)
         if layer == DEFAULT_LAYER:
             return self.trunk(x)

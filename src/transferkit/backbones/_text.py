@@ -1,8 +1,9 @@
 """The text side of the ``Backbone`` contract: tokenised batches in, pooled features out.
 
-A text backbone's ``batches`` tokenises in the DataLoader's collate function and yields a dict of tensors as
-``inputs``; its trunk maps that dict to pooled features. Strategies, the feature cache, the training loop and
-bundles see the same contract as for images (``forward(x, layer)``, layer groups, ``preprocessing``).
+A text backbone's batches (:func:`transferkit.data.backbone_batches`) are tokenised by its ``encoder`` in the
+DataLoader's collate function and hold a dict of tensors as ``inputs``; its trunk maps that dict to pooled
+features. Strategies, the feature cache, the training loop and bundles see the same contract as for images
+(``forward(x, layer)``, layer groups, ``preprocessing``).
 """
 
 from __future__ import annotations
@@ -11,10 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
 from .._errors import BackboneError
 from ._base import PooledBackbone
@@ -60,29 +59,6 @@ def check_text_options(pooling: str | None, max_length: Any, poolings: tuple[str
         raise BackboneError(f"--max-length must be a positive integer (tokens per text). Got {max_length!r} instead.")
 
 
-class _Texts(Dataset):
-    def __init__(self, ds: Any, indices: np.ndarray):
-        self.ds, self.indices = ds, indices
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, k: int) -> tuple[str, int]:
-        i = int(self.indices[k])
-        return self.ds.load(i), i
-
-
-class _Collate:
-    """Tokenise a batch of texts (a class, not a closure, so it pickles into worker processes)."""
-
-    def __init__(self, encoder: TextEncoder):
-        self.encoder = encoder
-
-    def __call__(self, batch: list[tuple[str, int]]) -> dict[str, Any]:
-        return {"inputs": self.encoder([t for t, _ in batch]),
-                "index": torch.tensor([i for _, i in batch], dtype=torch.long), "bad": []}
-
-
 class TextBackbone(PooledBackbone):
     """A :class:`Backbone` over texts.
 
@@ -100,15 +76,6 @@ class TextBackbone(PooledBackbone):
     def __init__(self, trunk: nn.Module, *, encoder: TextEncoder, export: Callable[[Path], str], **kwargs: Any):
         super().__init__(trunk, export=export, **kwargs)
         self.encoder = encoder
-
-    def batches(self, dataset: Any, *, indices: Any = None, batch_size: int = 64, shuffle: bool = False,
-                num_workers: int = 0, pin_memory: bool = False, seed: int = 0, augment: str = "none") -> DataLoader:
-        """Batches ``{"inputs": {name: (B, T) tensor}, "index": (B,), "bad": []}``; ``augment`` is ignored
-        (the presets are image transforms)."""
-        idx = np.arange(len(dataset)) if indices is None else np.asarray(indices)
-        return DataLoader(_Texts(dataset, idx), batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                          pin_memory=pin_memory, collate_fn=_Collate(self.encoder),
-                          generator=torch.Generator().manual_seed(seed))
 
     def describe_inputs(self, dataset: Any) -> dict[str, Any]:
         return self.encoder.report([dataset.load(i) for i in range(len(dataset))])

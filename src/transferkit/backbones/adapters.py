@@ -21,6 +21,7 @@ from typing import Any
 from torch import nn
 
 from .._errors import BackboneError, TransferkitError
+from .._extras import require
 from ._base import Backbone
 
 PEFT_METHODS = ("lora", "prompt-tuning")
@@ -31,11 +32,7 @@ LORA_TARGETS = (("query", "value"), ("q_lin", "v_lin"), ("q_proj", "v_proj"))
 
 
 def _peft() -> Any:
-    try:
-        import peft
-    except ImportError:
-        raise BackboneError("--peft needs the peft library; install it: pip install peft") from None
-    return peft
+    return require("peft", "peft", "--peft", error=BackboneError)
 
 
 def lora_target_modules(model: nn.Module) -> list[str]:

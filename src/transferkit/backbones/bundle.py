@@ -14,8 +14,9 @@ import torch
 
 from .._errors import BundleError
 from ..bundle_format import META_FILE, read_meta, read_training_items, read_weights, unprefixed
-from ._base import Backbone, Preprocessing, WeightsInfo, state_dict_checksum
+from ._base import Backbone
 from ._registry import TEXT_OPTIONS, SourceEntry, create_backbone, register_source
+from .weights import Preprocessing, WeightsInfo, state_dict_checksum
 
 
 def architecture_spec(directory: Path, meta: dict[str, Any]) -> str:

@@ -27,8 +27,8 @@ from torch import nn
 
 from .._errors import BackboneError
 from .._utils import sha256_file
-from ._audio import DEFAULT_MAX_SECONDS, AudioBackbone, AudioPreprocessing, masked_mean
-from ._base import WeightsInfo, state_dict_checksum
+from ._audio import AudioBackbone, masked_mean
+from .weights import DEFAULT_MAX_SECONDS, AudioPreprocessing, WeightsInfo, state_dict_checksum
 
 FRAME_LENGTH = 1024
 SAMPLE_RATE = 16000

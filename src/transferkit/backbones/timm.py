@@ -15,9 +15,10 @@ from typing import Any
 import timm
 
 from .._errors import BackboneError, OfflineError, did_you_mean
-from ._base import Backbone, Preprocessing, WeightsInfo, state_dict_checksum
+from ._base import Backbone
 from ._groups import name_and_cover_groups, top_level_groups
 from ._registry import SourceEntry, register_source
+from .weights import Preprocessing, WeightsInfo, preprocessing_from_timm, state_dict_checksum
 
 OFFLINE_ALTERNATIVES = "packaged:efficientnet_lite0, a bundle:<dir> you trained, or --random-init"
 
@@ -76,14 +77,7 @@ def backbone_from_timm_model(
     model.reset_classifier(0)
     cfg = model.pretrained_cfg
     if preprocessing is None:
-        data_cfg = timm.data.resolve_data_config(model=model)
-        preprocessing = Preprocessing(
-            input_size=tuple(data_cfg["input_size"]),
-            mean=tuple(data_cfg["mean"]),
-            std=tuple(data_cfg["std"]),
-            interpolation=data_cfg.get("interpolation", "bilinear"),
-            crop_pct=float(data_cfg.get("crop_pct", 1.0)),
-        )
+        preprocessing = preprocessing_from_timm(model)
     feature_layers = {f["module"]: int(f["num_chs"]) for f in getattr(model, "feature_info", []) if f.get("module")}
     try:
         from timm.models import group_parameters

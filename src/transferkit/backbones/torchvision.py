@@ -17,10 +17,11 @@ import torchvision
 from torch import nn
 
 from .._errors import BackboneError, OfflineError, did_you_mean
-from ._base import Backbone, Preprocessing, WeightsInfo, state_dict_checksum
+from ._base import Backbone
 from ._groups import name_and_cover_groups, probe_feature_dims, top_level_groups
 from ._registry import SourceEntry, register_source
 from .timm import OFFLINE_ALTERNATIVES
+from .weights import Preprocessing, WeightsInfo, state_dict_checksum
 
 _LICENCE = "BSD-3-Clause code; weights under the terms of their training data (see torchvision docs)"
 

@@ -27,9 +27,10 @@ from torch import nn
 
 from .._errors import BackboneError
 from .._utils import sha256_bytes, sha256_file
-from ._base import TextPreprocessing, WeightsInfo, read_json, state_dict_checksum
+from ._base import read_json
 from ._registry import SourceEntry, register_source
 from ._text import TextBackbone, check_text_options
+from .weights import TextPreprocessing, WeightsInfo, state_dict_checksum
 
 TOKEN_PATTERN = re.compile(r"\w+(?:['’]\w+)*")
 VECTOR_POOLINGS = ("mean", "sif")

@@ -3,8 +3,8 @@
 The same surface the strategies use from :class:`~transferkit.data.ImageDataset` (``items``, ``labels``,
 ``classes``, ``name``, ``skipped``, ``content_key``, ``describe``, ``subset``, ``class_counts``, ``summary``).
 A clip is read with ``soundfile`` at its own sample rate and downmixed to mono; resampling to the backbone's
-rate happens in the backbone's collate function (:mod:`transferkit.backbones._audio`), so one dataset serves
-backbones of different rates and the feature cache stays keyed on the file's bytes.
+rate happens as the loader reads it (:func:`resample`, :func:`transferkit.data.loader.audio_loader`), so one
+dataset serves backbones of different rates and the feature cache stays keyed on the file's bytes.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import DataError
+from .._errors import BackboneError, DataError
+from .._extras import require
 from ._dataset import count_per_class, encode_labels
 from ._images import BadImage
 
@@ -30,11 +31,15 @@ class BadAudio(BadImage):
 
 
 def _soundfile() -> Any:
-    try:
-        import soundfile
-    except ImportError:
-        raise DataError("Audio needs soundfile; install it: pip install soundfile soxr") from None
-    return soundfile
+    return require("soundfile", "audio", "Reading audio", error=DataError)
+
+
+def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """``samples`` (T,) at ``rate`` Hz resampled to ``target`` Hz with soxr (band-limited, high quality)."""
+    if rate == target:
+        return samples
+    soxr = require("soxr", "audio", "Resampling audio for a backbone", error=BackboneError)
+    return soxr.resample(samples, rate, target, quality="HQ").astype(np.float32, copy=False)
 
 
 def read_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:

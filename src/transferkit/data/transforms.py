@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2 as T
 
-from ..backbones._base import Preprocessing
+from ..backbones.weights import Preprocessing
 from ._images import to_mode
 
 _INTERPOLATION = {
@@ -21,7 +21,7 @@ _INTERPOLATION = {
 def build_transform(pre: Preprocessing) -> Callable[[Image.Image], torch.Tensor]:
     """PIL image of any mode → normalised ``(C, H, W)`` float tensor as the weights expect (resize + centre crop).
 
-    Training augmentation presets build on the same spec: :func:`transferkit.training.train_transform`.
+    Training augmentation presets build on the same spec: :func:`transferkit.data.augment.train_transform`.
     """
     height, width = pre.image_size
     interpolation = _INTERPOLATION.get(pre.interpolation, T.InterpolationMode.BILINEAR)

@@ -16,9 +16,11 @@ import torch
 from .._dist import all_gather_objects, barrier, rank_and_world
 from .._progress import progress_bar
 from .._utils import autocast, move_to, resolve_device
-from ..backbones._base import Backbone, state_dict_checksum
+from ..backbones._base import Backbone
+from ..backbones.weights import state_dict_checksum
 from ..data import ImageDataset
 from ..data._dataset import check_bad_fraction
+from ..data.loader import backbone_batches
 from .cache import FeatureCache
 from .jpeg_decode import all_jpeg, decode_jpeg_batch, raw_jpeg_loader
 
@@ -162,8 +164,8 @@ def extract_features(
         if gpu_decode:
             loader = raw_jpeg_loader(dataset, missing.tolist(), batch_size, num_workers)
         else:
-            loader = backbone.batches(dataset, indices=missing, batch_size=batch_size, num_workers=num_workers,
-                                      pin_memory=dev.type == "cuda")
+            loader = backbone_batches(backbone, dataset, indices=missing, batch_size=batch_size,
+                                      num_workers=num_workers, pin_memory=dev.type == "cuda")
         pending_keys: list[str] = []
         pending: list[np.ndarray] = []
 
@@ -277,7 +279,7 @@ def _fill_layers(backbone: Backbone, dataset: ImageDataset, names: list[str], ca
         return
     was_training = backbone.training
     backbone.eval().to(dev).to(memory_format=torch.channels_last)
-    loader = backbone.batches(dataset, indices=missing, batch_size=batch_size, pin_memory=dev.type == "cuda")
+    loader = backbone_batches(backbone, dataset, indices=missing, batch_size=batch_size, pin_memory=dev.type == "cuda")
     pending_keys: list[str] = []
     pending: dict[str, list[np.ndarray]] = {name: [] for name in names}
 

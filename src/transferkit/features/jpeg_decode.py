@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms.v2 import functional as F
 
-from ..backbones._base import Preprocessing
+from ..backbones.weights import Preprocessing
 from ..data import ImageDataset
 from ..data.transforms import _INTERPOLATION
 

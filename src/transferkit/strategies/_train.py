@@ -13,7 +13,7 @@ from .._progress import progress_bar
 from .._utils import autocast, move_to
 from ..backbones import Backbone
 from ..data import ImageDataset
-from ..data.loader import image_loader
+from ..data.loader import backbone_batches, image_loader
 
 
 class TransferModel(nn.Module):
@@ -51,8 +51,8 @@ def predict_logits(model: TransferModel, ds: ImageDataset, device: torch.device,
                    precision: str = "auto") -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
     """Logits of every usable image: ``(logits, index, skipped)``, at the ``precision`` the model trained with."""
     model.eval().to(device)
-    loader = model.backbone.batches(ds, batch_size=batch_size, num_workers=num_workers,
-                                    pin_memory=device.type == "cuda")
+    loader = backbone_batches(model.backbone, ds, batch_size=batch_size, num_workers=num_workers,
+                              pin_memory=device.type == "cuda")
     outs: list[np.ndarray] = []
     index: list[int] = []
     skipped: list[tuple[str, str]] = []

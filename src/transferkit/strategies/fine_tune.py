@@ -29,6 +29,7 @@ from ..backbones import Backbone
 from ..backbones.adapters import DEFAULT_LORA_RANK, PEFT_METHODS, LoraAdapters
 from ..backbones.prompt_tuning import DEFAULT_PROMPT_TOKENS, PromptTuning
 from ..data import ImageDataset, check_trainable, stratified_split
+from ..data.loader import backbone_batches
 from ..data.seen import training_digests
 from ..features.extract import DEFAULT_MAX_BAD_FRACTION, check_bad_fraction
 from ..heads import build_head_module
@@ -288,7 +289,7 @@ class FineTuneClassifier(TransferClassifier):
 
         assert train.labels is not None
         labels = torch.as_tensor(train.labels)
-        loader = model.backbone.batches(train, batch_size=self.batch_size, shuffle=True, seed=self.seed)
+        loader = backbone_batches(model.backbone, train, batch_size=self.batch_size, shuffle=True, seed=self.seed)
         steps = min(60, 4 * math.ceil(len(train) / self.batch_size) + 20)
         # decode only the batches the search can use (at most one per step), not the whole training set
         batches = [(b["inputs"], labels[b["index"]]) for b in itertools.islice(loader, steps) if len(b["index"])]

@@ -1,7 +1,7 @@
 """The fine-tuning engine: the training config and its default presets, unfreezing plans, discriminative learning
 rates, schedules, augmentation presets, checkpoints and the training loop."""
 
-from .augment import PRESETS, train_transform
+from ..data.augment import PRESETS, train_transform  # the presets live with the data transforms
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import CURVE_FINE_TUNE_EPOCHS, FINE_TUNE_DEFAULTS, SCRATCH_DEFAULTS, TrainConfig
 from .loop import Interrupted, Trainer, save_training_curves

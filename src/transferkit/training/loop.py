@@ -26,7 +26,8 @@ from .._errors import TransferkitError
 from .._progress import progress_bar, stderr_console
 from .._utils import atomic_path, autocast, move_to
 from ..data import ImageDataset
-from .augment import batch_mix
+from ..data.augment import batch_mix
+from ..data.loader import backbone_batches
 from .checkpoint import (
     load_checkpoint,
     load_optimizer_state,
@@ -127,8 +128,8 @@ class Trainer:
         rank, world = rank_and_world()
         if world > 1:
             val = val.subset(np.arange(rank, len(val), world))
-        loader = model.backbone.batches(val, batch_size=self.config.batch_size, num_workers=self.config.num_workers,
-                                        pin_memory=self.device.type == "cuda")
+        loader = backbone_batches(model.backbone, val, batch_size=self.config.batch_size,
+                                  num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda")
         total, correct, loss_sum = 0, 0, 0.0
         assert val.labels is not None
         labels = torch.as_tensor(val.labels)
@@ -274,9 +275,9 @@ class Trainer:
         # worker processes seed their augmentation from this: a new seed each epoch and process (a fixed one would
         # repeat every epoch's augmentations; num_workers=0 uses the global generator, seeded above)
         worker_seed = int(np.random.SeedSequence([c.seed, pos["epoch"], rank]).generate_state(1)[0])
-        loader = model.backbone.batches(train, indices=order[skip:].numpy(), batch_size=c.batch_size,
-                                        num_workers=c.num_workers, pin_memory=self.device.type == "cuda",
-                                        augment=augment, seed=worker_seed)
+        loader = backbone_batches(model.backbone, train, indices=order[skip:].numpy(), batch_size=c.batch_size,
+                                  num_workers=c.num_workers, pin_memory=self.device.type == "cuda",
+                                  augment=augment, seed=worker_seed)
         running = pos["running"]  # [loss sum, correct, seen], kept in checkpoints so a resumed epoch reports the same
         with progress_bar(len(order) - skip, f"{stage.name} epoch {pos['epoch']}",
                           self.progress and is_main_process()) as advance:
@@ -360,7 +361,7 @@ def recalibrate_batchnorm(model: Any, data: ImageDataset, device: torch.device, 
         m.momentum = None  # cumulative average over the batches below
         m.train()
     order = np.random.default_rng(seed).permutation(len(data))[:max_images]
-    loader = model.backbone.batches(data, indices=np.sort(order), batch_size=batch_size)
+    loader = backbone_batches(model.backbone, data, indices=np.sort(order), batch_size=batch_size)
     batches = 0
     try:
         for batch in loader:

@@ -24,6 +24,7 @@ from torch import nn
 from .._utils import move_to, resolve_device
 from ..backbones import Backbone
 from ..data import ImageDataset
+from ..data.loader import backbone_batches
 
 
 def gaussian_jeffreys(mean_a: np.ndarray, var_a: np.ndarray, mean_b: np.ndarray, var_b: np.ndarray) -> np.ndarray:
@@ -74,7 +75,7 @@ def batchnorm_shift(backbone: Backbone, dataset: ImageDataset, *, sample: int = 
     was_training = backbone.training
     backbone.eval().to(dev)
     try:
-        loader = backbone.batches(dataset, indices=indices, batch_size=batch_size)
+        loader = backbone_batches(backbone, dataset, indices=indices, batch_size=batch_size)
         with torch.inference_mode():
             for batch in loader:
                 if len(batch["index"]):

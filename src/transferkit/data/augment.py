@@ -19,9 +19,9 @@ from PIL import Image
 from torchvision.transforms import v2 as T
 
 from .._errors import TransferkitError
-from ..backbones import Preprocessing
-from ..data import to_mode
-from ..data.transforms import _INTERPOLATION, build_transform
+from ..backbones.weights import Preprocessing
+from ._images import to_mode
+from .transforms import _INTERPOLATION, build_transform
 
 PRESETS = ("none", "light", "medium", "strong")
 
