@@ -235,3 +235,68 @@ def test_adapted_cnn_refuses_an_unknown_method_and_unlabelled_source(washed_out)
         AdaptedCNNClassifier(method="dan").fit(*washed_out)
     with pytest.raises(TransferkitError, match="needs labels"):
         AdaptedCNNClassifier(**DEEP).fit(tk.from_arrays(washed_out[1].items), washed_out[1])
+
+
+# -- the adapt job and command ---------------------------------------------------------------------------------------
+
+
+def _write_domain(root, images, labels):
+    from PIL import Image
+
+    for i, (a, c) in enumerate(zip(images, labels, strict=True)):
+        (root / f"c{c}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(a).save(root / f"c{c}" / f"{i}.png")
+    return root
+
+
+@pytest.fixture
+def shift_folders(tmp_path, washed_out):
+    source, target = washed_out
+    src = _write_domain(tmp_path / "source", source.items, source.labels)
+    tgt = _write_domain(tmp_path / "target", target.items, target.labels)
+    return src, tgt
+
+
+def test_adapt_cli_small_cnn_reports_both_models_and_the_gap(shift_folders, tmp_path, capsys):
+    import json
+
+    from transferkit.cli import main
+
+    src, tgt = shift_folders
+    out = tmp_path / "adapted"
+    code = main(["adapt", str(src), "--target-unlabeled", str(tgt), "--target-test", str(tgt), "--backbone",
+                 "small-cnn", "--method", "adabn", "--steps", "100", "--out", str(out), "--json", "--no-progress",
+                 "--device", "cpu"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    runs = {r["method"]: r for r in report["runs"]}
+    assert set(runs) == {"source-only", "adabn"} and report["method"] == "adabn" and report["bundle"] is None
+    assert runs["adabn"]["target_test_accuracy"] >= runs["source-only"]["target_test_accuracy"] + 0.25
+    assert set(runs["adabn"]["gap"]) == {"proxy_a_distance", "mmd"} and report["warnings"] == []
+    assert json.loads((out / "adapt.json").read_text())["method"] == "adabn"
+
+
+def test_adapt_job_feature_family_writes_a_bundle_that_predicts(shift_folders, tmp_path, backbone):
+    from transferkit import load_bundle
+    from transferkit.jobs.adapt import AdaptConfig, adapt
+
+    src, tgt = shift_folders
+    report = adapt(AdaptConfig(source=str(src), target_unlabeled=str(tgt), target_test=str(tgt), out=str(tmp_path / "b"),
+                               backbone=backbone, method="auto", progress=False, device="cpu"))
+    assert [r["method"] for r in report["runs"]] == ["source-only", "coral", "self-training"]
+    assert report["selected_by"] == "information_maximization" and report["method"] in ("coral", "self-training")
+    coral = report["runs"][1]
+    assert coral["gap"]["mmd"] < report["gap_before"]["mmd"]  # CORAL moved the source features onto the target's
+    assert report["runs"][2]["gap"] is None and report["runs"][2]["adaptation"]["method"] == "self-training"
+    model = load_bundle(tmp_path / "b")
+    assert model.predict_proba(str(tgt / "c0" / "0.png")).shape == (1, 4)
+
+
+def test_adapt_refuses_a_method_of_the_other_family_and_unlabelled_source(shift_folders, tmp_path):
+    from transferkit.jobs.adapt import AdaptConfig, adapt
+
+    src, tgt = shift_folders
+    with pytest.raises(TransferkitError, match="small-cnn"):
+        adapt(AdaptConfig(source=str(src), target_unlabeled=str(tgt), out=str(tmp_path), method="dann"))
+    with pytest.raises(TransferkitError, match="Did you mean: coral"):
+        adapt(AdaptConfig(source=str(src), target_unlabeled=str(tgt), out=str(tmp_path), method="corl"))

@@ -16,9 +16,9 @@ from .._errors import TransferkitError
 from .._progress import stderr_console
 from .._version import __version__
 from ..training import Interrupted
-from . import backbones, cluster, curve, evaluate, fit, predict, pretrain, quickstart, rank
+from . import adapt, backbones, cluster, curve, evaluate, fit, predict, pretrain, quickstart, rank
 
-COMMANDS = (quickstart, fit, predict, evaluate, pretrain, rank, curve, cluster, backbones)
+COMMANDS = (quickstart, fit, predict, evaluate, pretrain, rank, curve, adapt, cluster, backbones)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -124,7 +124,9 @@ class FeatureExtractionClassifier(TransferClassifier):
         except ValueError as e:
             raise TransferkitError(f"The {self.head!r} head could not be fitted: {str(e).splitlines()[0]}") from None
         choice = getattr(head, "choice_", None)
-        if isinstance(head, TunedHead):  # what was chosen is kept below; the bundle stores the plain estimator
+        adaptation = getattr(head, "adaptation_", None)
+        # tuned and adapted heads: what was chosen is kept below; the bundle stores the plain estimator
+        if isinstance(head, TunedHead) or getattr(head, "bundles_estimator", False):
             head = head.estimator_
         self.head_ = head
         self.head_classes_ = np.asarray(head.classes_, dtype=np.int64)
@@ -139,7 +141,8 @@ class FeatureExtractionClassifier(TransferClassifier):
             "modality": self.backbone_.modality,
             "extraction": extracted.summary(),
             "head": {"name": self.head if isinstance(self.head, str) else type(self.head).__name__,
-                     "estimator": type(head).__name__, **({"choice": choice} if choice else {})},
+                     "estimator": type(head).__name__, **({"choice": choice} if choice else {}),
+                     **({"adaptation": adaptation} if adaptation else {})},
             "head_seconds": round(time.perf_counter() - head_start, 3),
             "seconds": round(time.perf_counter() - start, 3),
         }
