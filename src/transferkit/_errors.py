@@ -66,7 +66,12 @@ def spell_parameters(message: str, spell: Callable[[str, str | None], str | None
     """``message`` with each `` `name` `` / `` `name=value` `` replaced by ``spell(name, value)``.
 
     ``value`` is the literal as written (``'arch'``, ``True``); where ``spell`` returns None, the Python spelling
-    stays. Backticked text that is not a parameter (```transferkit backbones```) is left as it is.
+    stays. Backticked text that is not one identifier (a command such as `` `transferkit backbones` ``) is left as
+    it is.
+
+    Example:
+        >>> spell_parameters("`image_size` needs `strategy='fine-tune'`", lambda n, v: "--" + n.replace("_", "-"))
+        '--image-size needs --strategy'
     """
     def replace(match: re.Match[str]) -> str:
         name, value = match.group(1), match.group(2)

@@ -86,7 +86,7 @@ def prepare_data(cfg: FitConfig) -> tuple[ImageDataset, ImageDataset, ImageDatas
 
 def _in_output_folder(fit: Callable[[FitConfig], dict[str, Any]]) -> Callable[[FitConfig], dict[str, Any]]:
     """``fit`` inside :func:`~transferkit.bundle.output_folder` of ``cfg.out``: a killed run's temporaries are
-    cleared first, and a run that fails leaves no ``--out`` it created."""
+    cleared first, and a run that fails leaves no ``out`` folder it created."""
     @functools.wraps(fit)
     def run(cfg: FitConfig) -> dict[str, Any]:
         with output_folder(cfg.out):
