@@ -29,7 +29,7 @@ from run import machine  # noqa: E402
 
 import transferkit as tk  # noqa: E402
 from transferkit.jobs.baseline import baseline_verdict  # noqa: E402
-from transferkit.workflows import FitConfig  # noqa: E402
+from transferkit.jobs.fit import FitConfig  # noqa: E402
 
 
 def main() -> None:

@@ -185,15 +185,15 @@ def test_evaluate_refuses_data_of_other_classes(capsys, tmp_path):
 
 
 def test_a_failed_fit_leaves_no_partial_out(capsys, tmp_path, monkeypatch):
-    import transferkit.workflows as workflows
+    import transferkit.jobs.fit as fit_job
     from transferkit import DataError
 
     def save_then_fail(*args, **kwargs):
-        workflows_save(*args, **kwargs)
+        save(*args, **kwargs)
         raise DataError("failed after the bundle was written")
 
-    workflows_save = workflows.save_bundle
-    monkeypatch.setattr(workflows, "save_bundle", save_then_fail)
+    save = fit_job.save_bundle
+    monkeypatch.setattr(fit_job, "save_bundle", save_then_fail)
     root = small_set(tmp_path / "data")
     assert_user_error(cli(capsys, "fit", root, *FIT_TINY, "--out", tmp_path / "new" / "bundle"), "after the bundle")
     assert not (tmp_path / "new").exists()  # nor the parent the run made for it

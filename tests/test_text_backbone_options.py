@@ -55,8 +55,8 @@ def test_create_backbone_applies_and_remembers_text_options(tiny_bert: Path, tmp
 def test_cli_fit_pooling_and_max_length_reach_the_backbone_and_the_baseline(
         tiny_bert: Path, text_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from transferkit.jobs.baseline import make_baseline
+    from transferkit.jobs.fit import FitConfig, make_strategy
     from transferkit.strategies.feature_extraction import resolve_backbone
-    from transferkit.workflows import FitConfig, make_strategy
 
     out = tmp_path / "cls"
     code = main(["fit", str(text_csv), "--backbone", f"hf:{tiny_bert}", "--pooling", "cls", "--max-length", "8",

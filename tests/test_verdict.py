@@ -234,7 +234,7 @@ def test_resume_with_several_seeds_trains_only_the_runs_that_had_not_finished(im
             log.unlink(missing_ok=True)
 
     from transferkit.jobs.baseline import _verdict_key
-    from transferkit.workflows import FitConfig, prepare_data
+    from transferkit.jobs.fit import FitConfig, prepare_data
 
     cfg = FitConfig(data=str(image_folder), backbone=TINY, random_init=True, strategy="fine-tune", epochs=1,
                     image_size=32, val_fraction=0.34, progress=False, baseline_epochs=1, baseline_image_size=32,
@@ -307,7 +307,7 @@ def test_the_verdict_is_negative_when_a_small_cnn_beats_transfer(tmp_path):
     """Random-init features cannot tell where a dot is; a CNN trained on the pixels can: the honest verdict is
     negative (it was positive against the big architecture at chance)."""
     from transferkit.jobs.baseline import baseline_verdict
-    from transferkit.workflows import FitConfig, make_strategy, prepare_data
+    from transferkit.jobs.fit import FitConfig, make_strategy, prepare_data
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 40, size=(60, 16, 16, 3)).astype(np.uint8)

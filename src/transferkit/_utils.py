@@ -98,9 +98,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise TransferkitError(f"--device {device} was requested but CUDA is not available; use --device auto or cpu.")
+        raise TransferkitError(f"`device={device!r}` was requested but CUDA is not available; use `device='auto'` "
+                               "or `device='cpu'`.")
     if device != "cpu" and not device.startswith("cuda"):
-        raise TransferkitError(f"--device must be auto, cpu or cuda. Got {device!r} instead.")
+        raise TransferkitError(f"`device` must be auto, cpu or cuda. Got {device!r} instead.")
     return torch.device(device)
 
 

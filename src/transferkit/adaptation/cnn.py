@@ -26,15 +26,12 @@ from torch import nn
 
 from .._errors import TransferkitError, did_you_mean
 from .._progress import progress_bar
+from ..data.native import channel_stats, decode, grey_if_grey, native_size
 from ..strategies.small_cnn import (
     SeededDropout,
     SmallCNN,
-    channel_stats,
     cpu_threads,
-    decode,
-    grey_if_grey,
     init_parameters,
-    native_size,
     one_cycle,
     random_crop,
 )

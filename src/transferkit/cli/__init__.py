@@ -1,6 +1,7 @@
 """``transferkit`` command line: a thin skin over the public API.
 
-User mistakes become one red line on stderr and exit code 2, never a traceback.
+User mistakes become one red line on stderr and exit code 2, never a traceback. Library errors name Python
+parameters (`` `image_size` ``); the line names the command's flags instead (``--image-size``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .._progress import stderr_console
 from .._version import __version__
 from ..training import Interrupted
 from . import adapt, backbones, cluster, curve, evaluate, fit, predict, pretrain, quickstart, rank
+from ._common import error_line, flag_spelling
 
 COMMANDS = (quickstart, fit, predict, evaluate, pretrain, rank, curve, adapt, cluster, backbones)
 
@@ -33,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for command in COMMANDS:
         command.register(sub)
+    for command_parser in sub.choices.values():  # errors speak parameter names; each command spells its flags
+        command_parser.set_defaults(spell_parameter=flag_spelling(command_parser))
     return parser
 
 
@@ -44,10 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         init_distributed()
         return int(args.run(args) or 0)
     except Interrupted as e:
-        stderr_console.print(f"[yellow]interrupted:[/yellow] {e}", highlight=False, soft_wrap=True)
+        stderr_console.print(f"[yellow]interrupted:[/yellow] {error_line(e, args)}", highlight=False, soft_wrap=True)
         return 130
     except TransferkitError as e:
-        stderr_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        stderr_console.print(f"[red]error:[/red] {error_line(e, args)}", highlight=False, soft_wrap=True)
         return 2
     except OSError as e:  # the file system said no: a path the user chose, permissions or a full disk
         stderr_console.print(f"[red]error:[/red] {describe_os_error(e)}", highlight=False, soft_wrap=True)

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import json
+import shlex
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
+
+from .._errors import spell_parameters
+
+#: the flag of a parameter whose flag has another name, when the command has no flag of the parameter's own name
+FLAG_ALIASES = {"max_bad_fraction": "max_bad", "backbone": "arch"}
 
 
 def add_runtime_options(p: argparse.ArgumentParser) -> None:
@@ -47,6 +54,46 @@ def add_bundle_options(p: argparse.ArgumentParser) -> None:
 def backbone_options(args: argparse.Namespace) -> dict[str, Any]:
     """The backbone options the command line gave (``create_backbone`` keyword arguments)."""
     return {k: v for k, v in {"pooling": args.pooling, "max_length": args.max_length}.items() if v is not None}
+
+
+def flag_spelling(parser: argparse.ArgumentParser) -> Callable[[str, str | None], str | None]:
+    """How ``parser``'s command spells a parameter an error message names (:mod:`transferkit._errors`).
+
+    ``image_size`` is ``--image-size``, ``baseline_model='arch'`` is ``--baseline arch`` (the flag whose ``dest``
+    is the parameter), ``baseline=False`` is ``--no-baseline``, a training setting ``lr_head`` is ``--lr``
+    (``dest`` ``train_lr_head``) and ``data`` is ``DATA``. A parameter the command has no flag for keeps its
+    Python spelling (the function returns None).
+    """
+    actions = {action.dest: action for action in parser._actions}
+
+    def spell(name: str, value: str | None) -> str | None:
+        action = next((actions[d] for d in (name, f"no_{name}", f"train_{name}", FLAG_ALIASES.get(name, ""))
+                       if d in actions), None)
+        if action is None:
+            return None
+        if not action.option_strings:  # a positional argument
+            return str(action.metavar or action.dest.upper())
+        flag = max(action.option_strings, key=len)
+        if value is None:
+            return flag
+        try:
+            literal = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            literal = value
+        if action.nargs == 0:  # a switch: --no-baseline is baseline=False, --random-init random_init=True
+            return flag if literal is (not action.dest.startswith("no_")) else f"without {flag}"
+        return f"{flag} {shlex.quote(str(literal))}"
+
+    return spell
+
+
+def error_line(error: Exception, args: argparse.Namespace) -> str:
+    """The one line the CLI prints for ``error``: the parameters it names spelled as this command's flags."""
+    spell = getattr(args, "spell_parameter", None)
+    message = error.args[0] if len(error.args) == 1 and isinstance(error.args[0], str) else None
+    if spell is None or message is None:
+        return str(error)
+    return spell_parameters(message, spell)
 
 
 def emit(args: argparse.Namespace, result: dict[str, Any], render: Callable[[Console, dict[str, Any]], None]) -> None:

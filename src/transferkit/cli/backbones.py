@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ..backbones import create_backbone, list_backbones, source_descriptions
+from ..jobs.backbones import BackbonesConfig, describe_backbones
 
 
 def register(sub: Any) -> None:
@@ -19,16 +19,8 @@ def register(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def describe_backbones(show: str | None = None, random_init: bool = False) -> dict[str, Any]:
-    if show:
-        return {"backbone": create_backbone(show, pretrained=not random_init).describe()}
-    rows = [e.to_dict() for e in list_backbones()]
-    return {"sources": source_descriptions(), "backbones": rows,
-            "offline": [r["spec"] for r in rows if r["offline"] and "<" not in r["spec"]]}
-
-
 def run(args: argparse.Namespace) -> int:
-    result = describe_backbones(args.show, args.random_init)
+    result = describe_backbones(BackbonesConfig(show=args.show, random_init=args.random_init))
     if args.json:
         import json
         import sys

@@ -12,7 +12,7 @@ from .._errors import DataError
 from .._progress import stderr_console
 from ..curve import CurveConfig, learning_curve
 from ..data import open_dataset, select_classes
-from ..workflows import DEFAULT_BACKBONE
+from ..jobs.fit import DEFAULT_BACKBONE
 from ._common import (
     add_backbone_options,
     add_runtime_options,

@@ -1,19 +1,15 @@
 """``transferkit evaluate BUNDLE DATA``: accuracy, macro-F1, per-class scores, confusion matrix PNG; a warning when
-the bundle was trained on some of DATA (``seen``)."""
+the bundle was trained on some of DATA (the job: :func:`transferkit.jobs.evaluate.evaluate_bundle`)."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from ..bundle import load_bundle
-from ..data import open_dataset
-from ..data.seen import count_seen, seen_warnings
-from ..evaluation import evaluate
+from ..jobs.evaluate import EvaluateConfig, evaluate_bundle
 from ._common import add_runtime_options, add_text_options, emit, print_warnings
 
 
@@ -27,25 +23,11 @@ def register(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def evaluate_bundle(bundle: str, data: str, plot: str | None = None, *, text_column: str = "text",
-                    label_column: str = "label", encoding: str = "utf-8", **overrides: Any) -> dict[str, Any]:
-    """Load ``bundle``, score it on ``data``; the confusion matrix is saved as a PNG."""
-    model = load_bundle(bundle, **overrides)
-    ds = open_dataset(data, text_column=text_column, label_column=label_column, encoding=encoding)
-    png = Path(plot) if plot else Path(bundle) / "evaluation_confusion.png"
-    seen = count_seen(getattr(model, "train_items_", None), ds)
-    return {"bundle": bundle, "data": ds.name, **evaluate(model, ds, confusion_png=png), "seen": seen,
-            "warnings": seen_warnings(bundle, seen, len(ds), "evaluated images", "the scores are optimistic",
-                                      "evaluate on images it was not trained on")}
-
-
 def run(args: argparse.Namespace) -> int:
-    overrides: dict[str, Any] = {"device": args.device, "num_workers": args.num_workers,
-                                 "progress": not args.no_progress}
-    if args.batch_size:
-        overrides["batch_size"] = args.batch_size
-    emit(args, evaluate_bundle(args.bundle, args.data, args.plot, text_column=args.text_column,
-                               label_column=args.label_column, encoding=args.encoding, **overrides), render)
+    cfg = EvaluateConfig(bundle=args.bundle, data=args.data, plot=args.plot, text_column=args.text_column,
+                         label_column=args.label_column, encoding=args.encoding, device=args.device,
+                         batch_size=args.batch_size, num_workers=args.num_workers, progress=not args.no_progress)
+    emit(args, evaluate_bundle(cfg), render)
     return 0
 
 

@@ -8,8 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ..jobs.fit import DEFAULT_BACKBONE, FitConfig, fit_bundle
 from ..strategies import STRATEGIES
-from ..workflows import DEFAULT_BACKBONE, FitConfig, fit_bundle
 from ._common import (
     add_backbone_options,
     add_bundle_options,

@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..workflows import DEFAULT_BACKBONE, FitConfig, pretrain_bundle
+from ..jobs.fit import DEFAULT_BACKBONE, FitConfig
+from ..jobs.pretrain import pretrain_bundle
 from ._common import (
     add_backbone_options,
     add_bundle_options,

@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ..workflows import quickstart
+from ..jobs.quickstart import quickstart
 from ._common import random_seed
 
 

@@ -1,4 +1,5 @@
-"""``transferkit rank DATA --candidates SPEC[,SPEC...]``: which backbone and layer to reuse, scored in seconds."""
+"""``transferkit rank DATA --candidates SPEC[,SPEC...]``: which backbone and layer to reuse, scored in seconds (the
+job: :func:`transferkit.jobs.rank.rank`)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ..data import open_dataset, select_classes
-from ..data.seen import seen_warnings
-from ..features.cache import default_cache_dir
-from ..selection.race import race
-from ..selection.rank import rank_backbones, sample_balanced
+from ..jobs.rank import RankConfig, rank
 from ..transferability import METRICS
 from ._common import (
     add_backbone_options,
@@ -61,47 +58,6 @@ def register(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def rank(args: argparse.Namespace) -> dict[str, Any]:
-    data = open_dataset(args.data, text_column=args.text_column, label_column=args.label_column,
-                        encoding=args.encoding)
-    if args.classes:
-        data = select_classes(data, args.classes)
-    rows = rank_backbones(data, args.candidates, layers=args.layers, sample=args.sample, metric=args.metric,
-                          seed=args.seed, device=args.device, cache=not args.no_cache,
-                          batch_size=args.batch_size or 64, progress=not args.no_progress,
-                          backbone_options=backbone_options(args), image_size=args.image_size)
-    result: dict[str, Any] = {"data": data.name, "metric": rows[0]["metric"],
-                              "images": max(r.get("images", 0) for r in rows),
-                              "copies": max(r.get("copies", 0) for r in rows), "ranking": rows}
-    if args.race is not None:
-        result.update(race_rows(args, data, rows))
-    return result
-
-
-def race_rows(args: argparse.Namespace, data: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Race the top ``--race`` scored rows; they come first, in race order, the others after them by score."""
-    scored = [r for r in rows if r["score"] is not None]
-    top = scored if args.race == "all" else scored[:args.race]
-    state = args.race_state
-    if state is None and not args.no_cache:
-        state = default_cache_dir() / "race"
-        state.mkdir(parents=True, exist_ok=True)
-    min_epochs, max_epochs = args.race_epochs
-    subset = sample_balanced(data, args.sample, args.seed)  # the images that were scored
-    raced = race(subset, [{**r, "image_size": args.image_size} for r in top], lrs=args.race_lrs,
-                 folds=args.race_folds, min_epochs=min_epochs, max_epochs=max_epochs, seed=args.seed,
-                 device=args.device, state=state, progress=not args.no_progress,
-                 backbone_options=backbone_options(args))
-    rest = rows[len(top):]  # rows come best first with the unscored last, so the raced ones are a prefix
-    ranking = []
-    for i, row in enumerate(raced + rest, 1):
-        row = {k: v for k, v in row.items() if k != "image_size"}
-        ranking.append({**row, "score_rank": row["rank"], "rank": i})
-    return {"ranking": ranking,
-            "race": {"candidates": len(top), "lrs": args.race_lrs, "folds": args.race_folds,
-                     "epochs": [min_epochs, max_epochs], "seconds": raced[0]["race_seconds"]}}
-
-
 def race_count(text: str) -> int | str:
     return "all" if text == "all" else positive_int(text)
 
@@ -117,7 +73,15 @@ def epoch_range(text: str) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    emit(args, rank(args), render)
+    cfg = RankConfig(
+        data=args.data, candidates=args.candidates, layers=args.layers, sample=args.sample, metric=args.metric,
+        classes=args.classes, seed=args.seed, cache=not args.no_cache, image_size=args.image_size, race=args.race,
+        race_lrs=args.race_lrs, race_epochs=args.race_epochs, race_folds=args.race_folds, race_state=args.race_state,
+        text_column=args.text_column, label_column=args.label_column, encoding=args.encoding,
+        backbone_options=backbone_options(args), device=args.device, batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )
+    emit(args, rank(cfg), render)
     return 0
 
 
@@ -148,13 +112,4 @@ def render(console: Console, r: dict[str, Any]) -> None:
     if r.get("copies"):
         console.print(f"copies left out: {r['copies']} (images identical to another under the same label; each "
                       f"distinct image is scored {'and raced ' if raced else ''}once)")
-    print_warnings(console, candidate_warnings(r))
-
-
-def candidate_warnings(r: dict[str, Any]) -> list[str]:
-    """One line per candidate whose weights were trained on some of the ranked images."""
-    seen = {row["backbone"]: row.get("source_seen") for row in r["ranking"]}
-    what = "its score and race accuracy are" if r.get("race") else "its score is"
-    return [line for spec, k in seen.items()
-            for line in seen_warnings(spec, k, r["images"], "ranked images", f"{what} optimistic",
-                                      "rank on images it was not trained on")]
+    print_warnings(console, r["warnings"])

@@ -150,7 +150,7 @@ def raw_inputs(dataset: Any, size: int = 32) -> np.ndarray:
 
         return TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2).fit_transform(
             list(dataset.items)).toarray()
-    from ..strategies.small_cnn import decode, grey_if_grey, native_size
+    from ..data.native import decode, grey_if_grey, native_size
 
     images, _, _ = decode(dataset, native_size(dataset, size), 3)
     images = grey_if_grey(images)

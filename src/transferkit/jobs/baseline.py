@@ -26,7 +26,7 @@ import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -35,9 +35,7 @@ from .._errors import TransferkitError, did_you_mean
 from .._progress import progress_bar
 from ..bundle import read_meta, update_bundle_meta
 from ..data.seen import item_digests
-
-if TYPE_CHECKING:
-    from ..workflows import FitConfig
+from ._fit_config import FitConfig, make_strategy
 
 BASELINES = ("auto", "small-cnn", "tfidf", "arch")
 #: what ``auto`` trains per modality: the strongest cheap model a user would write without transfer
@@ -51,20 +49,20 @@ CROSS_FIT_FOLDS = 5
 def baseline_kind(choice: str, modality: str) -> str:
     """The baseline ``choice`` (``auto``, ``small-cnn``, ``tfidf``, ``arch``) resolves to for ``modality``."""
     if choice not in BASELINES:
-        raise TransferkitError(f"baseline must be one of {', '.join(BASELINES)}. Got {choice!r} instead."
+        raise TransferkitError(f"`baseline_model` must be one of {', '.join(BASELINES)}. Got {choice!r} instead."
                                f"{did_you_mean(choice, BASELINES)}")
     kind = DEFAULT_BASELINE.get(modality, "arch") if choice == "auto" else choice
     reads = {"small-cnn": "image", "tfidf": "text"}.get(kind)
     if reads is not None and reads != modality:
-        raise TransferkitError(f"The {kind} baseline reads {reads}s but DATA holds {modality}s; use baseline "
-                               f"'auto' or 'arch'.")
+        raise TransferkitError(f"The {kind} baseline reads {reads}s but DATA holds {modality}s; use "
+                               f"`baseline_model='auto'` or `baseline_model='arch'`.")
     return kind
 
 
 def protocol_for(choice: str, n_val: int, labels: np.ndarray, folds: int = CROSS_FIT_FOLDS) -> tuple[str, int | None]:
     """``(protocol, folds)``: cross-fit with a validation split under :data:`CROSS_FIT_BELOW` items (``auto``)."""
     if choice not in PROTOCOLS:
-        raise TransferkitError(f"verdict protocol must be one of {', '.join(PROTOCOLS)}. Got {choice!r} instead."
+        raise TransferkitError(f"`verdict_protocol` must be one of {', '.join(PROTOCOLS)}. Got {choice!r} instead."
                                f"{did_you_mean(choice, PROTOCOLS)}")
     counts = np.bincount(np.asarray(labels))
     k = int(min(folds, counts[counts > 0].min()))
@@ -73,7 +71,7 @@ def protocol_for(choice: str, n_val: int, labels: np.ndarray, folds: int = CROSS
     if k < 2:
         if choice == "cross-fit":
             raise TransferkitError("Cross-fitting needs at least 2 labelled items per class; label more, or use "
-                                   "protocol 'holdout'.")
+                                   "`verdict_protocol='holdout'`.")
         return "holdout", None
     return "cross-fit", k
 
@@ -224,7 +222,6 @@ def _model(cfg: FitConfig, estimator: Any, role: str, seed: int, model_dir: str 
     if role == "baseline":
         return make_baseline(cfg, estimator, seed, model_dir, progress=progress)
     from ..strategies.feature_extraction import resolve_backbone
-    from ..workflows import make_strategy
 
     model = make_strategy(dataclasses.replace(cfg, seed=seed, out=model_dir or cfg.out, progress=progress))
     if isinstance(model.backbone, str):  # feature extraction leaves it as it is, fine-tuning trains a copy

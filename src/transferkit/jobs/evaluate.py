@@ -1,0 +1,57 @@
+"""``transferkit evaluate``: accuracy, macro-F1, per-class scores and a confusion matrix PNG of a bundle on labelled
+data; a warning when the bundle was trained on some of it (:mod:`transferkit.data.seen`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..bundle import load_bundle
+from ..data import open_dataset
+from ..data.seen import count_seen, seen_warnings
+from ..evaluation import evaluate
+from ._runtime import load_options
+
+
+@dataclass
+class EvaluateConfig:
+    """Everything ``transferkit evaluate`` needs.
+
+    Attributes:
+        bundle: bundle directory.
+        data: labelled data: a class-per-folder directory, a ``path,label`` CSV, a built-in name, or a text file.
+        plot: where the confusion matrix PNG goes (default: ``BUNDLE/evaluation_confusion.png``).
+        text_column, label_column, encoding: how a text file (CSV/TSV/JSONL) is read.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        batch_size: items per batch (default: the bundle's).
+        num_workers: DataLoader worker processes for decoding.
+        progress: show progress bars.
+    """
+
+    bundle: str
+    data: str
+    plot: str | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    encoding: str = "utf-8"
+    device: str = "auto"
+    batch_size: int | None = None
+    num_workers: int = 0
+    progress: bool = True
+
+
+def evaluate_bundle(cfg: EvaluateConfig) -> dict[str, Any]:
+    """Load ``cfg.bundle`` and score it on ``cfg.data``; the confusion matrix is saved as a PNG.
+
+    Returns:
+        :func:`~transferkit.evaluate`'s scores plus ``bundle``, ``data`` (its name), ``seen`` (how many of the
+        items the bundle was trained on, None when unknown) and ``warnings``.
+    """
+    model = load_bundle(cfg.bundle, **load_options(cfg))
+    ds = open_dataset(cfg.data, text_column=cfg.text_column, label_column=cfg.label_column, encoding=cfg.encoding)
+    png = Path(cfg.plot) if cfg.plot else Path(cfg.bundle) / "evaluation_confusion.png"
+    seen = count_seen(getattr(model, "train_items_", None), ds)
+    return {"bundle": cfg.bundle, "data": ds.name, **evaluate(model, ds, confusion_png=png), "seen": seen,
+            "warnings": seen_warnings(cfg.bundle, seen, len(ds), "evaluated images", "the scores are optimistic",
+                                      "evaluate on images it was not trained on")}
