@@ -107,3 +107,27 @@ def load_handwritten_digits() -> ImageDataset:
 
 def _scaled(counts: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(counts) * 16, 0, 255).astype(np.uint8)
+
+
+#: the one split of the handwritten digits into an unlabelled adaptation part (2/3) and a labelled test part (1/3)
+SPLIT_SEED = 12345
+
+
+def load_digit_shift(name: str) -> ImageDataset:
+    """A built-in name: ``printed-digits`` (200 per class, seed 0), ``handwritten-digits`` (all 1,797), or its
+    ``:adapt`` (2/3) / ``:test`` (1/3) parts (stratified, seed :data:`SPLIT_SEED`, the split of bench/adaptation.py).
+    """
+    from .split import stratified_split
+
+    if name == "printed-digits":
+        return load_printed_digits(200, seed=0)
+    hand = load_handwritten_digits()
+    if name == "handwritten-digits":
+        return hand
+    adapt, test = stratified_split(hand, 1 / 3, seed=SPLIT_SEED)
+    part = {"handwritten-digits:adapt": adapt, "handwritten-digits:test": test}.get(name)
+    if part is None:
+        raise DataError(f"Unknown digit-shift name {name!r}; use printed-digits, handwritten-digits, "
+                        f"handwritten-digits:adapt or handwritten-digits:test.")
+    part.name = name
+    return part

@@ -197,9 +197,14 @@ def load_embedded() -> ImageDataset:
     return ImageDataset(images, labels.astype(np.int64), list(meta["classes"]), name="embedded:fashion-mnist-subset")
 
 
+#: the built-in names of the offline digit shift (:mod:`transferkit.data.digit_shift`)
+DIGIT_SHIFT = ("printed-digits", "handwritten-digits", "handwritten-digits:adapt", "handwritten-digits:test")
+
+
 def open_dataset(spec: str | os.PathLike[str], *, text_column: str = "text", label_column: str = "label",
                  encoding: str = "utf-8") -> Any:
-    """What the CLI's DATA argument means: ``embedded``, ``fashion-mnist[:train|test]``, a folder, a ``path,label``
+    """What the CLI's DATA argument means: ``embedded``, ``fashion-mnist[:train|test]``, the digit shift
+    (``printed-digits``, ``handwritten-digits[:adapt|test]``: :mod:`transferkit.data.digit_shift`), a folder, a ``path,label``
     ``.csv`` of images, or texts: a ``.csv`` with a ``text_column``, a ``.tsv``, a ``.jsonl`` (→ ``TextDataset``);
     a folder whose files are mostly WAV/FLAC/OGG is sound (→ ``AudioDataset``).
 
@@ -221,6 +226,10 @@ def open_dataset(spec: str | os.PathLike[str], *, text_column: str = "text", lab
     if (text == "fashion-mnist" or text.startswith("fashion-mnist:")) and not path.exists():
         _, _, split = text.partition(":")
         return load_fashion_mnist(split or "train")
+    if text in DIGIT_SHIFT and not path.exists():
+        from .digit_shift import load_digit_shift
+
+        return load_digit_shift(text)
     if path.suffix.lower() == ".csv":
         return from_csv(path, label_column=label_column)
     if path.is_file():
