@@ -8,10 +8,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from .._errors import DataError
 from .._progress import stderr_console
-from ..curve import CurveConfig, learning_curve
-from ..data import open_dataset, select_classes
+from ..curve import CurveConfig
+from ..jobs.curve import CurveJob, curve
 from ..jobs.fit import DEFAULT_BACKBONE
 from ._common import (
     add_backbone_options,
@@ -55,26 +54,15 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    text = {"text_column": args.text_column, "label_column": args.label_column, "encoding": args.encoding}
-    data = open_dataset(args.data, **text)
-    test = open_dataset(args.test, **text) if args.test else None
-    if args.classes:
-        data = select_classes(data, args.classes)
-        test = select_classes(test, args.classes) if test is not None else None
-    if test is not None and list(test.classes) != list(data.classes):
-        raise DataError(f"--test has classes {list(test.classes)} but DATA has {list(data.classes)}; "
-                        f"they must be the same.")
-    if args.head is not None and args.strategy != "feature-extraction":
-        raise DataError(f"--head is the feature-extraction head; --strategy {args.strategy} trains its own. Leave "
-                        f"--head out, or use --strategy feature-extraction.")
     cfg = CurveConfig(backbone=args.backbone, per_class=args.per_class, seeds=args.seeds, strategy=args.strategy,
-                      head=args.head or "logistic", test_fraction=args.test_fraction, image_size=args.image_size,
+                      test_fraction=args.test_fraction, image_size=args.image_size,
                       scratch_epochs=args.scratch_epochs, epochs=args.epochs, min_steps=args.min_steps,
-                      batch_size=args.batch_size or 32, num_workers=args.num_workers, device=args.device,
-                      progress=not args.no_progress,
-                      backbone_options=backbone_options(args))
+                      batch_size=args.batch_size or CurveConfig.batch_size, num_workers=args.num_workers,
+                      device=args.device, progress=not args.no_progress, backbone_options=backbone_options(args))
     log = None if args.no_progress else (lambda line: stderr_console.print(line, highlight=False))
-    emit(args, learning_curve(data, cfg, args.out, test=test, log=log), render)
+    job = CurveJob(data=args.data, out=args.out, config=cfg, test=args.test, classes=args.classes, head=args.head,
+                   text_column=args.text_column, label_column=args.label_column, encoding=args.encoding, log=log)
+    emit(args, curve(job), render)
     return 0
 
 
