@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import sys
 import time
 from pathlib import Path
@@ -48,7 +49,11 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=200)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=f"bench/results/adaptation-{dt.date.today()}.json")
+    parser.add_argument("--replot", default=None, metavar="JSON", help="only redraw the figure of an earlier run")
     args = parser.parse_args()
+    if args.replot:
+        print(f"wrote {plot(json.loads(Path(args.replot).read_text()), Path(args.replot).with_suffix('.png'))}")
+        return
     hand = load_handwritten_digits()
     adapt_part, test = stratified_split(hand, 1 / 3, seed=SPLIT_SEED)
     rows = []
@@ -77,7 +82,37 @@ def main() -> None:
             print(f"seed {seed} {method:14s} target {row['target_accuracy']:.3f}  {row['seconds']:6.1f} s", flush=True)
             write_json(out, _result(args, rows))  # after every run: an interrupted benchmark keeps what it measured
     print(_summary(rows))
-    print(f"wrote {out}")
+    print(f"wrote {out} and {plot(_result(args, rows), out.with_suffix('.png'))}")
+
+
+def plot(result: dict, path: Path) -> Path:
+    """Target test accuracy per method (mean and each seed), source-only and the oracle as reference lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = result["summary"]
+    methods = [m for m in summary if m not in ("source-only", "oracle")]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    means = [summary[m]["target_accuracy_mean"] for m in methods]
+    ax.bar(methods, means, color="#4c72b0")
+    for i, m in enumerate(methods):
+        seeds = [r["target_accuracy"] for r in result["rows"] if r["method"] == m]
+        ax.scatter([i] * len(seeds), seeds, color="black", s=10, zorder=3)
+    for name, style in (("source-only", "--"), ("oracle", ":")):
+        if name in summary:
+            value = summary[name]["target_accuracy_mean"]
+            ax.axhline(value, color="gray", linestyle=style, label=f"{name} {value:.3f}")
+    ax.set_ylim(0.5, 1.0)
+    ax.set_ylabel("handwritten test accuracy")
+    ax.set_title(f"printed -> handwritten digits, small CNN, {result['settings']['steps']} steps "
+                 f"({summary[methods[0]]['seeds']} seeds)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def _summary(rows: list[dict]) -> dict:
