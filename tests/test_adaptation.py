@@ -300,3 +300,32 @@ def test_adapt_refuses_a_method_of_the_other_family_and_unlabelled_source(shift_
         adapt(AdaptConfig(source=str(src), target_unlabeled=str(tgt), out=str(tmp_path), method="dann"))
     with pytest.raises(TransferkitError, match="Did you mean: coral"):
         adapt(AdaptConfig(source=str(src), target_unlabeled=str(tgt), out=str(tmp_path), method="corl"))
+
+
+def test_adapt_feature_family_reads_texts_too(tmp_path):
+    """coral and self-training work on any cached features: a text encoder's here (the tiny BERT of test_text)."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    from transferkit import load_bundle
+    from transferkit.jobs.adapt import AdaptConfig, adapt
+
+    from .test_text import SPECIALS, WORDS, make_texts
+
+    root = tmp_path / "bert"
+    root.mkdir()
+    (root / "vocab.txt").write_text("\n".join(SPECIALS + WORDS) + "\n")
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(SPECIALS) + len(WORDS), hidden_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, intermediate_size=37, max_position_embeddings=64)).save_pretrained(root)
+    BertTokenizerFast(str(root / "vocab.txt"), do_lower_case=True).save_pretrained(root)
+    texts, labels = make_texts()
+    csv_path = tmp_path / "texts.csv"
+    csv_path.write_text("text,label\n" + "".join(f"{t},{lab}\n" for t, lab in zip(texts, labels, strict=True)))
+    report = adapt(AdaptConfig(source=str(csv_path), target_unlabeled=str(csv_path), target_test=str(csv_path),
+                               out=str(tmp_path / "adapted"), backbone=f"hf:{root}", progress=False, device="cpu"))
+    assert [r["method"] for r in report["runs"]] == ["source-only", "coral", "self-training"]
+    assert all(0 <= r["target_test_accuracy"] <= 1 for r in report["runs"])
+    model = load_bundle(tmp_path / "adapted")
+    assert model.predict_proba(["apple banana juice"]).shape == (1, len(set(labels)))
