@@ -60,7 +60,8 @@ class AdaptedCNNClassifier:
         weight: weight of the method's loss beside the source cross-entropy.
         rounds: pseudo-label rounds of ``self-training`` (in the second half of training).
         max_size, width, lr, weight_decay, crop_padding: as :class:`~transferkit.strategies.SmallCNNClassifier`.
-        threads: torch CPU threads while training (None: torch's own).
+        threads: torch CPU threads while training (None: torch's own; 1 by default, as for the small CNN:
+            these convolutions gain nothing from a second thread, and on a busy machine lose a lot).
         seed: seeds initialisation, batches and augmentation.
         progress: show a progress bar.
 
@@ -70,7 +71,7 @@ class AdaptedCNNClassifier:
 
     def __init__(self, method: str = "dann", steps: int = 1000, batch_size: int = 32, weight: float = 1.0,
                  rounds: int = 3, max_size: int = 32, width: int = 16, lr: float = 3e-3, weight_decay: float = 5e-4,
-                 crop_padding: float = 0.125, threads: int | None = None, seed: int = 0, progress: bool = True):
+                 crop_padding: float = 0.125, threads: int | None = 1, seed: int = 0, progress: bool = True):
         self.method = method
         self.steps = steps
         self.batch_size = batch_size
