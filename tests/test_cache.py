@@ -256,10 +256,10 @@ def test_too_many_bad_files_fail_but_keep_the_good_features(backbone, image_fold
     for name in ("a.png", "b.png", "c.png"):
         (image_folder / "green" / name).write_bytes(b"")
     ds = from_folder(image_folder)  # 3 bad of 27: 11% > the default 10%
-    with pytest.raises(DataError, match="--max-bad") as info:
+    with pytest.raises(DataError, match="max_bad_fraction") as info:
         extract(backbone, ds)
     assert "3 of 27" in str(info.value)
-    with pytest.raises(DataError, match="--max-bad"):
+    with pytest.raises(DataError, match="max_bad_fraction"):
         extract(backbone, ds, max_bad_fraction=0.05)
     out = extract(backbone, ds, max_bad_fraction=0.2)
     assert (out.computed, out.cached) == (0, 24) and len(out.skipped) == 3

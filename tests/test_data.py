@@ -398,7 +398,7 @@ def test_an_unreadable_file_is_dropped_and_listed_before_the_split(tmp_path: Pat
 
 def test_drop_unreadable_guards_the_fraction_and_leaves_out_unreadable_classes(tmp_path: Path, arrays):
     ds = from_folder(small_set(tmp_path / "one", {"empty.png": b""}))
-    with pytest.raises(DataError, match=r"1 of 9 images .* \(11% > --max-bad 10%\).*empty\.png \(zero-byte file\)"):
+    with pytest.raises(DataError, match=r"1 of 9 images .* \(11% > max_bad_fraction 10%\).*empty\.png \(zero-byte file\)"):
         drop_unreadable(ds, max_bad_fraction=0.1)
 
     root = small_set(tmp_path / "three")
@@ -683,7 +683,7 @@ def test_dataset_names_are_not_mistaken_for_builtin_ones(tmp_path, monkeypatch):
         make_image(COLORS["red"], 0).save(tmp_path / "fashion-mnist-shoes" / name / "0.png")
     ds = open_dataset("fashion-mnist-shoes")
     assert ds.classes == ["x", "y"] and len(ds) == 2
-    with pytest.raises(DataError, match="--encoding 'no-such-codec' is not an encoding"):
+    with pytest.raises(DataError, match="encoding='no-such-codec' is not an encoding"):
         open_dataset("fashion-mnist-shoes", encoding="no-such-codec")
 
 

@@ -36,7 +36,7 @@ def test_peft_hint_names_the_peft_extra(monkeypatch):
     from transferkit.backbones.adapters import _peft
 
     _missing(monkeypatch, "peft")
-    with pytest.raises(tk.BackboneError, match=r"--peft needs peft.*pip install 'transferkit\[peft\]'"):
+    with pytest.raises(tk.BackboneError, match=r"^peft needs peft.*pip install 'transferkit\[peft\]'"):
         _peft()
 
 

@@ -94,8 +94,8 @@ def test_leep_and_nce_read_the_kept_source_head(arrays):
         (row,) = rank_backbones(data, packaged, metric=metric, sample=12, progress=False)
         assert np.isfinite(row["score"]) and row["score"] <= 0.0  # both are (negative) log-likelihood-like
     rows = rank_backbones(data, [packaged, f"random:{TINY}"], metric="leep", sample=12, progress=False)
-    assert rows[0]["backbone"] == packaged and rows[1]["score"] is None and "--metric logme" in rows[1]["error"]
-    with pytest.raises(tk.BackboneError, match="No candidate could be scored.*--metric logme"):
+    assert rows[0]["backbone"] == packaged and rows[1]["score"] is None and "metric='logme'" in rows[1]["error"]
+    with pytest.raises(tk.BackboneError, match="No candidate could be scored.*metric='logme'"):
         rank_backbones(data, [f"random:{TINY}"], metric="nce", progress=False)
 
 

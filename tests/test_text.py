@@ -261,10 +261,10 @@ def test_non_utf8_text_file_names_the_encoding_option(tmp_path: Path) -> None:
     path.write_bytes("text,label\ncafé crème,a\nthé,b\n".encode("latin-1"))
     with pytest.raises(tk.DataError) as info:
         open_dataset(path)
-    assert "--encoding latin-1" in str(info.value) and "\n" not in str(info.value)
+    assert "encoding='latin-1'" in str(info.value) and "\n" not in str(info.value)
     ds = open_dataset(path, encoding="latin-1")
     assert ds.items == ["café crème", "thé"]
-    with pytest.raises(tk.DataError, match="--text-column"):
+    with pytest.raises(tk.DataError, match="text_column='NAME'"):
         read_text_table(path, text_column="body", encoding="latin-1")
 
 

@@ -344,7 +344,7 @@ def test_prompt_tuning_errors_are_one_line(tiny_bert: Path, text_csv: Path, imag
     with pytest.raises(tk.TransferkitError, match="transformer text encoders"):
         tk.FineTuneClassifier(tiny_backbone(), peft="prompt-tuning", progress=False).fit(np.zeros((4, 8, 8, 3)),
                                                                                           [0, 1, 0, 1])
-    with pytest.raises(tk.TransferkitError, match="--unfreeze-top does not apply"):
+    with pytest.raises(tk.TransferkitError, match="^unfreeze_top does not apply"):
         tk.FineTuneClassifier(f"hf:{tiny_bert}", peft="prompt-tuning", unfreeze_top=2,
                               progress=False).fit(open_dataset(text_csv))
     common = ["--strategy", "fine-tune", "--no-baseline", "--no-progress", "--device", "cpu"]

@@ -27,7 +27,8 @@ def require(module: str, extra: str, what: str, *, package: str | None = None,
     Args:
         module: the import name, e.g. ``"transformers"`` or ``"pyarrow.parquet"``.
         extra: the transferkit extra that brings it (``text``, ``audio``, ``peft``).
-        what: what needs it, as the message's subject (``"hf: backbones"``, ``"--peft"``).
+        what: what needs it, as the message's subject (``"hf: backbones"``, or a parameter in backticks:
+            ``"`peft`"``, which the CLI spells as its flag).
         package: the distribution's name when it differs from the import name (default: its top-level module).
         error: the :class:`TransferkitError` subclass to raise (the one the caller raised before).
 
@@ -38,7 +39,7 @@ def require(module: str, extra: str, what: str, *, package: str | None = None,
         TransferkitError: (``error``) the module cannot be imported.
 
     Example:
-        >>> peft = require("peft", "peft", "--peft")
+        >>> peft = require("peft", "peft", "`peft`")
     """
     try:
         return importlib.import_module(module)

@@ -125,14 +125,14 @@ def learning_curve(data: ImageDataset, cfg: CurveConfig, out: str | Path, *, tes
     if data.labels is None:
         raise DataError("A learning curve needs labeled images.")
     if not cfg.per_class or min(cfg.per_class) < 1 or cfg.seeds < 1:
-        raise DataError(f"--per-class needs positive integers and --seeds >= 1. Got {cfg.per_class} and "
+        raise DataError(f"`per_class` needs positive integers and `seeds` >= 1. Got {cfg.per_class} and "
                         f"{cfg.seeds} instead.")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pool, held = (data, test) if test is not None else stratified_split(data, cfg.test_fraction, seed=12345)
     available = int(np.bincount(pool.labels, minlength=len(pool.classes)).min())  # type: ignore[arg-type]
     if max(cfg.per_class) > available:
-        raise DataError(f"--per-class {max(cfg.per_class)} asks for more images than the smallest class has for "
+        raise DataError(f"`per_class={max(cfg.per_class)}` asks for more images than the smallest class has for "
                         f"training ({available}); use sizes up to {available}.")
     doc = _load(out / "curve.json", cfg, _fingerprint(pool, held))
     done = {(r["per_class"], r["seed"], r["method"]) for r in doc["runs"]}
@@ -187,18 +187,18 @@ def _load(path: Path, cfg: CurveConfig, fingerprint: str) -> dict[str, Any]:
     try:
         doc = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise DataError(f"{str(path)!r} is not a readable curve; delete it or choose another --out.") from None
+        raise DataError(f"{str(path)!r} is not a readable curve; delete it or choose another `out`.") from None
     free = ("per_class", "seeds", "progress", "device", "num_workers")  # may change between runs of one curve
     same = {k: v for k, v in doc.get("config", {}).items() if k not in free}
     wanted = {k: v for k, v in asdict(cfg).items() if k not in free}
     if doc.get("format") != CURVE_FORMAT or same != wanted:
-        raise DataError(f"{str(path)!r} holds a curve made with other settings; choose another --out or delete it.")
+        raise DataError(f"{str(path)!r} holds a curve made with other settings; choose another `out` or delete it.")
     if "data_fingerprint" not in doc or any("correct" not in r for r in doc.get("runs", [])):
         raise DataError(f"{str(path)!r} holds a curve from an older transferkit, which kept no per-image results; "
-                        f"choose another --out or delete it.")
+                        f"choose another `out` or delete it.")
     if doc.get("data_fingerprint") != fingerprint:
-        raise DataError(f"{str(path)!r} holds a curve of other data (DATA, --test or --classes differ); choose "
-                        f"another --out or delete it.")
+        raise DataError(f"{str(path)!r} holds a curve of other data (`data`, `test` or their classes differ); "
+                        f"choose another `out` or delete it.")
     doc["config"] = asdict(cfg)
     return doc
 

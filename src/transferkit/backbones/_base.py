@@ -62,7 +62,7 @@ def global_pool(x: torch.Tensor) -> torch.Tensor:
         return x.mean(dim=1)
     if x.ndim == 2:
         return x
-    raise BackboneError(f"Cannot pool a feature of shape {tuple(x.shape)}; choose another --layer.")
+    raise BackboneError(f"Cannot pool a feature of shape {tuple(x.shape)}; choose another `layer`.")
 
 
 

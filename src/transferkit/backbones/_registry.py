@@ -43,7 +43,7 @@ class _Source:
 
 _SOURCES: dict[str, _Source] = {}
 
-#: options of text backbones (``--pooling``, ``--max-length``): refused by backbones that read images or sound,
+#: options of text backbones (``pooling``, ``max_length``): refused by backbones that read images or sound,
 #: and remembered on the backbone (``Backbone.options``) so its architecture is rebuilt with them.
 TEXT_OPTIONS = ("pooling", "max_length")
 
@@ -127,10 +127,10 @@ def create_backbone(spec: str, *, pretrained: bool = True, init_seed: int = 0, *
 
 
 def _refuse_text_options(options: dict[str, Any], spec: str, modality: str) -> None:
-    flags = " and ".join(f"--{k.replace('_', '-')}" for k in options)
+    names = " and ".join(f"`{k}`" for k in options)
     raise BackboneError(
-        f"{flags} applies to text backbones (hf:<model>, packaged:all-minilm-l6-v2, vectors:<file>, "
-        f"packaged:glove-6b-50d); {spec} reads {modality}. Drop {flags}."
+        f"{names} applies to text backbones (hf:<model>, packaged:all-minilm-l6-v2, vectors:<file>, "
+        f"packaged:glove-6b-50d); {spec} reads {modality}. Drop {names}."
     )
 
 

@@ -53,10 +53,10 @@ def check_text_options(pooling: str | None, max_length: Any, poolings: tuple[str
             hint = f" {pooling} pooling needs token vectors of a transformer (hf:<model>, packaged:all-minilm-l6-v2);"
         else:
             hint = ""
-        raise BackboneError(f"--pooling of {spec} must be one of {', '.join(poolings)}. Got {pooling!r} instead;"
-                            f"{hint} use --pooling {poolings[0]} or drop --pooling.")
+        raise BackboneError(f"`pooling` of {spec} must be one of {', '.join(poolings)}. Got {pooling!r} instead;"
+                            f"{hint} use `pooling={poolings[0]!r}` or drop `pooling`.")
     if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
-        raise BackboneError(f"--max-length must be a positive integer (tokens per text). Got {max_length!r} instead.")
+        raise BackboneError(f"`max_length` must be a positive integer (tokens per text). Got {max_length!r} instead.")
 
 
 class TextBackbone(PooledBackbone):

@@ -32,7 +32,7 @@ LORA_TARGETS = (("query", "value"), ("q_lin", "v_lin"), ("q_proj", "v_proj"))
 
 
 def _peft() -> Any:
-    return require("peft", "peft", "--peft", error=BackboneError)
+    return require("peft", "peft", "`peft`", error=BackboneError)
 
 
 def lora_target_modules(model: nn.Module) -> list[str]:
@@ -43,7 +43,7 @@ def lora_target_modules(model: nn.Module) -> list[str]:
             return list(pair)
     raise BackboneError(
         f"Cannot find the attention query/value projections of {type(model).__name__} (looked for "
-        f"{', '.join('/'.join(p) for p in LORA_TARGETS)}); --peft lora supports BERT-family encoders."
+        f"{', '.join('/'.join(p) for p in LORA_TARGETS)}); `peft='lora'` supports BERT-family encoders."
     )
 
 
@@ -62,8 +62,9 @@ class LoraAdapters:
     def __init__(self, backbone: Backbone, rank: int = DEFAULT_LORA_RANK, dropout: float = LORA_DROPOUT):
         model = getattr(backbone.trunk, "model", None)
         if backbone.modality != "text" or not hasattr(model, "config"):
-            raise TransferkitError(f"--peft adapts transformer text encoders (hf:<model>, packaged:all-minilm-l6-v2). "
-                                   f"Got {backbone.spec} ({backbone.modality}); fine-tune it without --peft.")
+            raise TransferkitError(f"`peft='lora'` adapts transformer text encoders (hf:<model>, "
+                                   f"packaged:all-minilm-l6-v2). Got {backbone.spec} ({backbone.modality}); fine-tune "
+                                   "it without `peft`.")
         if not isinstance(rank, int) or rank < 1:
             raise TransferkitError(f"lora_rank must be a positive integer. Got {rank!r} instead.")
         peft = _peft()

@@ -150,14 +150,14 @@ def add_virtual_tokens(backbone: TextBackbone, num_tokens: int) -> nn.Parameter:
                             f"Got {backbone.spec} ({backbone.modality}).")
     if trunk.prompt is not None:
         raise BackboneError(f"{backbone.spec} already runs with {trunk.num_virtual_tokens} virtual tokens (a "
-                            "prompt-tuned bundle); fine-tune it without --peft prompt-tuning, or start from its source.")
+                            "prompt-tuned bundle); fine-tune it without `peft='prompt-tuning'`, or start from its source.")
     if not isinstance(num_tokens, int) or isinstance(num_tokens, bool) or num_tokens < 1:
-        raise BackboneError(f"--prompt-tokens must be a positive integer. Got {num_tokens!r} instead.")
+        raise BackboneError(f"`num_tokens` must be a positive integer. Got {num_tokens!r} instead.")
     max_length = backbone.encoder.max_length
     positions = model_positions(trunk.model, backbone.encoder.tokenizer)
     if positions is not None:
         if positions - num_tokens < 2:
-            raise BackboneError(f"--prompt-tokens {num_tokens} leaves no room for text: {backbone.spec} reads at most "
+            raise BackboneError(f"`num_tokens={num_tokens}` leaves no room for text: {backbone.spec} reads at most "
                                 f"{positions} tokens. Use fewer virtual tokens.")
         max_length = min(max_length, positions - num_tokens)
     model: Any = trunk.model

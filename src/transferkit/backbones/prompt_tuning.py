@@ -45,7 +45,7 @@ class PromptTuning:
 
     Args:
         backbone: an ``hf:``/packaged transformer :class:`~transferkit.backbones.TextBackbone` (changed in place).
-        num_tokens: virtual tokens (``--prompt-tokens``).
+        num_tokens: virtual tokens (``prompt_tokens`` of :class:`~transferkit.FineTuneClassifier`).
         init_text: start from the embeddings of this text's tokens instead of sampled vocabulary tokens.
 
     Raises:
@@ -64,11 +64,11 @@ class PromptTuning:
         trunk: Any = backbone.trunk
         encoder: Any = getattr(backbone, "encoder", None)
         if backbone.modality != "text" or not isinstance(trunk, HFTextTrunk):
-            raise TransferkitError(f"--peft prompt-tuning adapts transformer text encoders (hf:<model>, "
+            raise TransferkitError(f"`peft='prompt-tuning'` adapts transformer text encoders (hf:<model>, "
                                    f"packaged:all-minilm-l6-v2). Got {backbone.spec} ({backbone.modality}); fine-tune "
-                                   "it without --peft.")
+                                   "it without `peft`.")
         if init_text is not None and (not isinstance(init_text, str) or not init_text.strip()):
-            raise TransferkitError(f"--prompt-init must be a non-empty text. Got {init_text!r} instead.")
+            raise TransferkitError(f"`init_text` must be a non-empty text. Got {init_text!r} instead.")
         peft = _peft()
         model: Any = trunk.model
         prompt = add_virtual_tokens(cast(Any, backbone), num_tokens)  # validates num_tokens, shrinks max_length if needed

@@ -20,7 +20,9 @@ from ._groups import name_and_cover_groups, top_level_groups
 from ._registry import SourceEntry, register_source
 from .weights import Preprocessing, WeightsInfo, preprocessing_from_timm, state_dict_checksum
 
-OFFLINE_ALTERNATIVES = "packaged:efficientnet_lite0, a bundle:<dir> you trained, or --random-init"
+#: random weights are `pretrained=False` (the CLI's --random-init) or a random:<spec>, which every command takes
+OFFLINE_ALTERNATIVES = ("packaged:efficientnet_lite0, a bundle:<dir> you trained, or random weights "
+                        "(`pretrained=False`, or random:<spec>)")
 
 
 def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:

@@ -236,8 +236,8 @@ def backbone_from_vectors(
 def refuse_max_length(max_length: int | None, spec: str) -> None:
     """Word vectors embed every word of a text: a token limit would silently mean nothing."""
     if max_length is not None:
-        raise BackboneError(f"--max-length applies to transformer backbones (hf:, packaged:all-minilm-l6-v2); {spec} "
-                            "averages word vectors over the whole text. Drop --max-length.")
+        raise BackboneError(f"`max_length` applies to transformer backbones (hf:, packaged:all-minilm-l6-v2); {spec} "
+                            "averages word vectors over the whole text. Drop `max_length`.")
 
 
 def create(name: str, *, pretrained: bool = True, pooling: str | None = None, lowercase: bool | None = None,

@@ -103,7 +103,7 @@ class TextPreprocessing:
 
     def with_image_size(self, size: int | None) -> TextPreprocessing:
         if size is not None:
-            raise BackboneError(f"--image-size applies to image backbones; this one reads text. Got {size}.")
+            raise BackboneError(f"`image_size` applies to image backbones; this one reads text. Got {size}.")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -173,7 +173,7 @@ class AudioPreprocessing:
 
     def with_image_size(self, size: int | None) -> AudioPreprocessing:
         if size is not None:
-            raise BackboneError(f"--image-size applies to image backbones; this one reads audio. Got {size}.")
+            raise BackboneError(f"`image_size` applies to image backbones; this one reads audio. Got {size}.")
         return self
 
     @property

@@ -15,7 +15,10 @@ from rich.console import Console
 from .._errors import spell_parameters
 
 #: the flag of a parameter whose flag has another name, when the command has no flag of the parameter's own name
-FLAG_ALIASES = {"max_bad_fraction": "max_bad", "backbone": "arch"}
+FLAG_ALIASES = {"max_bad_fraction": "max_bad", "backbone": "arch", "run_dir": "out", "num_tokens": "prompt_tokens",
+                "init_text": "prompt_init", "layer": "layers"}
+#: the switch of a boolean parameter that the flag turns the other way: ``pretrained=False`` is ``--random-init``
+NEGATED_FLAGS = {"pretrained": "random_init"}
 
 
 def add_runtime_options(p: argparse.ArgumentParser) -> None:
@@ -61,14 +64,16 @@ def flag_spelling(parser: argparse.ArgumentParser) -> Callable[[str, str | None]
 
     ``image_size`` is ``--image-size``, ``baseline_model='arch'`` is ``--baseline arch`` (the flag whose ``dest``
     is the parameter), ``baseline=False`` is ``--no-baseline``, a training setting ``lr_head`` is ``--lr``
-    (``dest`` ``train_lr_head``) and ``data`` is ``DATA``. A parameter the command has no flag for keeps its
-    Python spelling (the function returns None).
+    (``dest`` ``train_lr_head``), ``max_bad_fraction`` is ``--max-bad`` (:data:`FLAG_ALIASES`),
+    ``pretrained=False`` is ``--random-init`` (:data:`NEGATED_FLAGS`) and ``data`` is ``DATA``. A parameter the
+    command has no flag for keeps its Python spelling (the function returns None).
     """
     actions = {action.dest: action for action in parser._actions}
 
     def spell(name: str, value: str | None) -> str | None:
-        action = next((actions[d] for d in (name, f"no_{name}", f"train_{name}", FLAG_ALIASES.get(name, ""))
-                       if d in actions), None)
+        negated = NEGATED_FLAGS.get(name, "") in actions
+        dests = (NEGATED_FLAGS[name],) if negated else (name, f"no_{name}", f"train_{name}", FLAG_ALIASES.get(name, ""))
+        action = next((actions[d] for d in dests if d in actions), None)
         if action is None:
             return None
         if not action.option_strings:  # a positional argument
@@ -81,7 +86,8 @@ def flag_spelling(parser: argparse.ArgumentParser) -> Callable[[str, str | None]
         except (ValueError, SyntaxError):
             literal = value
         if action.nargs == 0:  # a switch: --no-baseline is baseline=False, --random-init random_init=True
-            return flag if literal is (not action.dest.startswith("no_")) else f"without {flag}"
+            sets = literal is (not action.dest.startswith("no_"))
+            return flag if sets != negated else f"without {flag}"
         return f"{flag} {shlex.quote(str(literal))}"
 
     return spell

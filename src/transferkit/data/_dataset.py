@@ -124,8 +124,8 @@ def check_bad_fraction(skipped: int, total: int, max_bad_fraction: float, what: 
         more = f" and {len(examples) - 2} more" if len(examples) > 2 else ""
         raise DataError(
             f"{skipped} of {total} images in {what} could not be read ({skipped / total:.0%} > "
-            f"--max-bad {max_bad_fraction:.0%}){f': {named}{more}' if named else ''}; fix or remove them, or raise "
-            "--max-bad."
+            f"`max_bad_fraction` {max_bad_fraction:.0%}){f': {named}{more}' if named else ''}; fix or remove them, or "
+            "raise `max_bad_fraction`."
         )
 
 

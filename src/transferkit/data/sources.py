@@ -217,7 +217,7 @@ def open_dataset(spec: str | os.PathLike[str], *, text_column: str = "text", lab
     try:
         codecs.lookup(encoding)
     except LookupError:
-        raise DataError(f"--encoding {encoding!r} is not an encoding Python knows; use e.g. utf-8, latin-1 or "
+        raise DataError(f"`encoding={encoding!r}` is not an encoding Python knows; use e.g. utf-8, latin-1 or "
                         f"cp1252.") from None
     if is_text_table(path, text_column, encoding):
         return read_text_table(path, text_column=text_column, label_column=label_column, encoding=encoding)

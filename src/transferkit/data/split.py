@@ -12,7 +12,7 @@ from ._dataset import ImageDataset
 def stratified_split(ds: ImageDataset, val_fraction: float = 0.2, seed: int = 0) -> tuple[ImageDataset, ImageDataset]:
     """Split into train and validation keeping class proportions; every class keeps at least one of each."""
     if not 0.0 < val_fraction < 1.0:
-        raise DataError(f"val_fraction must be in (0, 1). Got {val_fraction} instead.")
+        raise DataError(f"`val_fraction` must be in (0, 1). Got {val_fraction} instead.")
     if ds.labels is None:
         raise DataError("A stratified split needs labels.")
     counts = np.bincount(ds.labels, minlength=len(ds.classes))
@@ -20,7 +20,7 @@ def stratified_split(ds: ImageDataset, val_fraction: float = 0.2, seed: int = 0)
     if small:
         raise DataError(
             f"Class {small[0]!r} has a single image; a train/validation split needs at least 2 per class "
-            "(add images to it, or leave it out with --classes)."
+            "(add images to it, or leave it out with `classes`)."
         )
     idx = np.arange(len(ds))
     n_classes = int((counts > 0).sum())
@@ -44,9 +44,9 @@ def stratified_split(ds: ImageDataset, val_fraction: float = 0.2, seed: int = 0)
 def per_class(ds: ImageDataset, n: int, seed: int = 0) -> ImageDataset:
     """At most ``n`` images per class, drawn with ``seed`` (few-shot runs)."""
     if n < 1:
-        raise DataError(f"--per-class must be a positive integer. Got {n} instead.")
+        raise DataError(f"`per_class` must be a positive integer. Got {n} instead.")
     if ds.labels is None:
-        raise DataError("--per-class needs labels.")
+        raise DataError("`per_class` needs labels.")
     rng = np.random.default_rng(seed)
     keep = []
     for c in range(len(ds.classes)):
@@ -80,12 +80,12 @@ def select_classes(ds: ImageDataset, classes: list[str] | str) -> ImageDataset:
         elif str(c).isdigit() and int(c) < len(ds.classes) and not numbered:
             index.append(int(c))
         elif numbered:
-            raise DataError(f"--classes: {c!r} is not a class name of {ds.classes} (class names here are numbers, "
-                            f"so --classes reads names, not indices).")
+            raise DataError(f"`classes`: {c!r} is not a class name of {ds.classes} (class names here are numbers, "
+                            f"so `classes` reads names, not indices).")
         else:
-            raise DataError(f"--classes: {c!r} is neither a class name nor an index of {ds.classes}.")
+            raise DataError(f"`classes`: {c!r} is neither a class name nor an index of {ds.classes}.")
     if len(set(index)) < 2:
-        raise DataError(f"--classes must name at least two distinct classes. Got {classes!r} instead.")
+        raise DataError(f"`classes` must name at least two distinct classes. Got {classes!r} instead.")
     remap = {old: new for new, old in enumerate(dict.fromkeys(index))}
     keep = np.flatnonzero(np.isin(ds.labels, list(remap)))
     sub = ds.subset(keep)

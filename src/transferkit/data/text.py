@@ -106,7 +106,7 @@ def _decode(path: Path, encoding: str) -> str:
     except UnicodeDecodeError as e:
         raise DataError(
             f"{str(path)!r} is not valid {encoding} (byte 0x{data[e.start]:02x} at position {e.start}); "
-            "pass its encoding, e.g. --encoding latin-1 (encoding= in Python), or save it as UTF-8."
+            "pass its encoding, e.g. `encoding='latin-1'`, or save it as UTF-8."
         ) from None
     except LookupError:
         raise DataError(f"Unknown text encoding {encoding!r}; use e.g. utf-8, latin-1 or cp1252.") from None
@@ -164,7 +164,7 @@ def read_text_table(
         require_labels: False reads files without a label column as unlabeled texts (for prediction).
 
     Raises:
-        DataError: missing file or column, undecodable bytes (naming ``--encoding``), malformed rows, no texts.
+        DataError: missing file or column, undecodable bytes (naming ``encoding``), malformed rows, no texts.
 
     Example:
         >>> ds = read_text_table("reviews.csv", text_column="review", label_column="stars")
@@ -182,12 +182,12 @@ def read_text_table(
     columns, rows = _rows(path, content)
     if text_column not in columns:
         raise DataError(
-            f"{str(path)!r} has no text column {text_column!r}; found {columns}. Pass --text-column NAME."
+            f"{str(path)!r} has no text column {text_column!r}; found {columns}. Pass `text_column='NAME'`."
         )
     with_labels = label_column in columns
     if require_labels and not with_labels:
         raise DataError(
-            f"{str(path)!r} has no label column {label_column!r}; found {columns}. Pass --label-column NAME."
+            f"{str(path)!r} has no label column {label_column!r}; found {columns}. Pass `label_column='NAME'`."
         )
     texts: list[str] = []
     names: list[str] = []

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._errors import BackboneError, DataError, OfflineError
+from .._errors import BackboneError, DataError, OfflineError, python_spelling, spell_parameters
 from ..backbones import Backbone, create_backbone
 from ..data import ImageDataset, per_class
 from ..data.seen import count_seen, first_copies
@@ -29,7 +29,7 @@ def parse_candidates(candidates: str | list[str]) -> list[str]:
     items = candidates.split(",") if isinstance(candidates, str) else list(candidates)
     specs = list(dict.fromkeys(c.strip() for c in items if c and c.strip()))
     if not specs:
-        raise DataError("--candidates needs at least one backbone spec, e.g. packaged:efficientnet_lite0. "
+        raise DataError("`candidates` needs at least one backbone spec, e.g. packaged:efficientnet_lite0. "
                         f"Got {candidates!r} instead.")
     return specs
 
@@ -105,10 +105,12 @@ def rank_backbones(data: ImageDataset, candidates: str | list[str], *, layers: s
     info = METRICS[name]
     subset = sample_balanced(data, sample, seed)
     rows: list[dict[str, Any]] = []
+    reasons: list[str] = []  # why rows have no score, parameters in backticks (a row's "error" spells them)
     for spec in specs:
         try:
             backbone = create_backbone(spec, **(backbone_options or {}))
         except OfflineError as e:
+            reasons.append(e.args[0] if len(e.args) == 1 and isinstance(e.args[0], str) else str(e))
             rows.append({"backbone": spec, "layer": None, "score": None, "metric": name, "error": str(e)})
             continue
         backbone.preprocessing = backbone.preprocessing.with_image_size(image_size)  # text/audio: one-line error
@@ -135,14 +137,15 @@ def rank_backbones(data: ImageDataset, candidates: str | list[str], *, layers: s
                 row["score"] = score(name, features=features, labels=labels)
             elif layer != DEFAULT_LAYER or (probs := source_probabilities(backbone, features)) is None:
                 row["score"] = None
-                row["error"] = (f"{name} needs the source classifier's probabilities: only at layer {DEFAULT_LAYER} "
-                                f"of backbones that keep their source head; use --metric logme for this one")
+                reasons.append(f"{name} needs the source classifier's probabilities: only at layer {DEFAULT_LAYER} of "
+                               "backbones that keep their source head; use `metric='logme'` for this one")
+                row["error"] = spell_parameters(reasons[-1], python_spelling)
             else:
                 row["score"] = score(name, source_probabilities=probs, labels=labels)
             row["seconds"] = round(time.perf_counter() - start, 3)
             rows.append(row)
     if all(r["score"] is None for r in rows):
-        raise BackboneError(f"No candidate could be scored: {rows[0].get('error', 'unknown reason')}")
+        raise BackboneError(f"No candidate could be scored: {reasons[0] if reasons else 'unknown reason'}")
     rows.sort(key=lambda r: (r["score"] is None, -(r["score"] or 0.0)))
     for i, row in enumerate(rows, 1):
         row["rank"] = i

@@ -269,10 +269,17 @@ class FineTuneClassifier(TransferClassifier):
 
     def _check_peft(self) -> None:
         if self.peft is not None and self.peft not in PEFT_METHODS:
-            raise TransferkitError(f"peft must be one of: {', '.join(PEFT_METHODS)}. Got {self.peft!r} instead.")
+            raise TransferkitError(f"`peft` must be one of: {', '.join(PEFT_METHODS)}. Got {self.peft!r} instead.")
         if self.peft == "prompt-tuning" and self.unfreeze_top is not None:
-            raise TransferkitError(f"--unfreeze-top does not apply to --peft prompt-tuning, which trains only the prompt "
-                                   f"(below every layer) and the head. Got unfreeze_top={self.unfreeze_top}; drop it.")
+            raise TransferkitError(f"`unfreeze_top` does not apply to `peft='prompt-tuning'`, which trains only the "
+                                   f"prompt (below every layer) and the head. Got `unfreeze_top={self.unfreeze_top!r}`; "
+                                   "drop it.")
+        if self.peft == "prompt-tuning":  # PromptTuning checks these too, in its own names (num_tokens, init_text)
+            tokens, init = self.prompt_tokens, self.prompt_init
+            if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+                raise TransferkitError(f"`prompt_tokens` must be a positive integer. Got {tokens!r} instead.")
+            if init is not None and (not isinstance(init, str) or not init.strip()):
+                raise TransferkitError(f"`prompt_init` must be a non-empty text. Got {init!r} instead.")
 
     @staticmethod
     def _finish_peft(adapters: LoraAdapters | PromptTuning, model: TransferModel) -> dict[str, Any]:

@@ -51,7 +51,7 @@ def parse_labels(labels: str | Sequence[str]) -> list[tuple[str, str]]:
     if repeated:
         raise TransferkitError(f"Label {repeated[0]!r} is given more than once; each class needs one label.")
     if len(parsed) < 2:
-        raise TransferkitError(f"Zero-shot classification needs at least two labels, e.g. --labels 'sports,cooking'. "
+        raise TransferkitError(f"Zero-shot classification needs at least two labels, e.g. `labels='sports,cooking'`. "
                                f"Got {names} instead.")
     return parsed
 
@@ -108,7 +108,7 @@ class ZeroShotClassifier(TransferClassifier):
 
     def _check_params(self) -> list[tuple[str, str]]:
         if self.labels is None:
-            raise TransferkitError("ZeroShotClassifier needs labels, e.g. labels='sports,cooking' (--labels).")
+            raise TransferkitError("ZeroShotClassifier needs `labels`, e.g. `labels='sports,cooking'`.")
         probe = "\x00label\x00"
         try:
             placed = self.template.format(probe)

@@ -181,7 +181,7 @@ class Trainer:
         history: list[dict[str, Any]] = []
         best_state: dict[str, torch.Tensor] | None = None
         if resume and self.run_dir is None:
-            raise TransferkitError("resume=True continues a run from its checkpoints; give the run_dir they are in.")
+            raise TransferkitError("`resume=True` continues a run from its checkpoints; give the `run_dir` they are in.")
         if self.run_dir is not None and is_main_process():
             remove_partial_writes(self.run_dir)  # a kill -9 while writing: never read, only in the way
         loaded = load_checkpoint(self.run_dir) if (resume and self.run_dir is not None) else None
@@ -194,7 +194,7 @@ class Trainer:
             if meta["config"] != json.loads(json.dumps(asdict(c))):
                 raise TransferkitError(
                     f"{str(self.run_dir)!r} was started with other training settings; resume with the same options "
-                    "or use a new --out directory."
+                    "or choose another `run_dir`."
                 )
             model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
             best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
@@ -306,7 +306,7 @@ class Trainer:
                 if sigint["stop"]:
                     self._checkpoint(model, optimizer, scheduler, pos, es, history, best_state)
                     where = f" (checkpoint in {self.run_dir})" if self.run_dir else ""
-                    raise Interrupted(f"Interrupted at step {pos['step']}{where}; continue with --resume.")
+                    raise Interrupted(f"Interrupted at step {pos['step']}{where}; continue with `resume=True`.")
         totals = all_reduce_sum(list(running))
         return {"epoch": pos["epoch"], "stage": stage.name, "loss": totals[0] / max(totals[2], 1),
                 "train_accuracy": totals[1] / max(totals[2], 1),

@@ -59,13 +59,13 @@ def build_plan(
         layer: the feature layer the head reads; groups after it compute nothing the head sees and stay frozen.
     """
     if schedule not in SCHEDULES:
-        raise TransferkitError(f"schedule must be one of {', '.join(SCHEDULES)}. Got {schedule!r} instead.")
+        raise TransferkitError(f"`schedule` must be one of {', '.join(SCHEDULES)}. Got {schedule!r} instead.")
     groups = backbone.groups_for(layer)
     if unfreeze_top is not None:
         if not 0 <= unfreeze_top <= len(groups):
-            below = f" up to --layer {layer}" if len(groups) < len(backbone.layer_groups()) else ""
+            below = f" up to `layer={layer!r}`" if len(groups) < len(backbone.layer_groups()) else ""
             raise TransferkitError(
-                f"--unfreeze-top must be between 0 and {len(groups)} (the groups of {backbone.spec}{below}). "
+                f"`unfreeze_top` must be between 0 and {len(groups)} (the groups of {backbone.spec}{below}). "
                 f"Got {unfreeze_top} instead."
             )
         candidates = groups[len(groups) - unfreeze_top:]
