@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ..jobs.quickstart import quickstart
+from ..jobs.quickstart import QuickstartConfig, quickstart
 from ._common import random_seed
 
 
@@ -23,7 +23,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = quickstart(args.out, seed=args.seed, device=args.device, progress=not args.no_progress)
+    result = quickstart(QuickstartConfig(out=args.out, seed=args.seed, device=args.device,
+                                         progress=not args.no_progress))
     if args.json:
         import json
         import sys

@@ -4,6 +4,7 @@ and its comparison plot."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,24 @@ from ..strategies import FeatureExtractionClassifier, ScratchClassifier
 from ._fit_config import DEFAULT_BACKBONE
 
 
-def quickstart(out: str = "transferkit-quickstart", *, seed: int = 0, device: str = "auto",
-               progress: bool = True) -> dict[str, Any]:
+@dataclass
+class QuickstartConfig:
+    """Everything ``transferkit quickstart`` needs.
+
+    Attributes:
+        out: output directory (the bundle goes to ``out/bundle``).
+        seed: seeds the split and both models.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        progress: show progress bars.
+    """
+
+    out: str = "transferkit-quickstart"
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+
+def quickstart(cfg: QuickstartConfig | None = None) -> dict[str, Any]:
     """Offline demo on the embedded Fashion-MNIST subset: packaged EfficientNet-Lite0 features vs scratch.
 
     Both use the same seeded split (300 train / 100 validation). The scratch baseline trains the same
@@ -23,6 +40,8 @@ def quickstart(out: str = "transferkit-quickstart", *, seed: int = 0, device: st
     minutes on a CPU without changing the lesson). Writes the feature-extraction bundle to ``out/bundle``,
     a comparison plot ``out/quickstart.png`` and a confusion matrix.
     """
+    cfg = cfg or QuickstartConfig()
+    out, seed, device, progress = cfg.out, cfg.seed, cfg.device, cfg.progress
     out_dir = Path(out)
     data = load_embedded()
     train, val = stratified_split(data, 0.25, seed=seed)
