@@ -172,6 +172,20 @@ class AdaptedCNNClassifier:
                 advance(loss=f"{float(loss.detach()):.3f}")
         return rounds
 
+    def with_target_batchnorm(self, target: Any) -> AdaptedCNNClassifier:
+        """A copy of this fitted model with AdaBN's target statistics: what ``method="adabn"`` trains, without
+        training again when the source-only model (same seed and steps) is at hand."""
+        import copy
+
+        adapted = copy.deepcopy(self)
+        images, _, _ = decode(target, self.input_size_, self.channels_)
+        with cpu_threads(self.threads, torch.device("cpu")):
+            adapt_batchnorm(adapted.model_, images.split(256))
+        adapted.method = "adabn"
+        adapted.fit_info_ = {**self.fit_info_, "method": "adabn", "target_images": len(images)}
+        adapted.model_.eval()
+        return adapted
+
     @torch.no_grad()
     def _pseudo_labels(self, model: SmallCNN, xt: torch.Tensor, share: float) -> torch.Tensor:
         model.eval()

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import TransferkitError
+from .._utils import atomic_path
 
 #: items drawn as thumbnails (or texts) on the map, spread over the clusters
 THUMBNAILS = 60
@@ -60,10 +61,9 @@ def save_cluster_map(coords: np.ndarray, labels: np.ndarray, path: str | os.Path
     ax.set_xticks([])
     ax.set_yticks([])
     out = Path(path)
-    tmp = out.with_name(out.name + ".tmp.png")
-    fig.savefig(tmp, bbox_inches="tight")
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, bbox_inches="tight", format="png")
     plt.close(fig)
-    os.replace(tmp, out)
     return out
 
 

@@ -31,6 +31,9 @@ class TunedHead(ClassifierMixin, BaseEstimator):
     chosen and its cross-validated accuracy), ``classes_``.
     """
 
+    #: FeatureExtractionClassifier keeps ``estimator_`` (a plain scikit-learn classifier) in its bundle
+    bundles_estimator = True
+
     def __init__(self, kind: str = "logistic", random_state: int = 0):
         self.kind = kind
         self.random_state = random_state

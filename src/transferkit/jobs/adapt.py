@@ -21,8 +21,6 @@ than source-only: on ``target_test`` when given, else by the label-free score.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import DataError, TransferkitError, did_you_mean
+from .._utils import write_json_atomic
 
 SMALL_CNN = "small-cnn"
 FEATURE_METHODS = ("coral", "self-training")
@@ -122,11 +121,11 @@ def adapt(cfg: AdaptConfig) -> dict[str, Any]:
         report["bundle"] = str(out)
     else:
         report["bundle"] = None
-    _write_atomic(out / "adapt.json", json.dumps(report, indent=2, default=str) + "\n")
+    write_json_atomic(out / "adapt.json", report)
     return report
 
 
-def _scores(model: Any, target: Any, test: Any, source_x: Any = None, target_x: Any = None) -> dict[str, Any]:
+def _scores(model: Any, target: Any, test: Any) -> dict[str, Any]:
     from ..adaptation import information_maximization, snd
 
     proba = model.predict_proba(target)
@@ -181,10 +180,14 @@ def _cnn_runs(cfg: AdaptConfig, source: Any, target: Any, test: Any,
 
     if getattr(source, "modality", "image") != "image":
         raise DataError("`backbone` 'small-cnn' reads images; use a pretrained backbone for texts or audio.")
-    runs, models = [], {}
+    runs: list[dict[str, Any]] = []
+    models: dict[str, Any] = {}
     for method in ("source-only",) + methods:
-        model = AdaptedCNNClassifier(method=method, steps=cfg.steps, seed=cfg.seed, progress=cfg.progress)
-        model.fit(source, target)
+        if method == "adabn":  # source-only training, then target statistics: the model above, not a second run
+            model = models["source-only"].with_target_batchnorm(target)
+        else:
+            model = AdaptedCNNClassifier(method=method, steps=cfg.steps, seed=cfg.seed, progress=cfg.progress)
+            model.fit(source, target)
         gap = domain_gap(model.features(source), model.features(target), seed=cfg.seed)
         runs.append({"method": method, **_scores(model, target, test), "gap": gap,
                      "pseudo_labels": model.fit_info_["pseudo_labels"] or None,
@@ -207,8 +210,3 @@ def _warnings(best: dict[str, Any], baseline: dict[str, Any]) -> list[str]:
                 f"(target_test) to know."]
     return []
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import TransferkitError
+from .._utils import atomic_path, write_json_atomic
 
 #: the default backbone per modality: the packaged, offline ones
 DEFAULT_BACKBONES = {"image": "packaged:efficientnet_lite0", "text": "packaged:all-minilm-l6-v2",
@@ -105,7 +104,7 @@ def cluster_data(cfg: ClusterConfig) -> dict[str, Any]:
     report = {"data": ds.name, "backbone": spec, "layer": cfg.layer or "pre_logits", "items": len(extracted.index),
               **result.to_dict(), "scores": scores, "assignments_csv": str(csv_path), "map_png": map_png,
               "skipped": [list(s) for s in extracted.skipped], "seconds": round(time.perf_counter() - start, 2)}
-    _write_atomic(out / "clusters.json", json.dumps(report, indent=2) + "\n")
+    write_json_atomic(out / "clusters.json", report)
     return report
 
 
@@ -116,11 +115,7 @@ def _write_assignments(path: Path, ds: Any, index: np.ndarray, clusters: np.ndar
     writer.writerow(["input", "cluster"] + (["label"] if labels is not None else []))
     for row, (i, c) in enumerate(zip(index, clusters, strict=True)):
         writer.writerow([ds.describe(int(i)), int(c)] + ([ds.classes[int(labels[row])]] if labels is not None else []))
-    _write_atomic(path, buffer.getvalue())
+    with atomic_path(path) as tmp:
+        tmp.write_text(buffer.getvalue(), encoding="utf-8")
     return path
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

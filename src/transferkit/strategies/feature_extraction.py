@@ -20,7 +20,7 @@ from ..data import ImageDataset, check_trainable
 from ..data.seen import training_digests
 from ..features import extract_features
 from ..features.extract import DEFAULT_MAX_BAD_FRACTION
-from ..heads import ModuleHead, TunedHead, head_to_module, make_head
+from ..heads import ModuleHead, head_to_module, make_head
 from ..heads.persist import module_head_state, restore_module_head, restore_sklearn_head, sklearn_head_state
 from ._base import TransferClassifier, as_dataset, class_values, full_proba
 
@@ -126,7 +126,7 @@ class FeatureExtractionClassifier(TransferClassifier):
         choice = getattr(head, "choice_", None)
         adaptation = getattr(head, "adaptation_", None)
         # tuned and adapted heads: what was chosen is kept below; the bundle stores the plain estimator
-        if isinstance(head, TunedHead) or getattr(head, "bundles_estimator", False):
+        if getattr(head, "bundles_estimator", False):
             head = head.estimator_
         self.head_ = head
         self.head_classes_ = np.asarray(head.classes_, dtype=np.int64)
