@@ -722,3 +722,40 @@ def test_jsonl_strings_may_hold_unicode_line_separators(tmp_path):
     assert ds.items == ["one\u2028line", "two"]
     (tmp_path / "t.txt").write_text("page\x0cbreak\nsecond\n", encoding="utf-8")
     assert read_text_table(tmp_path / "t.txt", require_labels=False).items == ["page\x0cbreak", "second"]
+
+
+def test_prefetched_keeps_order_and_raises_the_producers_error():
+    from transferkit.data.loader import prefetched
+
+    assert list(prefetched(iter(range(50)), depth=3)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise ValueError("broken batch")
+
+    out = []
+    with pytest.raises(ValueError, match="broken batch"):
+        for x in prefetched(failing()):
+            out.append(x)
+    assert out == [1]
+
+
+def test_prefetched_stops_its_thread_when_the_loop_ends_early():
+    import threading
+
+    from transferkit.data.loader import prefetched
+
+    produced = []
+
+    def endless():
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+
+    for x in prefetched(endless(), depth=2):
+        if x == 3:
+            break
+    assert not any(t.name == "transferkit-prefetch" and t.is_alive() for t in threading.enumerate())
+    assert len(produced) <= 3 + 1 + 2 + 1  # at most the queue's depth (and the one in hand) beyond what was used

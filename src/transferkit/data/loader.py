@@ -7,8 +7,10 @@ resampled to the weights' rate and padded. Every batch is ``{"inputs", "index", 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, cast
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
@@ -23,6 +25,53 @@ from ._dataset import BadImage, ImageDataset
 from .audio import BadAudio, resample
 from .augment import train_transform
 from .transforms import build_transform
+
+
+T = TypeVar("T")
+_DONE = object()
+
+
+def prefetched(batches: Iterable[T], depth: int = 2) -> Iterator[T]:
+    """``batches`` in order, the next ``depth`` prepared by a background thread while the caller uses the current one.
+
+    Without DataLoader workers, decoding and the forward pass take turns; PIL's decoding and resizing and torch's
+    tensor ops release the GIL, so one thread lets them overlap at no process cost. An exception in the thread is
+    raised here; leaving the loop early stops the thread.
+    """
+    ready: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if not put(batch):
+                    return
+            put(_DONE)
+        except BaseException as e:  # handed to the consumer, raised there
+            put(e)
+
+    thread = threading.Thread(target=produce, name="transferkit-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 class _Images(Dataset):

@@ -20,7 +20,7 @@ from ..backbones._base import Backbone
 from ..backbones.weights import state_dict_checksum
 from ..data import ImageDataset
 from ..data._dataset import check_bad_fraction
-from ..data.loader import backbone_batches
+from ..data.loader import backbone_batches, prefetched
 from .cache import FeatureCache
 from .jpeg_decode import all_jpeg, decode_jpeg_batch, raw_jpeg_loader
 
@@ -178,7 +178,8 @@ def extract_features(
         try:
             with progress_bar(len(missing), f"features {backbone.spec} @ {layer_name}", progress) as advance, \
                     torch.inference_mode():
-                for batch in loader:
+                # no worker processes: the next batch is decoded in a thread while this one runs the backbone
+                for batch in (prefetched(loader) if num_workers == 0 else loader):
                     if gpu_decode:
                         images, kept, decode_bad = decode_jpeg_batch(
                             batch["raw"], batch["index"], backbone.preprocessing, dev)

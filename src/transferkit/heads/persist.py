@@ -14,7 +14,6 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-import skops.io as sio
 import torch
 from torch import nn
 
@@ -47,6 +46,8 @@ def _is_class(name: str) -> bool:
 
 def save_sklearn_head(head: Any, path: Path) -> None:
     """Write ``head`` with skops; refuses heads that could not be loaded back safely."""
+    import skops.io as sio  # lazily: importing skops costs ~2 s (it walks scikit-learn), and most heads are torch modules
+
     data = sio.dumps(head)
     refused = _refused(sio.get_untrusted_types(data=data))
     if refused:
@@ -59,6 +60,8 @@ def save_sklearn_head(head: Any, path: Path) -> None:
 
 
 def load_sklearn_head(path: Path) -> Any:
+    import skops.io as sio
+
     try:
         data = path.read_bytes()
         untrusted = sio.get_untrusted_types(data=data)
