@@ -14,7 +14,7 @@ from transferkit.curve import CurveConfig, epochs_for, learning_curve
 from .conftest import TINY
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-FAST = {"backbone": f"random:{TINY}", "scratch_epochs": 1, "min_steps": 1, "image_size": 32, "progress": False}
+FAST = {"backbone": f"random:{TINY}", "baseline": "arch", "scratch_epochs": 1, "min_steps": 1, "image_size": 32, "progress": False}
 
 
 def test_small_sets_get_more_epochs_to_reach_the_minimum_steps():
@@ -60,10 +60,28 @@ def test_curve_points_intervals_and_resume(arrays, tmp_path):
         learning_curve(data, CurveConfig(per_class=[50], **FAST), tmp_path / "other")
 
 
+def test_curve_compares_with_the_small_cnn_by_default_and_reads_curves_made_before_the_choice(arrays, tmp_path):
+    data = tk.from_arrays(*arrays)
+    cfg = {k: v for k, v in FAST.items() if k != "baseline"}
+    doc = learning_curve(data, CurveConfig(per_class=[2], seeds=1, **cfg), tmp_path / "auto")
+    assert CurveConfig().baseline == "auto" and doc["baseline_kind"] == "small-cnn"
+    assert [r["strategy"] for r in doc["runs"] if r["method"] == "scratch"] == ["small-cnn"]
+    assert (tmp_path / "auto" / "curve.png").read_bytes().startswith(PNG_MAGIC)
+    with pytest.raises(tk.TransferkitError, match="reads texts but DATA holds images"):
+        learning_curve(data, CurveConfig(per_class=[2], seeds=1, **{**cfg, "baseline": "tfidf"}), tmp_path / "x")
+    assert not (tmp_path / "x" / "curve.json").exists()  # refused before any run
+    arch = learning_curve(data, CurveConfig(per_class=[2], seeds=1, **FAST), tmp_path / "arch")
+    old = json.loads((tmp_path / "arch" / "curve.json").read_text())
+    del old["config"]["baseline"], old["baseline_kind"]  # a curve written before the baseline could be chosen
+    (tmp_path / "arch" / "curve.json").write_text(json.dumps(old))
+    again = learning_curve(data, CurveConfig(per_class=[2], seeds=1, **FAST), tmp_path / "arch")
+    assert again["runs"] == arch["runs"]  # resumed as the arch curve it was, nothing retrained
+
+
 def test_cli_curve(capsys, image_folder, tmp_path):
     args = ["curve", str(image_folder), "--backbone", f"random:{TINY}", "--per-class", "2,3", "--seeds", "1",
             "--scratch-epochs", "1", "--min-steps", "1", "--image-size", "32", "--out", str(tmp_path / "c"),
-            "--no-progress"]
+            "--no-progress", "--baseline", "arch"]
     assert main([*args, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     # one seed still gets an interval: the paired bootstrap over the held-out images

@@ -118,8 +118,8 @@ def test_cli_rank_and_curve_take_the_options(tiny_bert: Path, text_csv: Path, tm
                  "--max-length", "6", "--json", "--out", str(tmp_path / "curve"), *CPU])
     assert code == 0
     assert json.loads(capsys.readouterr().out)["config"]["backbone_options"] == {"pooling": "cls", "max_length": 6}
-    models = _models(CurveConfig(backbone=f"hf:{tiny_bert}", backbone_options={"pooling": "cls", "max_length": 6}),
-                     6, 0)
+    models = _models(CurveConfig(backbone=f"hf:{tiny_bert}", baseline="arch",
+                                 backbone_options={"pooling": "cls", "max_length": 6}), 6, 0, "text")
     transfer, scratch = models["transfer"].backbone, models["scratch"].backbone
     assert transfer.weights.pretrained and not scratch.weights.pretrained
     assert transfer.preprocessing.pooling == scratch.preprocessing.pooling == "cls"

@@ -31,7 +31,14 @@ from ._progress import progress_bar
 from ._utils import atomic_path, write_json_atomic
 from .data import ImageDataset, per_class, stratified_split
 from .data.seen import count_seen, item_digests, seen_warnings, spec_items
-from .strategies import FeatureExtractionClassifier, FineTuneClassifier, ScratchClassifier
+from .strategies import (
+    FeatureExtractionClassifier,
+    FineTuneClassifier,
+    ScratchClassifier,
+    SmallCNNClassifier,
+    TfidfClassifier,
+)
+from .strategies.baselines import baseline_kind, baseline_label
 from .strategies.feature_extraction import with_options
 from .training import CURVE_FINE_TUNE_EPOCHS, SCRATCH_DEFAULTS, TrainConfig
 from .verdict import classify, gain_interval, marks, paired_marks
@@ -44,14 +51,18 @@ class CurveConfig:
     """Settings of :func:`learning_curve`.
 
     Attributes:
-        backbone: the pretrained backbone (scratch uses its architecture).
+        backbone: the pretrained backbone.
+        baseline: what transfer is compared with at each point: ``auto`` (default: a small CNN at the images'
+            native size, TF-IDF + logistic regression for texts, the backbone's architecture from scratch for
+            audio), ``small-cnn``, ``tfidf`` or ``arch`` (the backbone's architecture from random init, trained
+            with ``scratch_epochs``, ``image_size``, ``batch_size`` and ``min_steps``).
         per_class: labels per class at each point.
         seeds: training subsets (and model seeds) per point.
         strategy: ``feature-extraction`` or ``fine-tune``.
         head: head of feature extraction.
         test_fraction: held-out share of the data when no separate test set is given.
         image_size: input size for fine-tune and scratch (default: the backbone's).
-        scratch_epochs: epochs of scratch (before the ``min_steps`` rule; default
+        scratch_epochs: epochs of the ``arch`` baseline (before the ``min_steps`` rule; default
             :data:`~transferkit.training.SCRATCH_DEFAULTS`'s).
         epochs: epochs of fine-tune (second stage; before the ``min_steps`` rule; default
             :data:`~transferkit.training.CURVE_FINE_TUNE_EPOCHS`, where its reason is).
@@ -65,6 +76,7 @@ class CurveConfig:
     """
 
     backbone: str = "packaged:efficientnet_lite0"
+    baseline: str = "auto"
     per_class: list[int] = field(default_factory=lambda: [5, 10, 20, 50, 100])
     seeds: int = 3
     strategy: str = "feature-extraction"
@@ -87,14 +99,21 @@ def epochs_for(base: int, n_train: int, batch_size: int, min_steps: int) -> int:
     return max(base, math.ceil(min_steps / steps_per_epoch))
 
 
-def _models(cfg: CurveConfig, n_train: int, seed: int) -> dict[str, Any]:
+def _models(cfg: CurveConfig, n_train: int, seed: int, modality: str) -> dict[str, Any]:
     common: dict[str, Any] = {"seed": seed, "device": cfg.device, "progress": False,  # one bar over the runs
                               "num_workers": cfg.num_workers}
     backbone = with_options(cfg.backbone, cfg.backbone_options)
-    architecture = with_options(cfg.backbone, cfg.backbone_options, pretrained=False)
-    scratch = ScratchClassifier(architecture, epochs=epochs_for(cfg.scratch_epochs, n_train, cfg.batch_size,
-                                                                cfg.min_steps),
-                                image_size=cfg.image_size, batch_size=cfg.batch_size, **common)
+    kind = baseline_kind(cfg.baseline, modality)
+    scratch: Any
+    if kind == "small-cnn":  # its own step rule: enough epochs for ~200 steps at any size
+        scratch = SmallCNNClassifier(**common)
+    elif kind == "tfidf":
+        scratch = TfidfClassifier(seed=seed)
+    else:
+        architecture = with_options(cfg.backbone, cfg.backbone_options, pretrained=False)
+        scratch = ScratchClassifier(architecture, epochs=epochs_for(cfg.scratch_epochs, n_train, cfg.batch_size,
+                                                                    cfg.min_steps),
+                                    image_size=cfg.image_size, batch_size=cfg.batch_size, **common)
     if cfg.strategy == "feature-extraction":
         transfer: Any = FeatureExtractionClassifier(backbone, head=cfg.head, **common)
     elif cfg.strategy == "fine-tune":
@@ -124,6 +143,7 @@ def learning_curve(data: ImageDataset, cfg: CurveConfig, out: str | Path, *, tes
     """
     if data.labels is None:
         raise DataError("A learning curve needs labeled images.")
+    kind = baseline_kind(cfg.baseline, getattr(data, "modality", "image"))  # a wrong choice fails before any run
     if not cfg.per_class or min(cfg.per_class) < 1 or cfg.seeds < 1:
         raise DataError(f"`per_class` needs positive integers and `seeds` >= 1. Got {cfg.per_class} and "
                         f"{cfg.seeds} instead.")
@@ -135,6 +155,7 @@ def learning_curve(data: ImageDataset, cfg: CurveConfig, out: str | Path, *, tes
         raise DataError(f"`per_class={max(cfg.per_class)}` asks for more images than the smallest class has for "
                         f"training ({available}); use sizes up to {available}.")
     doc = _load(out / "curve.json", cfg, _fingerprint(pool, held))
+    doc["baseline_kind"] = kind
     done = {(r["per_class"], r["seed"], r["method"]) for r in doc["runs"]}
     todo = [(n, seed, method) for n in sorted(set(cfg.per_class)) for seed in range(cfg.seeds)
             for method in ("transfer", "scratch") if (n, seed, method) not in done]
@@ -142,7 +163,7 @@ def learning_curve(data: ImageDataset, cfg: CurveConfig, out: str | Path, *, tes
         for n, seed, method in todo:
             advance(0, run=f"{n}/class seed {seed} {method}")
             train = per_class(pool, n, seed=seed)
-            model = _models(cfg, len(train), seed)[method]
+            model = _models(cfg, len(train), seed, getattr(data, "modality", "image"))[method]
             start = time.perf_counter()
             model.fit(train)
             correct = marks(model, held)  # one character per held-out image: 1 right, 0 wrong, - unread
@@ -151,7 +172,8 @@ def learning_curve(data: ImageDataset, cfg: CurveConfig, out: str | Path, *, tes
             accuracy = correct.count("1") / (correct.count("1") + correct.count("0"))
             run = {"per_class": n, "seed": seed, "method": method, "strategy": model.strategy_name,
                    "accuracy": accuracy, "train_images": len(train), "seconds": time.perf_counter() - start,
-                   "epochs": getattr(model, "epochs", None) if method == "scratch" or
+                   "epochs": getattr(model, "fit_info_", {}).get("epochs", getattr(model, "epochs", None))
+                   if method == "scratch" or
                    cfg.strategy == "fine-tune" else None, "correct": correct}
             doc["runs"].append(run)
             _summarise(doc)
@@ -188,6 +210,7 @@ def _load(path: Path, cfg: CurveConfig, fingerprint: str) -> dict[str, Any]:
         doc = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise DataError(f"{str(path)!r} is not a readable curve; delete it or choose another `out`.") from None
+    doc.get("config", {}).setdefault("baseline", "arch")  # written before the choice existed: arch was the baseline
     free = ("per_class", "seeds", "progress", "device", "num_workers")  # may change between runs of one curve
     same = {k: v for k, v in doc.get("config", {}).items() if k not in free}
     wanted = {k: v for k, v in asdict(cfg).items() if k not in free}
@@ -241,7 +264,8 @@ def save_curve_png(doc: dict[str, Any], path: Path) -> Path:
     points = doc["points"]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     cfg = doc["config"]
-    labels = {"transfer": f"{cfg['strategy']} ({cfg['backbone']})", "scratch": "scratch (same architecture)"}
+    kind = doc.get("baseline_kind", "arch")  # curves written before the strong baselines compared with arch
+    labels = {"transfer": f"{cfg['strategy']} ({cfg['backbone']})", "scratch": baseline_label(kind)}
     for method, color in (("transfer", "#2a9d8f"), ("scratch", "#e76f51")):
         xs = [p["per_class"] for p in points if method in p]
         mean = np.array([p[method]["mean"] for p in points if method in p])
@@ -259,7 +283,7 @@ def save_curve_png(doc: dict[str, Any], path: Path) -> Path:
     ax.set_xticks([p["per_class"] for p in points], [str(p["per_class"]) for p in points])
     ax.set_xlabel("labeled images per class")
     ax.set_ylabel("held-out accuracy")
-    ax.set_title(f"Transfer vs scratch ({cfg['seeds']} seeds, ±1 std)\nnumbers: gain in points, bold where its 95% "
+    ax.set_title(f"Transfer vs {labels['scratch']} ({cfg['seeds']} seeds, ±1 std)\nnumbers: gain in points, bold where its 95% "
                  f"interval excludes 0", fontsize=9)
     ax.margins(y=0.12)  # room for the numbers above the top point
     ax.legend(loc="lower right", fontsize=8)

@@ -12,6 +12,7 @@ from .._progress import stderr_console
 from ..curve import CurveConfig
 from ..jobs.curve import CurveJob, curve
 from ..jobs.fit import DEFAULT_BACKBONE
+from ..strategies.baselines import baseline_label
 from ._common import (
     add_backbone_options,
     add_runtime_options,
@@ -41,9 +42,12 @@ def register(sub: Any) -> None:
     p.add_argument("--test", default=None, help="a separate labeled test set (default: hold out --test-fraction)")
     p.add_argument("--test-fraction", type=split_fraction, default=0.2, help="held-out share of DATA (default 0.2)")
     p.add_argument("--classes", default=None, help="keep only these classes: names or indices, e.g. 0-4")
-    p.add_argument("--image-size", type=positive_int, default=None, help="input size of fine-tune and scratch")
+    p.add_argument("--baseline", choices=["auto", "small-cnn", "tfidf", "arch"], default="auto",
+                   help="what transfer is compared with (default auto: a small CNN at the images' native size, "
+                        "TF-IDF + logistic regression for texts; arch: the backbone's architecture from scratch)")
+    p.add_argument("--image-size", type=positive_int, default=None, help="input size of fine-tune and --baseline arch")
     p.add_argument("--scratch-epochs", type=positive_int, default=CurveConfig.scratch_epochs,
-                   help=f"scratch epochs (default {CurveConfig.scratch_epochs}; raised for small sets)")
+                   help=f"--baseline arch: its epochs (default {CurveConfig.scratch_epochs}; raised for small sets)")
     p.add_argument("--epochs", type=positive_int, default=CurveConfig.epochs,
                    help=f"fine-tune epochs (default {CurveConfig.epochs}; raised for small sets)")
     p.add_argument("--min-steps", type=positive_int, default=200, help="optimizer steps every trained run gets")
@@ -54,7 +58,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = CurveConfig(backbone=args.backbone, per_class=args.per_class, seeds=args.seeds, strategy=args.strategy,
+    cfg = CurveConfig(backbone=args.backbone, baseline=args.baseline, per_class=args.per_class, seeds=args.seeds, strategy=args.strategy,
                       test_fraction=args.test_fraction, image_size=args.image_size,
                       scratch_epochs=args.scratch_epochs, epochs=args.epochs, min_steps=args.min_steps,
                       batch_size=args.batch_size or CurveConfig.batch_size, num_workers=args.num_workers,
@@ -67,9 +71,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render(console: Console, r: dict[str, Any]) -> None:
-    table = Table(title=f"transferkit curve — {r['config']['strategy']} ({r['config']['backbone']}) vs scratch, "
+    baseline = baseline_label(r.get("baseline_kind", "arch"))
+    table = Table(title=f"transferkit curve — {r['config']['strategy']} ({r['config']['backbone']}) vs {baseline}, "
                         f"{r['test_images']} held-out images")
-    for col in ("labels/class", "transfer", "scratch", "gain (points) [95% CI]", "verdict"):
+    for col in ("labels/class", "transfer", "baseline", "gain (points) [95% CI]", "verdict"):
         table.add_column(col, justify="left" if col == "verdict" else "right")
     for p in r["points"]:
         ci = f" [{100 * p['gain_ci'][0]:+.1f}, {100 * p['gain_ci'][1]:+.1f}]" if "gain_ci" in p else ""

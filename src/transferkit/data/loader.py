@@ -26,7 +26,6 @@ from .audio import BadAudio, resample
 from .augment import train_transform
 from .transforms import build_transform
 
-
 T = TypeVar("T")
 _DONE = object()
 

@@ -35,28 +35,15 @@ from .._errors import TransferkitError, did_you_mean
 from .._progress import progress_bar
 from ..bundle import read_meta, update_bundle_meta
 from ..data.seen import item_digests
+from ..strategies.baselines import BASELINES, DEFAULT_BASELINE, baseline_kind
 from ._fit_config import FitConfig, make_strategy
 
-BASELINES = ("auto", "small-cnn", "tfidf", "arch")
-#: what ``auto`` trains per modality: the strongest cheap model a user would write without transfer
-DEFAULT_BASELINE = {"image": "small-cnn", "text": "tfidf", "audio": "arch"}
+__all__ = ["BASELINES", "DEFAULT_BASELINE", "baseline_kind", "baseline_verdict", "make_baseline", "protocol_for"]
+
 PROTOCOLS = ("auto", "holdout", "cross-fit")
 #: validation splits smaller than this are judged by cross-fitting (``protocol="auto"``)
 CROSS_FIT_BELOW = 100
 CROSS_FIT_FOLDS = 5
-
-
-def baseline_kind(choice: str, modality: str) -> str:
-    """The baseline ``choice`` (``auto``, ``small-cnn``, ``tfidf``, ``arch``) resolves to for ``modality``."""
-    if choice not in BASELINES:
-        raise TransferkitError(f"`baseline_model` must be one of {', '.join(BASELINES)}. Got {choice!r} instead."
-                               f"{did_you_mean(choice, BASELINES)}")
-    kind = DEFAULT_BASELINE.get(modality, "arch") if choice == "auto" else choice
-    reads = {"small-cnn": "image", "tfidf": "text"}.get(kind)
-    if reads is not None and reads != modality:
-        raise TransferkitError(f"The {kind} baseline reads {reads}s but DATA holds {modality}s; use "
-                               f"`baseline_model='auto'` or `baseline_model='arch'`.")
-    return kind
 
 
 def protocol_for(choice: str, n_val: int, labels: np.ndarray, folds: int = CROSS_FIT_FOLDS) -> tuple[str, int | None]:
