@@ -16,7 +16,7 @@ from .._errors import BundleError
 from ..bundle_format import META_FILE, read_meta, read_training_items, read_weights, unprefixed
 from ._base import Backbone
 from ._registry import TEXT_OPTIONS, SourceEntry, create_backbone, register_source
-from .licences import chain_from_meta, combined_licence, inherit
+from .licences import LicenceSource, chain_from_meta, combined_licence, inherit
 from .weights import Preprocessing, WeightsInfo, state_dict_checksum
 
 
@@ -92,5 +92,11 @@ def list_entries() -> list[SourceEntry]:
                         "the backbone of a bundle written by transferkit fit/pretrain")]
 
 
+def known_licence(name: str) -> tuple[tuple[LicenceSource, ...], str]:
+    """The chain a ``bundle:<name>`` backbone has, and what it reads, from the bundle's JSON alone."""
+    meta = read_meta(Path(name))
+    return inherit(chain_from_meta(meta), f"bundle:{Path(name)}"), str(meta["backbone"].get("modality", ""))
+
+
 register_source("bundle", create, list_entries, lambda n: (Path(n) / META_FILE).is_file(),
-                "the backbone of a transferkit bundle directory")
+                "the backbone of a transferkit bundle directory", licence=known_licence)

@@ -9,13 +9,13 @@ chain, :func:`~.licences.chain_from_meta`). Which licences allow commercial use,
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from .._errors import LicenceError
-from ._registry import create_backbone, list_backbones, split_spec
-from .licences import LicenceSource, allows_commercial_use, chain_from_meta, inherit
+from ._registry import create_backbone, known_licence, list_backbones
+from .licences import LicenceSource, allows_commercial_use
 
 
 def require_commercial_use(chain: Iterable[LicenceSource], *, modality: str = "") -> None:
@@ -63,11 +63,14 @@ def _alternatives(modality: str) -> str:
             + ", ".join(f"{spec} ({licence})" for spec, licence in found) + ".")
 
 
-def require_commercial_backbone(spec: str, *, pretrained: bool = True, **options: Any) -> tuple[LicenceSource, ...]:
+def require_commercial_backbone(spec: str, *, pretrained: bool = True, role: str = "weights",
+                                **options: Any) -> tuple[LicenceSource, ...]:
     """Refuse the backbone ``spec`` names unless its whole licence chain allows commercial use; return the chain.
 
-    What ``fit`` (and ``distill``, for the student's backbone and for the teacher) call before any data is read.
-    ``pretrained=False`` (a random initialisation) always passes: no third-party weights are used.
+    What ``fit`` (and ``distill``: the student's backbone, and the teacher with ``role="teacher"``) call before
+    any data is read; nothing is downloaded to find the licence where the source knows it beforehand (timm,
+    torchvision, packaged weights, bundles). ``pretrained=False`` (a random initialisation) always passes: no
+    third-party weights are used.
 
     Raises:
         LicenceError: as :func:`require_commercial_use`.
@@ -77,6 +80,8 @@ def require_commercial_backbone(spec: str, *, pretrained: bool = True, **options
         'Apache-2.0'
     """
     chain, modality = _chain_and_modality(spec, pretrained, options)
+    if role != "weights":
+        chain = tuple(dataclasses.replace(s, role=role) for s in chain)
     require_commercial_use(chain, modality=modality)
     return chain
 
@@ -94,11 +99,11 @@ def licence_chain_of(spec: str, *, pretrained: bool = True, **options: Any) -> t
 
 
 def _chain_and_modality(spec: str, pretrained: bool, options: dict[str, Any]) -> tuple[tuple[LicenceSource, ...], str]:
-    prefix, name = split_spec(spec)
-    if prefix == "bundle" and pretrained:
-        from ..bundle_format import read_meta
-
-        meta = read_meta(Path(name))
-        return inherit(chain_from_meta(meta), f"bundle:{Path(name)}"), str(meta["backbone"].get("modality", ""))
+    """From what the source knows without the weights (a bundle's JSON, timm's pretrained config, a torchvision
+    weights enum, a package's entry), else from the created backbone."""
+    if pretrained and not options.get("weights_file"):
+        known = known_licence(spec)
+        if known is not None:
+            return known
     backbone = create_backbone(spec, pretrained=pretrained, **options)
     return backbone.licence_chain, backbone.modality

