@@ -170,6 +170,7 @@ def test_a_distilled_model_keeps_its_teachers_licence():
     assert record["licence"] == "Apache-2.0 AND CC-BY-NC-4.0"
     assert [e["role"] for e in record["licence_chain"]] == ["weights", "teacher"]
     require_commercial_use(student)
+    assert [s.role for s in licence_chain_of("timm:convnextv2_atto.fcmae", role="teacher")] == ["teacher"]
     with pytest.raises(LicenceError, match=r"the distillation teacher timm:convnextv2_atto\.fcmae \(reached through "
                                            r"bundle:runs/t\) is licensed CC-BY-NC-4\.0"):
         require_commercial_use([LicenceSource.from_dict(e) for e in record["licence_chain"]], modality="image")

@@ -79,31 +79,34 @@ def require_commercial_backbone(spec: str, *, pretrained: bool = True, role: str
         >>> require_commercial_backbone("packaged:efficientnet_lite0")[0].licence
         'Apache-2.0'
     """
-    chain, modality = _chain_and_modality(spec, pretrained, options)
-    if role != "weights":
-        chain = tuple(dataclasses.replace(s, role=role) for s in chain)
+    chain, modality = _chain_and_modality(spec, pretrained, role, options)
     require_commercial_use(chain, modality=modality)
     return chain
 
 
-def licence_chain_of(spec: str, *, pretrained: bool = True, **options: Any) -> tuple[LicenceSource, ...]:
+def licence_chain_of(spec: str, *, pretrained: bool = True, role: str = "weights",
+                     **options: Any) -> tuple[LicenceSource, ...]:
     """The licence chain of the backbone ``spec`` names, as :attr:`Backbone.licence_chain` of
-    ``create_backbone(spec, pretrained=pretrained, **options)``; a ``bundle:`` spec is read from its JSON alone,
-    without loading its weights.
+    ``create_backbone(spec, pretrained=pretrained, **options)``, each entry in ``role`` unless it is ``weights``
+    (a distilled student's bundle keeps ``licence_record(student_chain, licence_chain_of(teacher, role="teacher"))``).
+    Where the source states the licence beforehand (a bundle's JSON, timm's pretrained config, a torchvision
+    weights enum, a package's entry), no weights are loaded.
 
     Example:
         >>> licence_chain_of("bundle:runs/pets")[0].licence
         'Apache-2.0'
     """
-    return _chain_and_modality(spec, pretrained, options)[0]
+    return _chain_and_modality(spec, pretrained, role, options)[0]
 
 
-def _chain_and_modality(spec: str, pretrained: bool, options: dict[str, Any]) -> tuple[tuple[LicenceSource, ...], str]:
-    """From what the source knows without the weights (a bundle's JSON, timm's pretrained config, a torchvision
-    weights enum, a package's entry), else from the created backbone."""
-    if pretrained and not options.get("weights_file"):
-        known = known_licence(spec)
-        if known is not None:
-            return known
-    backbone = create_backbone(spec, pretrained=pretrained, **options)
-    return backbone.licence_chain, backbone.modality
+def _chain_and_modality(spec: str, pretrained: bool, role: str, options: dict[str, Any]
+                        ) -> tuple[tuple[LicenceSource, ...], str]:
+    known = known_licence(spec) if pretrained and not options.get("weights_file") else None
+    if known is not None:
+        chain, modality = known
+    else:
+        backbone = create_backbone(spec, pretrained=pretrained, **options)
+        chain, modality = backbone.licence_chain, backbone.modality
+    if role != "weights":
+        chain = tuple(dataclasses.replace(s, role=role) for s in chain)
+    return chain, modality

@@ -50,9 +50,9 @@ COMMERCIAL_USE: dict[str, bool] = {
 #: other spellings sources use (lowercase) → SPDX id; every id's own lowercase form is looked up too
 ALIASES = {
     "apache 2.0": "Apache-2.0", "apache-2": "Apache-2.0", "apache license 2.0": "Apache-2.0", "bsd-3": "BSD-3-Clause",
-    "bsd": "BSD-3-Clause", "pddl": "PDDL-1.0", "cc0": "CC0-1.0", "odc-by": "ODC-By-1.0", "odbl": "ODbL-1.0",
+    "pddl": "PDDL-1.0", "cc0": "CC0-1.0", "odc-by": "ODC-By-1.0", "odbl": "ODbL-1.0",
     "gpl-2.0": "GPL-2.0-only", "gpl-3.0": "GPL-3.0-only", "lgpl-2.1": "LGPL-2.1-only", "lgpl-3.0": "LGPL-3.0-only",
-    "agpl-3.0": "AGPL-3.0-only", "lgpl-lr": "LicenseRef-lgpl-lr", "n/a (random init)": RANDOM_INIT,
+    "agpl-3.0": "AGPL-3.0-only", "n/a (random init)": RANDOM_INIT,
     RANDOM_INIT: RANDOM_INIT, "other": UNKNOWN, "unknown": UNKNOWN, "": UNKNOWN,
     "https://github.com/facebookresearch/swag/blob/main/license": "CC-BY-NC-4.0",
 }
@@ -190,7 +190,8 @@ def chain_from_meta(meta: Mapping[str, Any]) -> tuple[LicenceSource, ...]:
     backbone = meta["backbone"] if isinstance(meta.get("backbone"), Mapping) else {}
     source = str(backbone.get("spec") or backbone.get("arch_spec") or "?")
     raw = str(meta.get("licence", UNKNOWN))
-    return (LicenceSource(source, spdx_id(raw), note="" if spdx_id(raw) == raw else raw),)
+    licence = spdx_id(raw)
+    return (LicenceSource(source, licence, note=raw if licence == UNKNOWN and raw.lower() != UNKNOWN else ""),)
 
 
 def licence_record(*chains: Sequence[LicenceSource]) -> dict[str, Any]:
@@ -199,8 +200,7 @@ def licence_record(*chains: Sequence[LicenceSource]) -> dict[str, Any]:
     Example (a distilled student keeps its teacher's licences)::
 
         save_bundle(student, out, extra=licence_record(student.backbone_.licence_chain,
-                                                       inherit(teacher.backbone_.licence_chain, teacher_spec,
-                                                               role="teacher")))
+                                                       licence_chain_of(teacher_spec, role="teacher")))
     """
     merged = tuple(dict.fromkeys(s for chain in chains for s in chain))
     return {"licence": combined_licence(merged), "licence_chain": [s.to_dict() for s in merged]}

@@ -30,8 +30,8 @@ from .._extras import install_hint, require
 from .._utils import sha256_file
 from ._base import Backbone
 from ._registry import SourceEntry, register_source
-from .timm import backbone_from_timm_model
 from .licences import LicenceSource
+from .timm import backbone_from_timm_model
 from .weights import WeightsInfo
 
 
