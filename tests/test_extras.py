@@ -117,5 +117,7 @@ def test_backbones_import_no_higher_package(path):
 
 
 def test_weights_module_imports_no_other_transferkit_package():
-    allowed = ("transferkit._errors", "transferkit._utils", "transferkit._extras")
+    # licences.py is the same floor (SPDX ids, the commercial-use table, the licence chain) and imports nothing
+    allowed = ("transferkit._errors", "transferkit._utils", "transferkit._extras", "transferkit.backbones.licences")
     assert _transferkit_imports(SRC / "backbones" / "weights.py") <= set(allowed)
+    assert _transferkit_imports(SRC / "backbones" / "licences.py") == set()

@@ -73,7 +73,7 @@ def test_hf_features_are_mask_aware_mean_pooled(tiny_bert: Path) -> None:
 
     bb = create_backbone(f"hf:{tiny_bert}")
     assert bb.modality == "text" and bb.num_features == 32
-    assert bb.weights.licence == "mit" and len(bb.weights.checksum) == 64
+    assert bb.weights.licence == "MIT" and len(bb.weights.checksum) == 64
     texts = ["apple banana", "the car is very fast and i like this engine"]  # different lengths: padding
     out = extract_features(bb, from_texts(texts), cache=False, progress=False).features
     tok = AutoTokenizer.from_pretrained(tiny_bert)
@@ -285,7 +285,7 @@ def test_feature_extraction_and_bundle_round_trip(tiny_bert: Path, text_csv: Pat
     clf.save(tmp_path / "bundle")
     meta = json.loads((tmp_path / "bundle" / "transferkit.json").read_text())
     assert meta["backbone"]["modality"] == "text" and meta["backbone"]["assets"]["source"] == "hf"
-    assert meta["preprocessing"]["modality"] == "text" and meta["licence"] == "mit"
+    assert meta["preprocessing"]["modality"] == "text" and meta["licence"] == "MIT"
     assert (tmp_path / "bundle" / "backbone_assets" / "tokenizer.json").is_file()
     assert not list((tmp_path / "bundle").rglob("*.bin")) and not list((tmp_path / "bundle").rglob("*.pkl"))
     loaded = tk.load_bundle(tmp_path / "bundle", progress=False, cache=False)

@@ -8,7 +8,15 @@ Example:
     >>> tk.evaluate(clf, val)["accuracy"]
 """
 
-from ._errors import BackboneError, BundleError, DataError, NotFittedError, OfflineError, TransferkitError
+from ._errors import (
+    BackboneError,
+    BundleError,
+    DataError,
+    LicenceError,
+    NotFittedError,
+    OfflineError,
+    TransferkitError,
+)
 from ._version import __version__
 from .backbones import Backbone, Preprocessing, WeightsInfo, create_backbone, list_backbones
 from .bundle import load_bundle, save_bundle
@@ -47,7 +55,7 @@ from .strategies import (
 from .verdict import Verdict, transfer_verdict
 
 __all__ = [
-    "STRATEGIES", "Backbone", "BackboneError", "BundleError", "CurveConfig", "DataError", "FeatureCache",
+    "STRATEGIES", "Backbone", "BackboneError", "BundleError", "LicenceError", "CurveConfig", "DataError", "FeatureCache",
     "FeatureExtractionClassifier", "FineTuneClassifier", "ImageDataset", "NotFittedError", "OfflineError",
     "ZeroShotClassifier", "SmallCNNClassifier", "TfidfClassifier",
     "Preprocessing", "ScratchClassifier", "TransferkitError", "WeightsInfo", "__version__", "create_backbone",

@@ -47,6 +47,10 @@ class BundleError(TransferkitError):
     """A bundle is missing, unreadable or from an incompatible version."""
 
 
+class LicenceError(TransferkitError):
+    """The weights' licence does not allow the use asked for (``commercial``), or is unknown."""
+
+
 class NotFittedError(TransferkitError, AttributeError):
     """A strategy was used before ``fit``. Subclasses AttributeError like scikit-learn's."""
 

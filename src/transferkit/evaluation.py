@@ -43,11 +43,22 @@ def evaluate(model: Any, X: Any, y: Any = None, *, confusion_png: str | os.PathL
         raise DataError(f"None of the {len(ds)} images in {ds.name} could be read.")
     truth_names = np.asarray(ds.classes)[ds.labels[index]]
     pred_names = np.asarray(classes)[proba.argmax(1)]
+    result = {**classification_scores(truth_names, pred_names, classes), "images": int(len(index)),
+              "skipped": [list(s) for s in skipped]}
+    if confusion_png is not None:
+        result["confusion_png"] = str(save_confusion_png(np.asarray(result["confusion_matrix"]), classes,
+                                                         confusion_png))
+    return result
+
+
+def classification_scores(truth_names: np.ndarray, pred_names: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """``{"accuracy", "macro_f1", "per_class", "confusion_matrix", "classes"}`` of predicted against true class
+    names (what :func:`evaluate` reports, for predictions made elsewhere, e.g. by ``transferkit report``)."""
     precision, recall, f1, support = precision_recall_fscore_support(
         truth_names, pred_names, labels=classes, zero_division=0
     )
     cm = confusion_matrix(truth_names, pred_names, labels=classes)
-    result = {
+    return {
         "accuracy": float(accuracy_score(truth_names, pred_names)),
         # over the classes that occur (in the truth or the predictions): a class of the model that this data never
         # shows and that is never predicted has no F1 to average, not an F1 of 0
@@ -60,12 +71,7 @@ def evaluate(model: Any, X: Any, y: Any = None, *, confusion_png: str | os.PathL
         },
         "confusion_matrix": cm.tolist(),
         "classes": classes,
-        "images": int(len(index)),
-        "skipped": [list(s) for s in skipped],
     }
-    if confusion_png is not None:
-        result["confusion_png"] = str(save_confusion_png(cm, classes, confusion_png))
-    return result
 
 
 def check_classes(ds: ImageDataset, classes: list[str]) -> None:

@@ -9,9 +9,18 @@ from ._registry import (
     source_descriptions,
     split_spec,
 )
+from .commercial import (
+    commercial_alternatives,
+    licence_chain_of,
+    require_commercial_backbone,
+    require_commercial_use,
+)
+from .licences import LicenceSource, allows_commercial_use, licence_record, spdx_id
 from .weights import AudioPreprocessing, Preprocessing, TextPreprocessing, WeightsInfo
 
 __all__ = [
-    "DEFAULT_LAYER", "AudioPreprocessing", "Backbone", "LayerGroup", "Preprocessing", "SourceEntry", "TextPreprocessing", "WeightsInfo", "create_backbone",
+    "DEFAULT_LAYER", "AudioPreprocessing", "Backbone", "LayerGroup", "LicenceSource", "allows_commercial_use",
+    "commercial_alternatives", "licence_chain_of", "licence_record", "require_commercial_backbone",
+    "require_commercial_use", "spdx_id", "Preprocessing", "SourceEntry", "TextPreprocessing", "WeightsInfo", "create_backbone",
     "list_backbones", "register_source", "source_descriptions", "split_spec",
 ]

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .._errors import BackboneError, did_you_mean
+from .licences import LicenceSource
 from .weights import WeightsInfo
 
 DEFAULT_LAYER = "pre_logits"
@@ -298,6 +299,13 @@ class Backbone(nn.Module):
         return self
 
     # -- description ----------------------------------------------------------------------------------
+    @property
+    def licence_chain(self) -> tuple[LicenceSource, ...]:
+        """Every set of weights this backbone descends from, each with its SPDX licence (:mod:`.licences`): the
+        source's own weights, or for a ``bundle:`` backbone the chain its bundle recorded."""
+        w = self.weights
+        return w.licence_chain or (LicenceSource(self.spec, w.licence, note=w.licence_note),)
+
     def describe(self) -> dict[str, Any]:
         """JSON-ready description: spec, weights provenance, preprocessing, layers and groups."""
         return {
@@ -308,6 +316,7 @@ class Backbone(nn.Module):
             "groups": [g for g, _ in self._group_names],
             "preprocessing": self.preprocessing.to_dict(),
             "weights": self.weights.to_dict(),
+            "licence_chain": [s.to_dict() for s in self.licence_chain],
         }
 
 

@@ -105,16 +105,20 @@ def hub_file(name: str, filename: str) -> Path | None:
 
 
 def read_licence(readme: Path | None) -> str:
-    """``license:`` from a model card's YAML front matter."""
+    """``license:`` from a model card's YAML front matter (a custom ``license: other`` by its ``license_name``);
+    :class:`~transferkit.backbones.WeightsInfo` turns it into the SPDX id."""
     if readme is None or not readme.is_file():
         return UNKNOWN_LICENCE
     lines = readme.read_text(encoding="utf-8", errors="replace").splitlines()
     if not lines or lines[0].strip() != "---":
         return UNKNOWN_LICENCE
+    fields: dict[str, str] = {}
     for line in lines[1:]:
         if line.strip() == "---":
             break
         key, _, value = line.partition(":")
-        if key.strip() == "license" and value.strip():
-            return value.strip().strip("'\"")
-    return UNKNOWN_LICENCE
+        if key.strip() in ("license", "license_name") and value.strip():
+            fields[key.strip()] = value.strip().strip("'\"")
+    if fields.get("license", "").lower() == "other" and fields.get("license_name"):
+        return f"LicenseRef-{fields['license_name']}"
+    return fields.get("license", UNKNOWN_LICENCE)

@@ -14,21 +14,33 @@ import torch
 
 from .._errors import BackboneError, did_you_mean
 from ._base import Backbone
+from .licences import UNKNOWN, LicenceSource, commercial_status, spdx_id
 
 
 @dataclass(frozen=True)
 class SourceEntry:
-    """One known backbone name, as listed by ``transferkit backbones``."""
+    """One known backbone name, as listed by ``transferkit backbones``.
+
+    ``licence`` is an SPDX id (:mod:`.licences`) for a concrete spec; a pattern (``timm:<any ...>``) says where each
+    model's licence comes from. ``modality`` (``image``, ``text``, ``audio``; "" when it varies) lets a refusal
+    suggest alternatives that read the same inputs."""
 
     spec: str
     licence: str
     offline: bool
     pretrained: bool
     note: str = ""
+    modality: str = ""
+
+    @property
+    def commercial(self) -> str:
+        """``yes``, ``no``, ``unknown`` (:func:`~.licences.commercial_status`), or ``per model`` for a pattern."""
+        licence = spdx_id(self.licence)
+        return "per model" if "<" in self.spec and licence == UNKNOWN else commercial_status(licence)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"spec": self.spec, "licence": self.licence, "offline": self.offline,
-                "pretrained": self.pretrained, "note": self.note}
+        return {"spec": self.spec, "licence": self.licence, "commercial": self.commercial, "offline": self.offline,
+                "pretrained": self.pretrained, "note": self.note, "modality": self.modality}
 
 
 @dataclass(frozen=True)
@@ -39,6 +51,7 @@ class _Source:
     knows: Callable[[str], bool]
     description: str
     reads: Callable[[str], str | None]
+    licence: Callable[[str], tuple[tuple[LicenceSource, ...], str] | None]
 
 
 _SOURCES: dict[str, _Source] = {}
@@ -55,13 +68,18 @@ def register_source(
     knows: Callable[[str], bool],
     description: str,
     reads: Callable[[str], str | None] | None = None,
+    licence: Callable[[str], tuple[tuple[LicenceSource, ...], str] | None] | None = None,
 ) -> None:
     """Make ``<prefix>:<name>`` specs resolvable. Later modalities register here too.
 
     ``reads(name)`` says what a backbone of this source reads (``image``, ``text``, ``audio``) before creating it,
     or None when only the created backbone knows; options of another modality are then refused without a download.
+    ``licence(name)`` gives the licence chain of ``name``'s pretrained weights and what it reads without loading
+    (or downloading) them, or None when only the created backbone knows: the licence guard refuses before a
+    download (:mod:`.commercial`).
     """
-    _SOURCES[prefix] = _Source(prefix, create, list_entries, knows, description, reads or (lambda _name: None))
+    _SOURCES[prefix] = _Source(prefix, create, list_entries, knows, description, reads or (lambda _name: None),
+                               licence or (lambda _name: None))
 
 
 def split_spec(spec: str) -> tuple[str, str]:
@@ -132,6 +150,13 @@ def _refuse_text_options(options: dict[str, Any], spec: str, modality: str) -> N
         f"{names} applies to text backbones (hf:<model>, packaged:all-minilm-l6-v2, vectors:<file>, "
         f"packaged:glove-6b-50d); {spec} reads {modality}. Drop {names}."
     )
+
+
+def known_licence(spec: str) -> tuple[tuple[LicenceSource, ...], str] | None:
+    """``(licence chain, modality)`` of the pretrained weights ``spec`` names, when its source knows them without
+    loading the weights (``register_source(licence=)``); None otherwise."""
+    prefix, name = split_spec(spec)
+    return _SOURCES[prefix].licence(name)
 
 
 def list_backbones() -> list[SourceEntry]:

@@ -16,6 +16,7 @@ from .._errors import BundleError
 from ..bundle_format import META_FILE, read_meta, read_training_items, read_weights, unprefixed
 from ._base import Backbone
 from ._registry import TEXT_OPTIONS, SourceEntry, create_backbone, register_source
+from .licences import LicenceSource, chain_from_meta, combined_licence, inherit
 from .weights import Preprocessing, WeightsInfo, state_dict_checksum
 
 
@@ -60,10 +61,12 @@ def backbone_from_bundle(directory: Path, meta: dict[str, Any], tensors: dict[st
     if not options:  # with options, the rebuilt text backbone's own preprocessing says how it now runs
         backbone.preprocessing = Preprocessing.from_dict(meta.get("preprocessing") or info["preprocessing"])
     origin = WeightsInfo.from_dict(info.get("weights", {})) if info.get("weights") else None
+    chain = inherit(chain_from_meta(meta), f"bundle:{directory}")  # its ancestors' licences stay with it
     backbone.weights = WeightsInfo(
         source="bundle",
         pretrained=True,
-        licence=meta.get("licence", "unknown"),
+        licence=combined_licence(chain),
+        licence_chain=chain,
         origin=str(directory),
         checksum=state_dict_checksum(backbone.trunk),
         source_task=f"{meta.get('strategy', '?')} on {meta.get('data', {}).get('name', '?')}"
@@ -85,9 +88,15 @@ def create(name: str, *, pretrained: bool = True, **options: Any) -> Backbone:
 
 
 def list_entries() -> list[SourceEntry]:
-    return [SourceEntry("bundle:<dir>", "inherits the licence of its source weights", True, True,
+    return [SourceEntry("bundle:<dir>", "inherits its ancestors' (see --show)", True, True,
                         "the backbone of a bundle written by transferkit fit/pretrain")]
 
 
+def known_licence(name: str) -> tuple[tuple[LicenceSource, ...], str]:
+    """The chain a ``bundle:<name>`` backbone has, and what it reads, from the bundle's JSON alone."""
+    meta = read_meta(Path(name))
+    return inherit(chain_from_meta(meta), f"bundle:{Path(name)}"), str(meta["backbone"].get("modality", ""))
+
+
 register_source("bundle", create, list_entries, lambda n: (Path(n) / META_FILE).is_file(),
-                "the backbone of a transferkit bundle directory")
+                "the backbone of a transferkit bundle directory", licence=known_licence)

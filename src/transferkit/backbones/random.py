@@ -10,6 +10,7 @@ from typing import Any
 
 from ._base import Backbone
 from ._registry import SourceEntry, register_source
+from .licences import RANDOM_INIT
 
 
 def create(name: str, *, pretrained: bool = True, **kwargs: Any) -> Backbone:
@@ -21,7 +22,7 @@ def create(name: str, *, pretrained: bool = True, **kwargs: Any) -> Backbone:
 
 
 def list_entries() -> list[SourceEntry]:
-    return [SourceEntry("random:<spec>", "n/a (random init)", True, False,
+    return [SourceEntry("random:<spec>", RANDOM_INIT, True, False,
                         "any architecture above, seeded random weights (a reference candidate for ranking)")]
 
 

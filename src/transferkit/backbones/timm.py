@@ -18,6 +18,7 @@ from .._errors import BackboneError, OfflineError, did_you_mean
 from ._base import Backbone
 from ._groups import name_and_cover_groups, top_level_groups
 from ._registry import SourceEntry, register_source
+from .licences import UNKNOWN, LicenceSource, spdx_id
 from .weights import Preprocessing, WeightsInfo, preprocessing_from_timm, state_dict_checksum
 
 #: random weights are `pretrained=False` (the CLI's --random-init) or a random:<spec>, which every command takes
@@ -89,8 +90,8 @@ def backbone_from_timm_model(
         raw = top_level_groups(model)
     if weights.checksum == "":
         weights = WeightsInfo(**{**weights.to_dict(), "checksum": state_dict_checksum(model)})
-    if not weights.licence:
-        weights = WeightsInfo(**{**weights.to_dict(), "licence": cfg.get("license", "unknown")})
+    if weights.pretrained and weights.licence == UNKNOWN and cfg.get("license"):
+        weights = WeightsInfo(**{**weights.to_dict(), "licence": cfg["license"]})
     return Backbone(
         model,
         spec=spec,
@@ -135,9 +136,17 @@ def _cached_timm_models() -> list[str]:
         return []
 
 
+def _cached_licence(name: str) -> str:
+    """The SPDX id of a cached timm model's ``pretrained_cfg.license`` (``unknown`` when timm does not know it)."""
+    try:
+        return spdx_id(getattr(timm.models.get_pretrained_cfg(name), "license", None))
+    except Exception:  # a cached repo timm no longer lists
+        return UNKNOWN
+
+
 def list_entries() -> list[SourceEntry]:
     rows = [
-        SourceEntry(f"timm:{name}", "see model card", True, True, "weights in the local hub cache")
+        SourceEntry(f"timm:{name}", _cached_licence(name), True, True, "weights in the local hub cache", "image")
         for name in _cached_timm_models()
     ]
     rows.append(
@@ -152,5 +161,15 @@ def list_entries() -> list[SourceEntry]:
     return rows
 
 
+def known_licence(name: str) -> tuple[tuple[LicenceSource, ...], str] | None:
+    """``pretrained_cfg.license`` of the weights ``timm:<name>`` would download (the default tag when none is
+    given), without downloading them."""
+    try:
+        cfg = timm.models.get_pretrained_cfg(name)
+    except Exception:  # not a model timm knows: create() refuses it with the closest names
+        return None
+    return ((LicenceSource(f"timm:{name}", spdx_id(getattr(cfg, "license", None))),), "image") if cfg else None
+
+
 register_source("timm", create, list_entries, timm.is_model, "any timm architecture, weights from the HF hub",
-                reads=lambda _name: "image")
+                reads=lambda _name: "image", licence=known_licence)

@@ -20,10 +20,18 @@ from .._errors import BackboneError, OfflineError, did_you_mean
 from ._base import Backbone
 from ._groups import name_and_cover_groups, probe_feature_dims, top_level_groups
 from ._registry import SourceEntry, register_source
+from .licences import LicenceSource, spdx_id
 from .timm import OFFLINE_ALTERNATIVES
 from .weights import Preprocessing, WeightsInfo, state_dict_checksum
 
-_LICENCE = "BSD-3-Clause code; weights under the terms of their training data (see torchvision docs)"
+# torchvision's code is BSD-3-Clause; of its weights the docs say only that they "may have their own licenses or
+# terms and conditions derived from the dataset used for training": unknown, unless the weights' metadata names one
+_LICENCE_NOTE = "BSD-3-Clause code; weights under the terms of their training data (see torchvision docs)"
+
+
+def weights_licence(weights_enum: Any) -> str:
+    """The licence a torchvision weights enum's metadata names (the SWAG weights link theirs), else unknown."""
+    return spdx_id(weights_enum.meta.get("license"))
 
 
 def _classification_models() -> list[str]:
@@ -83,11 +91,12 @@ def create(name: str, *, pretrained: bool = True, **_: Any) -> Backbone:
         weights = WeightsInfo(
             source="torchvision",
             pretrained=True,
-            licence=_LICENCE,
+            licence=weights_licence(weights_enum),
             origin=weights_enum.url,
             checksum=state_dict_checksum(model),
             source_task=str(weights_enum).split(".")[-1],
             num_source_classes=len(weights_enum.meta.get("categories", [])),
+            licence_note=_LICENCE_NOTE,
         )
     else:
         preprocessing = Preprocessing(interpolation="bilinear", crop_pct=0.875)
@@ -131,11 +140,12 @@ def list_entries() -> list[SourceEntry]:
         except (ValueError, AttributeError):
             continue
         if _checkpoint_path(w).is_file():
-            rows.append(SourceEntry(f"torchvision:{name}", _LICENCE, True, True, f"{w} in the local torch hub cache"))
+            rows.append(SourceEntry(f"torchvision:{name}", weights_licence(w), True, True,
+                                    f"{w} in the local torch hub cache; {_LICENCE_NOTE}", "image"))
     rows.append(
         SourceEntry(
             f"torchvision:<any of {len(_classification_models())} classification models>",
-            _LICENCE,
+            "per weights: unknown unless named (terms of their training data)",
             False,
             True,
             "downloads from download.pytorch.org; offline with --random-init",
@@ -151,4 +161,6 @@ register_source(
     lambda n: n in _classification_models(),
     "torchvision classification models and their weights enums",
     reads=lambda _name: "image",
+    licence=lambda n: (((LicenceSource(f"torchvision:{n}", weights_licence(torchvision.models.get_model_weights(n).DEFAULT),
+                                       note=_LICENCE_NOTE),), "image") if n in _classification_models() else None),
 )

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .._errors import BackboneError
+from .licences import RANDOM_INIT, UNKNOWN, LicenceSource, spdx_id
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -125,11 +126,16 @@ class WeightsInfo:
     Attributes:
         source: the spec prefix that produced them (``timm``, ``torchvision``, ``packaged``, ``bundle``).
         pretrained: False for a random initialisation.
-        licence: SPDX identifier or a short statement of the terms.
+        licence: SPDX id (:mod:`.licences`: ``Apache-2.0``, ``CC-BY-NC-4.0``, ``unknown``, ``none (random init)``);
+            an expression such as ``Apache-2.0 AND CC-BY-NC-4.0`` for a bundle made from several. Whatever a
+            source states is normalised to the id; the statement is kept in ``licence_note`` when it says more.
         origin: URL, hub id, package or directory the weights were read from.
         checksum: sha256 over the state dict (names, shapes and bytes), identifies the exact weights.
         source_task: what the weights were trained on (e.g. ``ImageNet-1k``), when known.
         num_source_classes: size of the source head (needed by LEEP), 0 when there is none.
+        licence_note: the licence in the source's words (e.g. torchvision's caveat on its weights).
+        licence_chain: every set of weights these descend from (a ``bundle:`` backbone's ancestors); empty for
+            weights that came straight from their source (:attr:`Backbone.licence_chain` then names that source).
     """
 
     source: str
@@ -139,9 +145,23 @@ class WeightsInfo:
     checksum: str = ""
     source_task: str = ""
     num_source_classes: int = 0
+    licence_note: str = ""
+    licence_chain: tuple[LicenceSource, ...] = ()
+
+    def __post_init__(self) -> None:
+        stated = str(self.licence or "")
+        licence = spdx_id(stated) if self.pretrained else RANDOM_INIT
+        if licence != stated:
+            object.__setattr__(self, "licence", licence)
+            if licence == UNKNOWN and stated.strip().lower() not in ("", UNKNOWN, "other") and not self.licence_note:
+                object.__setattr__(self, "licence_note", stated)  # a sentence, a URL: more than "unknown" says
+        object.__setattr__(self, "licence_chain", tuple(
+            s if isinstance(s, LicenceSource) else LicenceSource.from_dict(s) for s in self.licence_chain))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d["licence_chain"] = [s.to_dict() for s in self.licence_chain]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> WeightsInfo:

@@ -8,6 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ..backbones.licences import LicenceSource, commercial_status
 from ..jobs.backbones import BackbonesConfig, describe_backbones
 
 
@@ -35,12 +36,17 @@ def run(args: argparse.Namespace) -> int:
 
 def render(console: Console, r: dict[str, Any]) -> None:
     table = Table(title="backbones")
-    for col in ("spec", "offline now", "licence", "note"):
+    for col in ("spec", "offline now", "licence (SPDX)", "commercial use", "note"):
         table.add_column(col, overflow="fold")
     for row in r["backbones"]:
-        table.add_row(row["spec"], "[green]yes[/green]" if row["offline"] else "no", row["licence"], row["note"])
+        table.add_row(row["spec"], "[green]yes[/green]" if row["offline"] else "no", row["licence"],
+                      COMMERCIAL_STYLE.get(row["commercial"], row["commercial"]), row["note"])
     console.print(table)
-    console.print("Describe one: transferkit backbones --show packaged:efficientnet_lite0")
+    console.print("Describe one: transferkit backbones --show packaged:efficientnet_lite0 (a bundle's: its licence "
+                  "chain)")
+
+
+COMMERCIAL_STYLE = {"yes": "[green]yes[/green]", "no": "[red]no[/red]", "unknown": "[yellow]unknown[/yellow]"}
 
 
 def render_one(console: Console, b: dict[str, Any]) -> None:
@@ -48,6 +54,11 @@ def render_one(console: Console, b: dict[str, Any]) -> None:
     w = b["weights"]
     console.print(f"weights: {w['origin']} | licence {w['licence']} | task {w['source_task'] or '-'} | "
                   f"sha256 {w['checksum'][:16]}…", highlight=False)
+    for entry in b.get("licence_chain", []):
+        source = LicenceSource.from_dict(entry)
+        status = commercial_status(source.licence)
+        console.print(f"licence chain: {source.describe()} — commercial use {COMMERCIAL_STYLE[status]}"
+                      f"{f' ({source.note})' if source.note else ''}", highlight=False)
     p = b["preprocessing"]
     if "input_size" in p:
         console.print(f"preprocessing: input {tuple(p['input_size'])}, mean {tuple(p['mean'])}, std {tuple(p['std'])}, "

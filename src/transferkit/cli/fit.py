@@ -82,6 +82,8 @@ def register(sub: Any) -> None:
                    help="--peft prompt-tuning: start the prompt from this text's token embeddings (default: "
                         "sampled vocabulary tokens)")
     add_bundle_options(p)
+    p.add_argument("--commercial", action="store_true",
+                   help="the model is for commercial use: refuse backbones whose licence is non-commercial or unknown")
     add_runtime_options(p)
     p.set_defaults(run=run)
 
@@ -100,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         encoding=args.encoding, labels=args.labels, template=args.template, temperature=args.temperature,
         peft=args.peft, lora_rank=args.lora_rank, prompt_tokens=args.prompt_tokens, prompt_init=args.prompt_init,
         backbone_options=backbone_options(args),
-        training_items=not args.no_training_items,
+        training_items=not args.no_training_items, commercial=args.commercial,
     )
     result = fit_bundle(cfg)
     emit(args, result, render)

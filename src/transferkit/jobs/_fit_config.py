@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._errors import TransferkitError, did_you_mean
-from ..backbones import Backbone
+from ..backbones import Backbone, require_commercial_backbone
 from ..features.extract import DEFAULT_MAX_BAD_FRACTION
 from ..strategies import STRATEGIES, FeatureExtractionClassifier, ZeroShotClassifier
 from ..strategies.feature_extraction import with_options
@@ -73,6 +73,8 @@ class FitConfig:
             ``max_length`` (transformers); the scratch baseline is built with them too.
         training_items: keep the content digests of the training items in the bundle (see :func:`save_bundle`);
             False for membership privacy, at the price of no warning when the model meets them again.
+        commercial: the model is for commercial use: refuse, before reading any data, a backbone whose licence
+            chain holds a non-commercial or unknown licence (:func:`~transferkit.backbones.require_commercial_use`).
     """
 
     data: str
@@ -115,12 +117,21 @@ class FitConfig:
     prompt_init: str | None = None
     backbone_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     training_items: bool = True
+    commercial: bool = False
 
 
 def backbone_for(cfg: FitConfig) -> str | Backbone:
     """``cfg.backbone``, or with ``backbone_options`` the backbone they configure (strategies take either)."""
     pretrained = not cfg.random_init and cfg.strategy != "scratch"
     return with_options(cfg.backbone, cfg.backbone_options, pretrained=pretrained)
+
+
+def check_licence(cfg: FitConfig) -> None:
+    """``commercial``: refuse a backbone whose licence chain does not allow commercial use (a random
+    initialisation, and the scratch strategy, use no third-party weights and always pass)."""
+    if cfg.commercial:
+        require_commercial_backbone(cfg.backbone, pretrained=not cfg.random_init and cfg.strategy != "scratch",
+                                    **cfg.backbone_options)
 
 
 def _check_peft_options(cfg: FitConfig) -> None:

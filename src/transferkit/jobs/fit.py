@@ -29,7 +29,7 @@ from ..data import (
 )
 from ..data.seen import count_seen, seen_warnings
 from ..evaluation import evaluate
-from ._fit_config import DEFAULT_BACKBONE, FitConfig, backbone_for, make_strategy
+from ._fit_config import DEFAULT_BACKBONE, FitConfig, backbone_for, check_licence, make_strategy
 from .baseline import baseline_kind, baseline_verdict, fit_model, protocol_for
 
 __all__ = ["DEFAULT_BACKBONE", "FitConfig", "backbone_for", "fit_bundle", "make_strategy", "prepare_data",
@@ -107,6 +107,7 @@ def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
         A JSON-ready summary: ``bundle``, ``accuracy``, ``macro_f1``, ``strategy``, ``backbone``, ``licence``,
         ``train_images``, ``val_images``, ``skipped``, ``seconds``, ``confusion_png``, ``metrics``, ``verdict``.
     """
+    check_licence(cfg)
     if cfg.strategy == "zero-shot":
         return zero_shot_bundle(cfg)
     start = time.perf_counter()
@@ -165,6 +166,7 @@ def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
         "accuracy": metrics["accuracy"],
         "macro_f1": metrics["macro_f1"],
         "licence": estimator.backbone_.weights.licence,
+        "licence_chain": [s.to_dict() for s in estimator.backbone_.licence_chain],
         "train_images": len(train),
         "val_images": len(val),
         "modality": estimator.backbone_.modality,

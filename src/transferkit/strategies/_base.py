@@ -26,6 +26,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from .. import bundle_format
 from .._errors import DataError, NotFittedError
 from ..backbones.bundle import backbone_from_bundle
+from ..backbones.licences import licence_record
 from ..data import AudioDataset, ImageDataset, TextDataset, from_arrays, from_audio_files, from_texts
 from ..data.seen import DIGEST
 
@@ -207,7 +208,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             "classes_are_integers": bool(np.asarray(self.classes_).dtype.kind in "iu"),
             "head_classes": [int(c) for c in self.head_classes_],
             "preprocessing": backbone.preprocessing.to_dict(),
-            "licence": backbone.weights.licence,
+            **licence_record(backbone.licence_chain),  # "licence" and "licence_chain" (backbones.licences)
             "metrics": metrics or {},
             "data": data or {},
             "fit": getattr(self, "fit_info_", {}),
