@@ -29,7 +29,7 @@ from ..data import (
 )
 from ..data.seen import count_seen, seen_warnings
 from ..evaluation import evaluate
-from ._fit_config import DEFAULT_BACKBONE, FitConfig, backbone_for, make_strategy
+from ._fit_config import DEFAULT_BACKBONE, FitConfig, backbone_for, check_task_options, make_strategy
 from ._fit_tasks import multitask_bundle
 from .baseline import baseline_kind, baseline_verdict, fit_model, protocol_for
 
@@ -110,6 +110,7 @@ def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
         A JSON-ready summary: ``bundle``, ``accuracy``, ``macro_f1``, ``strategy``, ``backbone``, ``licence``,
         ``train_images``, ``val_images``, ``skipped``, ``seconds``, ``confusion_png``, ``metrics``, ``verdict``.
     """
+    check_task_options(cfg)
     if cfg.targets:  # several label columns: one model for every task, no verdict (jobs._fit_tasks)
         return multitask_bundle(cfg)
     if cfg.strategy == "zero-shot":

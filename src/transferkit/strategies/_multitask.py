@@ -69,8 +69,9 @@ def joint_softmax(logits: torch.Tensor, sizes: list[int]) -> np.ndarray:
 def predict_tasks(model: Any, joint: np.ndarray) -> np.ndarray:
     """``(N, T)`` labels, one column per task (an object array when the tasks' class kinds differ)."""
     columns = [np.asarray(c)[p.argmax(1)] for c, p in zip(model.classes_, split_tasks(model, joint), strict=True)]
-    kinds = {c.dtype.kind for c in columns}
-    out = np.empty((len(joint), len(columns)), dtype=object if len(kinds) > 1 else columns[0].dtype)
+    if len({c.dtype.kind for c in columns}) == 1:
+        return np.stack(columns, axis=1)  # one dtype wide enough for every task's names
+    out = np.empty((len(joint), len(columns)), dtype=object)
     for t, c in enumerate(columns):
         out[:, t] = c
     return out
