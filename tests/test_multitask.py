@@ -3,13 +3,16 @@ uncertainty weighting), multi-task feature extraction and fine-tuning, their bun
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from rich.console import Console
 from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
 
 import transferkit as tk
 from transferkit.data import MISSING
@@ -19,6 +22,7 @@ from .conftest import COLORS, TINY, bad_files, make_image, tiny_backbone
 from .test_cli import assert_user_error, cli, one_json
 
 FIT_TINY = ["--backbone", TINY, "--random-init", "--no-progress", "--val-fraction", "0.34"]
+FAST_HEAD = LogisticRegression(max_iter=500)  # the tuned default cross-validates 160 fits per task: seconds each
 
 
 def bar_side(image) -> str:
@@ -169,7 +173,7 @@ def test_feature_extraction_reads_features_once_and_each_tasks_head_is_the_singl
     images, labels = task_arrays()
     backbone = tiny_backbone()
     data = tk.from_task_labels(tk.from_arrays(images), labels)
-    model = tk.FeatureExtractionClassifier(backbone, progress=False, cache=str(tmp_path)).fit(data)
+    model = tk.FeatureExtractionClassifier(backbone, head=FAST_HEAD, progress=False, cache=str(tmp_path)).fit(data)
     assert model.tasks_ == ["colour", "bar"] and [list(c) for c in model.classes_] == [
         ["blue", "green", "red"], ["bottom", "top"]]
     assert model.fit_info_["extraction"]["computed"] == 30  # every image once, for both tasks
@@ -177,7 +181,8 @@ def test_feature_extraction_reads_features_once_and_each_tasks_head_is_the_singl
     assert predicted.shape == (4, 2) and set(predicted[:, 1]) <= {"bottom", "top"}
     proba = model.predict_proba(images)
     assert [p.shape for p in proba] == [(30, 3), (30, 2)] and np.allclose([p.sum(1) for p in proba], 1.0)
-    single = tk.FeatureExtractionClassifier(backbone, progress=False, cache=str(tmp_path)).fit(data.task("bar"))
+    single = tk.FeatureExtractionClassifier(backbone, head=FAST_HEAD, progress=False, cache=str(tmp_path)).fit(
+        data.task("bar"))
     assert single.fit_info_["extraction"]["computed"] == 0  # the cache had them: same features
     np.testing.assert_allclose(single.predict_proba(images), proba[1], rtol=0, atol=1e-6)
     predicted = model.predict(images)
@@ -187,7 +192,7 @@ def test_feature_extraction_reads_features_once_and_each_tasks_head_is_the_singl
     assert model.score(data) == pytest.approx((colour + bar) / 2)  # each task on the items labelled for it
 
 
-@pytest.mark.parametrize("head", ["logistic", "svm"])
+@pytest.mark.parametrize("head", [FAST_HEAD, "svm"])
 def test_a_multitask_feature_extraction_bundle_predicts_as_the_fitted_model(head, tmp_path):
     images, labels = task_arrays()
     model = tk.FeatureExtractionClassifier(tiny_backbone(), head=head, progress=False).fit(
@@ -197,6 +202,7 @@ def test_a_multitask_feature_extraction_bundle_predicts_as_the_fitted_model(head
     assert [t["name"] for t in meta["tasks"]] == ["colour", "bar"]
     assert meta["classes"] == ["colour:blue", "colour:green", "colour:red", "bar:bottom", "bar:top"]
     assert (tmp_path / "b" / "head.skops").exists() == (head == "svm")  # svm: both heads in one skops file
+    assert meta["head"]["type"] == ("sklearn" if head == "svm" else "multitask")
     loaded = tk.load_bundle(tmp_path / "b", progress=False)
     assert loaded.tasks_ == model.tasks_
     for a, b in zip(loaded.predict_proba(images), model.predict_proba(images), strict=True):
@@ -207,13 +213,13 @@ def test_a_multitask_feature_extraction_bundle_predicts_as_the_fitted_model(head
 def test_scikit_learn_conventions_hold_for_several_tasks():
     images, labels = task_arrays()
     integers = np.stack([np.repeat([0, 1, 2], 10), np.tile([0, 1, -1, 1, 0], 6)], axis=1)  # -1: no label
-    model = tk.FeatureExtractionClassifier(tiny_backbone(), progress=False)
+    model = tk.FeatureExtractionClassifier(tiny_backbone(), head=FAST_HEAD, progress=False)
     with pytest.raises(tk.NotFittedError):
         model.predict(images)
     model.fit(images, integers)  # y as (N, T): tasks "0", "1", integer classes
     assert model.tasks_ == ["0", "1"] and model.predict(images).dtype.kind == "i"
     assert [c.tolist() for c in model.classes_] == [[0, 1, 2], [0, 1]]
-    assert clone(model).get_params()["head"] == "logistic" and not hasattr(clone(model), "tasks_")
+    assert clone(model).get_params()["seed"] == 0 and not hasattr(clone(model), "tasks_")
     model.fit(images, integers[:, 0])  # refitted on one task: single-task behaviour again
     assert model.tasks_ is None and model.predict(images).shape == (30,)
     with pytest.raises(tk.DataError, match="label columns \\(tasks colour, bar\\); this strategy learns one task"):
@@ -287,6 +293,15 @@ def test_fit_with_targets_then_predict_and_evaluate_every_task(capsys, task_tabl
     e = one_json(stdout)
     assert code == 0 and e["tasks"]["colour"]["images"] == 24 and e["tasks"]["bar"]["images"] == 18
     assert e["seen"] == r["train_images"] and e["warnings"]  # evaluated on its own training images: flagged
+    from transferkit.cli import evaluate as evaluate_cli
+    from transferkit.cli import fit as fit_cli
+
+    printed = io.StringIO()
+    fit_cli.render(Console(file=printed, width=200), r)
+    evaluate_cli.render(Console(file=printed, width=200), e)
+    text = printed.getvalue()
+    assert "per task" in text and "no scratch baseline" in text and "gain (95% CI)" in text and "+0.0 pts" in text
+    assert "mean over tasks" in text and "confusion_matrix-bar.png" in text
 
 
 def test_fit_with_targets_fine_tunes_with_uncertainty_weighting(capsys, task_table, tmp_path):
@@ -297,10 +312,9 @@ def test_fit_with_targets_fine_tunes_with_uncertainty_weighting(capsys, task_tab
     r = one_json(stdout)
     assert r["task_weighting"] == "uncertainty" and r["epochs_run"] == 2 and r["single_task"] is None
     assert all(set(t["task_weight"]) == {"log_variance", "weight"} for t in r["per_task"].values())
-    code, stdout, _ = cli(capsys, "fit", task_table, "--targets", "colour,bar", *FIT_TINY, "--strategy",
-                          "fine-tune", "--head-epochs", "1", "--epochs", "1", "--image-size", "32", "--out",
-                          tmp_path / "ft2")
-    assert code == 0 and "per task" in stdout and "no scratch baseline" in stdout
+    meta = json.loads((tmp_path / "ft" / "transferkit.json").read_text())
+    assert meta["head"]["config"]["weighting"] == "uncertainty" and meta["verdict"] is None
+    assert (tmp_path / "ft" / "training_curves.png").is_file() and not (tmp_path / "ft" / "checkpoints").exists()
 
 
 def test_multitask_mistakes_are_one_line(capsys, task_table, tmp_path):

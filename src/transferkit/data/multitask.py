@@ -117,7 +117,9 @@ class MultiTaskDataset:
 
 def _encode_column(values: Sequence[Any], task: str) -> tuple[np.ndarray, list[str], bool]:
     """One task's labels (names or integers; None, '' or NaN for none) → (indices with MISSING, names, integers?)."""
-    array = np.asarray(values, dtype=object if not isinstance(values, np.ndarray) else None)
+    array = np.asarray(values)
+    if array.dtype.kind not in "iu":
+        array = np.asarray(values, dtype=object)  # names, with None / NaN / "" where there is no label
     if array.dtype.kind in "iu":
         if array.min(initial=0) < MISSING:
             raise DataError(f"Integer labels of task {task!r} must be >= 0, or {MISSING} for no label. "
@@ -141,14 +143,17 @@ def from_task_labels(inputs: Any, labels: Mapping[str, Sequence[Any]] | np.ndarr
     Args:
         inputs: an ``ImageDataset``/``TextDataset``/``AudioDataset`` (its own labels, if any, are ignored).
         labels: ``{task name: labels}`` (class names or integers; ``None``, ``""`` or NaN where an item has no label
-            for the task; for integers, -1), or an ``(N, T)`` array whose tasks are named ``"0"``, ``"1"``, ...
+            for the task; for integers, -1), a pandas ``DataFrame`` (a task per column), or an ``(N, T)`` array whose
+            tasks are named ``"0"``, ``"1"``, ...
         name: the dataset's name (default: the inputs').
 
     Example:
         >>> ds = from_task_labels(from_arrays(images), {"kind": kinds, "colour": colours})
     """
     columns: dict[str, Any]
-    if isinstance(labels, Mapping):
+    if hasattr(labels, "columns"):  # a pandas DataFrame: one task per column, by its name
+        columns = {str(c): np.asarray(labels[c]) for c in labels.columns}
+    elif isinstance(labels, Mapping):
         columns = {str(k): v for k, v in labels.items()}
     else:
         array = np.asarray(labels)
