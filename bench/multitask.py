@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import sys
 import tempfile
@@ -163,34 +164,38 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def plot(summary: list[dict[str, Any]], path: Path) -> None:
+    """Test accuracy per task, one panel per scenario; a multi-task bar carries its gain over the single-task one."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     scenarios = sorted({s["scenario"] for s in summary})
-    bars = [(m, model) for m in ("feature-extraction", "fine-tune")
-            for model in ("single", "multi-equal", "multi-uncertainty")
-            if any(s["method"] == m and s["model"] == model for s in summary)]
-    fig, axes = plt.subplots(1, len(scenarios), figsize=(6 * len(scenarios), 4.2), squeeze=False)
-    width = 0.8 / max(1, len(bars))
+    order = [(m, model) for m in ("feature-extraction", "fine-tune")
+             for model in ("single", "multi-equal", "multi-uncertainty")]
+    colours = {bar: plt.cm.tab10(i) for i, bar in enumerate(order)}
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(6.5 * len(scenarios), 4.6), squeeze=False)
     for ax, scenario in zip(axes[0], scenarios, strict=True):
+        bars = [b for b in order if any((s["scenario"], s["method"], s["model"]) == (scenario, *b) for s in summary)]
+        width = 0.8 / max(1, len(bars))
         for b, (method, model) in enumerate(bars):
-            values = [next((s for s in summary if (s["scenario"], s["method"], s["model"], s["task"]) ==
-                            (scenario, method, model, task)), None) for task in TASKS]
+            values = [next(s for s in summary if (s["scenario"], s["method"], s["model"], s["task"]) ==
+                           (scenario, method, model, task)) for task in TASKS]
             x = np.arange(len(TASKS)) + (b - (len(bars) - 1) / 2) * width
-            ax.bar(x, [v["accuracy"] if v else 0 for v in values], width, yerr=[v["std"] if v else 0 for v in values],
-                   label=f"{'FE' if method == 'feature-extraction' else 'FT'} {model}",
-                   color=plt.cm.tab10(b), alpha=0.9, capsize=2)
+            ax.bar(x, [v["accuracy"] for v in values], width, yerr=[v["std"] for v in values], capsize=2,
+                   label=f"{'FE' if method == 'feature-extraction' else 'FT'} {model}", color=colours[(method, model)])
             for xi, v in zip(x, values, strict=True):
-                if v:
-                    ax.text(xi, v["accuracy"] + 0.01, f"{v['accuracy']:.2f}", ha="center", fontsize=7, rotation=90)
+                gain = f" ({100 * v['gain_over_single']:+.1f})" if "gain_over_single" in v else ""
+                ax.text(xi, v["accuracy"] + 0.01, f"{v['accuracy']:.2f}{gain}", ha="center", va="bottom", fontsize=7,
+                        rotation=90)
         ax.set_xticks(np.arange(len(TASKS)), TASKS)
-        ax.set_ylim(0, 1.12)
+        ax.set_ylim(0, 1.45)
+        ax.set_yticks(np.linspace(0, 1, 6))
         ax.set_title(f"scenario: {scenario}")
         ax.set_ylabel("test accuracy")
-    axes[0][-1].legend(fontsize=8, loc="lower right")
-    fig.suptitle("Multi-task (one backbone, one head per task) vs single-task models of the same budget")
+        ax.legend(fontsize=7, loc="upper left", ncol=3)
+    fig.suptitle("One backbone, one head per task vs single-task models of the same budget "
+                 "(in brackets: gain over single-task, points)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -214,7 +219,11 @@ def main() -> None:
     p.add_argument("--methods", default="feature-extraction,fine-tune")
     p.add_argument("--quick", action="store_true", help="5/class, pool 15/class, 100 test images, 1+1 epochs")
     p.add_argument("--out", default=None)
+    p.add_argument("--replot", default=None, metavar="JSON", help="only redraw the PNG of a results JSON")
     args = p.parse_args()
+    if args.replot:
+        plot(json.loads(Path(args.replot).read_text())["summary"], Path(args.replot).with_suffix(".png"))
+        return
     if args.quick:
         args.per_class, args.pool_per_class, args.test_size, args.epochs, args.head_epochs = 5, 15, 100, 1, 1
     args.methods = args.methods.split(",")

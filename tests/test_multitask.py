@@ -332,3 +332,28 @@ def test_multitask_mistakes_are_one_line(capsys, task_table, tmp_path):
     assert_user_error(cli(capsys, "fit", task_table, "--targets", "colour,bar", "--per-class", "3", *FIT_TINY,
                           "--out", out), "--per-class selects classes of one label column")
     assert not out.exists()
+
+
+def test_texts_with_several_label_columns_fine_tune_and_predict(capsys, tmp_path):
+    from .test_text import write_vectors
+
+    vectors = write_vectors(tmp_path, "glove")
+    lines = ["text,topic,negated"]
+    for i in range(24):
+        topic, word = ("fruit", "apple banana") if i % 2 else ("vehicle", "car car")
+        negated = i % 3 == 0
+        lines.append(f"{word}{' don' + chr(39) + 't' if negated else ''} {i},{topic},{'' if i % 4 == 1 else negated}")
+    table = tmp_path / "texts.csv"
+    table.write_text("\n".join(lines) + "\n")
+    code, stdout, _ = cli(capsys, "fit", table, "--targets", "topic,negated", "--backbone", f"vectors:{vectors}",
+                          "--strategy", "fine-tune", "--head-epochs", "1", "--epochs", "1", "--no-progress",
+                          "--out", tmp_path / "t", "--json")
+    assert code == 0
+    r = one_json(stdout)
+    assert r["modality"] == "text" and r["per_task"]["negated"]["classes"] == ["False", "True"]
+    inputs = tmp_path / "new.txt"
+    inputs.write_text("apple banana\ncar don't\n")
+    code, stdout, _ = cli(capsys, "predict", tmp_path / "t", inputs, "--json", "--no-progress")
+    p = one_json(stdout)
+    assert code == 0 and [row["text"] for row in p["predictions"]] == ["apple banana", "car don't"]
+    assert all(set(row["labels"]) == {"topic", "negated"} for row in p["predictions"])
