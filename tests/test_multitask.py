@@ -260,6 +260,9 @@ def test_fine_tuning_refuses_what_needs_one_label_per_item():
             images, labels["colour"])
     with pytest.raises(tk.TransferkitError, match="must be one of equal, uncertainty"):
         tk.FineTuneClassifier(tiny_backbone(), task_weighting="kendall", progress=False).fit(images, labels)
+    data = tk.from_task_labels(tk.from_arrays(images), labels)
+    with pytest.raises(tk.TransferkitError, match="validation must be labelled for the same tasks as X"):
+        tk.FineTuneClassifier(tiny_backbone(), progress=False).fit(data, validation=data.task("bar"))
 
 
 # -- the command line --------------------------------------------------------------------------------------------

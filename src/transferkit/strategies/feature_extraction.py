@@ -169,6 +169,7 @@ class FeatureExtractionClassifier(TransferClassifier):
 
         The heads are kept as one :class:`~transferkit.heads.MultiTaskHead` when each has an exact torch form,
         else together in one scikit-learn ``MultiOutputClassifier`` (one ``head.skops`` file in the bundle)."""
+        from sklearn.base import clone
         from sklearn.multioutput import MultiOutputClassifier
 
         heads, infos, head_classes = [], {}, []
@@ -180,7 +181,7 @@ class FeatureExtractionClassifier(TransferClassifier):
             heads.append(head)
             head_classes.append(np.asarray(head.classes_, dtype=np.int64))
         _multitask.set_tasks(self, ds, head_classes)
-        self.head_ = MultiOutputClassifier(heads[0])
+        self.head_ = MultiOutputClassifier(clone(heads[0]))  # a container: its fitted heads are estimators_
         self.head_.estimators_ = heads
         exported = [head_to_module(h) for h in heads]
         if all(e is not None for e in exported):

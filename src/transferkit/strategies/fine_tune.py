@@ -232,6 +232,9 @@ class FineTuneClassifier(TransferClassifier):
         train = ds.subset(good)
         check(train)
         val = as_dataset(validation, modality=backbone.modality) if validation is not None else None
+        if val is not None and getattr(val, "tasks", None) != getattr(ds, "tasks", None):
+            raise TransferkitError(f"`validation` must be labelled for the same tasks as X ({getattr(ds, 'tasks', None)})"
+                                   f". Got {getattr(val, 'tasks', None)} instead.")
         if val is None and self.early_stopping is not None:
             train, val = (multitask_split if multitask else stratified_split)(train, self.validation_fraction,
                                                                               seed=self.seed)
