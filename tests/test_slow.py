@@ -99,3 +99,41 @@ def test_packaged_backbone_matches_a_hand_built_timm_reference(lite0):
         expected = ref.forward_head(ref.forward_features(x_ref), pre_logits=True)
         torch.testing.assert_close(lite0(x_ours), expected, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(lite0.source_head(lite0(x_ours)), ref(x_ref), atol=1e-3, rtol=1e-4)
+
+
+#: Fashion-MNIST class → where it is worn: a second task on the same images (bench/multitask.py)
+WORN = {0: "upper body", 1: "legs", 2: "upper body", 3: "upper body", 4: "upper body", 5: "feet", 6: "upper body",
+        7: "feet", 8: "carried", 9: "feet"}
+
+
+def _task_csv(folder: Path, ds: tk.ImageDataset, missing_item_every: int = 0) -> Path:
+    """PNGs of ``ds`` and ``items.csv`` with ``path,item,worn``; every n-th ``item`` cell left empty."""
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    lines = ["path,item,worn"]
+    for i, (image, label) in enumerate(zip(ds.items, ds.labels, strict=True)):
+        Image.fromarray(image).save(folder / f"{i}.png")
+        item = "" if missing_item_every and i % missing_item_every == 0 else ds.classes[label]
+        lines.append(f"{i}.png,{item},{WORN[int(label)]}")
+    (folder / "items.csv").write_text("\n".join(lines) + "\n")
+    return folder / "items.csv"
+
+
+@pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason="needs Debian's dataset-fashion-mnist (make data)")
+def test_multitask_feature_extraction_on_fashion_mnist_through_the_cli(tmp_path, capsys):
+    from transferkit.cli import main
+
+    train = _task_csv(tmp_path / "train", tk.per_class(tk.load_fashion_mnist("train"), 15, seed=0),
+                      missing_item_every=3)
+    test = _task_csv(tmp_path / "test", tk.per_class(tk.load_fashion_mnist("test"), 20, seed=0))
+    assert main(["fit", str(train), "--targets", "item,worn", "--out", str(tmp_path / "mt"), "--compare-single-task",
+                 "--json", "--no-progress"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["per_task"]["item"]["train_items"] + result["per_task"]["item"]["val_items"] == 100  # 2/3 of 150
+    for task in ("item", "worn"):  # features once, one head per task: exactly the single-task models
+        assert result["per_task"][task]["single_task"]["gain"] == 0.0
+    assert main(["evaluate", str(tmp_path / "mt"), str(test), "--json", "--no-progress"]) == 0
+    scores = json.loads(capsys.readouterr().out)["tasks"]
+    assert scores["item"]["images"] == scores["worn"]["images"] == 200
+    assert scores["item"]["accuracy"] > 0.55 and scores["worn"]["accuracy"] > 0.85, scores  # chance 0.1, 0.5

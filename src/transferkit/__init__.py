@@ -24,18 +24,22 @@ from .curve import CurveConfig, learning_curve
 from .data import (
     AudioDataset,
     ImageDataset,
+    MultiTaskDataset,
     TextDataset,
     drop_unreadable,
     from_arrays,
     from_audio_folder,
     from_csv,
     from_folder,
+    from_task_labels,
     from_texts,
     from_waveforms,
     load_embedded,
     load_fashion_mnist,
+    multitask_split,
     open_dataset,
     per_class,
+    read_multitask_table,
     read_text_table,
     stratified_split,
 )
@@ -62,4 +66,5 @@ __all__ = [
     "evaluate", "extract_features", "from_arrays", "from_csv", "from_folder", "list_backbones", "load_bundle",
     "load_embedded", "load_fashion_mnist", "make_head", "open_dataset", "per_class", "save_bundle",
     "drop_unreadable", "stratified_split", "AudioDataset", "from_audio_folder", "from_waveforms", "TextDataset", "from_texts", "read_text_table", "Verdict", "choose_strategy", "learning_curve", "rank_backbones", "transfer_verdict",
+    "MultiTaskDataset", "from_task_labels", "multitask_split", "read_multitask_table",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,9 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 from ._errors import DataError
-from .data import ImageDataset
+from .data import MISSING, ImageDataset
 from .strategies._base import as_dataset
+from .strategies._multitask import check_same_tasks, split_tasks, tasks_of
 
 
 def evaluate(model: Any, X: Any, y: Any = None, *, confusion_png: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -28,7 +30,10 @@ def evaluate(model: Any, X: Any, y: Any = None, *, confusion_png: str | os.PathL
 
     Returns:
         ``{"accuracy", "macro_f1", "per_class": {name: {"precision", "recall", "f1", "support"}},
-        "confusion_matrix", "classes", "images", "skipped"}``.
+        "confusion_matrix", "classes", "images", "skipped"}``. A model fitted on several tasks gives
+        ``{"accuracy", "macro_f1"`` (means over the tasks), ``"tasks": {task: the single-task keys for the items
+        labelled for it, "confusion_png"}, "images", "skipped"}``; a task's confusion matrix goes to
+        ``confusion_png`` with ``-<task>`` added to its stem.
 
     Raises:
         DataError: no labels, no readable image, or classes the model does not have.
@@ -36,6 +41,8 @@ def evaluate(model: Any, X: Any, y: Any = None, *, confusion_png: str | os.PathL
     ds: ImageDataset = as_dataset(X, y, modality=getattr(getattr(model, "backbone_", None), "modality", "image"))
     if ds.labels is None or len(ds) == 0:
         raise DataError("evaluate needs labeled images (a class-per-folder tree or a CSV with labels).")
+    if tasks_of(model):
+        return evaluate_tasks(model, ds, confusion_png=confusion_png)
     classes = [str(c) for c in model.classes_]
     check_classes(ds, classes)
     proba, index, skipped = model.predict_proba_details(ds)
@@ -72,6 +79,40 @@ def classification_scores(truth_names: np.ndarray, pred_names: np.ndarray, class
         "confusion_matrix": cm.tolist(),
         "classes": classes,
     }
+
+
+def evaluate_tasks(model: Any, ds: Any, *, confusion_png: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """:func:`evaluate` of a model fitted on several tasks, on a ``MultiTaskDataset`` holding some of its tasks:
+    each task scored on the items labelled for it (empty cells left out)."""
+    check_same_tasks(model, ds)
+    joint, index, skipped = model.predict_proba_details(ds)
+    if not len(index):
+        raise DataError(f"None of the {len(ds)} images in {ds.name} could be read.")
+    per_task: dict[str, Any] = {}
+    for task, names, proba in zip(model.tasks_, model.classes_, split_tasks(model, joint), strict=True):
+        if task not in ds.tasks:
+            continue
+        k = ds.tasks.index(task)
+        labels = ds.labels[index, k]
+        keep = labels != MISSING
+        classes = [str(c) for c in names]
+        check_classes(ImageDataset(index[keep], labels[keep], ds.classes[k], f"{ds.name}[{task}]"), classes)
+        if not keep.any():  # nothing labelled for this task among the readable items
+            per_task[task] = {"accuracy": None, "macro_f1": None, "images": 0}
+            continue
+        result = classification_scores(np.asarray(ds.classes[k])[labels[keep]], np.asarray(classes)[proba[keep].argmax(1)], classes)
+        result["images"] = int(keep.sum())
+        if confusion_png is not None:
+            path = Path(confusion_png)
+            png = path.with_name(f"{path.stem}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', task)}{path.suffix or '.png'}")
+            result["confusion_png"] = str(save_confusion_png(np.asarray(result["confusion_matrix"]), classes, png))
+        per_task[task] = result
+    scored = [r for r in per_task.values() if r["accuracy"] is not None]
+    if not scored:
+        raise DataError(f"None of the readable items of {ds.name or 'the data'} is labelled for a task of the model.")
+    return {"accuracy": float(np.mean([r["accuracy"] for r in scored])),
+            "macro_f1": float(np.mean([r["macro_f1"] for r in scored])), "tasks": per_task,
+            "images": int(len(index)), "skipped": [list(s) for s in skipped]}
 
 
 def check_classes(ds: ImageDataset, classes: list[str]) -> None:

@@ -32,6 +32,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render(console: Console, r: dict[str, Any]) -> None:
+    if "tasks" in r:
+        render_tasks(console, r)
+        return
     console.print(f"[bold]{r['bundle']}[/bold] on {r['data']}: accuracy {r['accuracy']:.4f}, "
                   f"macro-F1 {r['macro_f1']:.4f} ({r['images']} images)")
     table = Table()
@@ -41,6 +44,25 @@ def render(console: Console, r: dict[str, Any]) -> None:
         table.add_row(c, f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", str(s["support"]))
     console.print(table)
     console.print(f"confusion matrix: {r['confusion_png']}")
+    for s in r["skipped"]:
+        console.print(f"[yellow]skipped[/yellow] {s[0]}: {s[1]}", highlight=False)
+    print_warnings(console, r["warnings"])
+
+
+def render_tasks(console: Console, r: dict[str, Any]) -> None:
+    """A multi-task bundle's scores: one row per task (on the items labelled for it), then the means."""
+    console.print(f"[bold]{r['bundle']}[/bold] on {r['data']}: mean over tasks accuracy {r['accuracy']:.4f}, "
+                  f"macro-F1 {r['macro_f1']:.4f} ({r['images']} images)")
+    table = Table()
+    for col in ("task", "labelled", "accuracy", "macro-F1", "confusion matrix"):
+        table.add_column(col)
+    for task, s in r["tasks"].items():
+        if s["accuracy"] is None:
+            table.add_row(task, "0", "-", "-", "-")
+        else:
+            table.add_row(task, str(s["images"]), f"{s['accuracy']:.4f}", f"{s['macro_f1']:.4f}",
+                          str(s.get("confusion_png", "-")))
+    console.print(table)
     for s in r["skipped"]:
         console.print(f"[yellow]skipped[/yellow] {s[0]}: {s[1]}", highlight=False)
     print_warnings(console, r["warnings"])

@@ -64,6 +64,17 @@ def register(sub: Any) -> None:
                    help="epochs of the baseline (default: the small CNN's enough for ~300 steps; arch: 15)")
     b.add_argument("--baseline-image-size", type=positive_int, default=None,
                    help="--baseline arch: its input size (default: the transfer model's)")
+    m = p.add_argument_group("several tasks (label columns) at once")
+    m.add_argument("--targets", type=column_list, default=None, metavar="COL,COL",
+                   help="label columns of a CSV (images: with a path column; texts: a text column; or a TSV/JSONL), "
+                        "one task each: one shared backbone, one head per task; an empty cell is no label for "
+                        "that task. No scratch baseline or verdict")
+    m.add_argument("--task-weighting", choices=["equal", "uncertainty"], default="equal",
+                   help="fine-tune: sum of the task losses (equal), or weighed by learned log-variances "
+                        "(uncertainty, Kendall et al. 2018)")
+    m.add_argument("--compare-single-task", action="store_true",
+                   help="also train one single-task model per task with the same settings and split, and report "
+                        "each task against it (one more fit per task)")
     add_train_options(p)
     add_text_options(p)
     add_backbone_options(p)
@@ -102,7 +113,9 @@ def run(args: argparse.Namespace) -> int:
         encoding=args.encoding, labels=args.labels, template=args.template, temperature=args.temperature,
         peft=args.peft, lora_rank=args.lora_rank, prompt_tokens=args.prompt_tokens, prompt_init=args.prompt_init,
         backbone_options=backbone_options(args),
-        training_items=not args.no_training_items, commercial=args.commercial,
+        training_items=not args.no_training_items, commercial=args.commercial, targets=args.targets,
+        task_weighting=args.task_weighting,
+        compare_single_task=args.compare_single_task,
     )
     result = fit_bundle(cfg)
     emit(args, result, render)
@@ -116,13 +129,15 @@ def render(console: Console, r: dict[str, Any]) -> None:
     if r["accuracy"] is None:
         table.add_row("accuracy (val)", "n/a (DATA has no labels)")
     else:
-        table.add_row("accuracy (val)", f"{r['accuracy']:.4f}")
-        table.add_row("macro-F1 (val)", f"{r['macro_f1']:.4f}")
+        mean = ", mean over tasks" if r.get("tasks") else ""
+        table.add_row(f"accuracy (val{mean})", f"{r['accuracy']:.4f}")
+        table.add_row(f"macro-F1 (val{mean})", f"{r['macro_f1']:.4f}")
     if r.get("labels"):
         table.add_row("labels (zero-shot)", ", ".join(r["labels"]))
     table.add_row("seconds", f"{r['seconds']:.1f}")
     table.add_row("bundle", r["bundle"])
-    table.add_row("confusion matrix", str(r["confusion_png"]))
+    if not r.get("tasks"):
+        table.add_row("confusion matrix", str(r["confusion_png"]))
     if r.get("inputs"):
         table.add_row("inputs", ", ".join(f"{k} {v}" for k, v in r["inputs"].items()))
     if r.get("duplicates") and r["duplicates"]["duplicates"]:
@@ -133,7 +148,12 @@ def render(console: Console, r: dict[str, Any]) -> None:
         table.add_row("plan", " → ".join(f"{s['name']} ({s['epochs']})" for s in r["plan"]))
     if "reuse_as" in r:
         table.add_row("reuse as backbone", r["reuse_as"])
+    if r.get("tasks"):
+        table.add_row("tasks", ", ".join(r["tasks"]) + (f" (weighting: {r['task_weighting']})"
+                                                       if r.get("task_weighting") else ""))
     console.print(table)
+    if r.get("tasks"):
+        render_tasks(console, r)
     if r.get("auto"):
         console.print("[bold]auto:[/bold] " + " ".join(r["auto"]["reasons"]), highlight=False)
     render_verdict(console, r.get("verdict"))
@@ -144,6 +164,46 @@ def render(console: Console, r: dict[str, Any]) -> None:
             console.print(f"  {s['input']}: {s['reason']}", highlight=False)
         if len(r["skipped"]) > 20:
             console.print(f"  ... and {len(r['skipped']) - 20} more (all listed in the bundle's transferkit.json)")
+
+
+def render_tasks(console: Console, r: dict[str, Any]) -> None:
+    """One row per task: its scores, and against the single-task model of the same budget when one was trained."""
+    table = Table(title="per task (validation items labelled for it)")
+    compared = r.get("single_task") is not None
+    columns = ["task", "classes", "train / val", "accuracy", "macro-F1", *(["weight"] if r.get("task_weighting")
+                                                                            == "uncertainty" else []),
+               *(["single-task", "gain (95% CI)"] if compared else [])]
+    for column in columns:
+        table.add_column(column)
+    for task, t in r["per_task"].items():
+        row = [task, str(len(t["classes"])), f"{t['train_items']} / {t['val_items']}", _score(t["accuracy"]),
+               _score(t["macro_f1"])]
+        if "weight" in columns:
+            row.append(f"{t['task_weight']['weight']:.3f}" if t.get("task_weight") else "-")
+        single = t.get("single_task")
+        if compared and single:
+            ci = single["ci"]
+            interval = f" ({100 * ci[0]:+.1f} to {100 * ci[1]:+.1f})" if ci else ""
+            row += [_score(single["accuracy"]), f"{100 * single['gain']:+.1f} pts{interval}"]
+        table.add_row(*row)
+    console.print(table)
+    if compared:
+        s = r["single_task"]
+        console.print(f"single-task models: {s['seconds']:.1f} s in all (multi-task model {s['multi_task_seconds']:.1f} "
+                      f"s); {s['budget']}", highlight=False)
+    pngs = [t["confusion_png"] for t in r["per_task"].values() if t.get("confusion_png")]
+    if pngs:
+        console.print(f"confusion matrices: {', '.join(pngs)}", highlight=False)
+    console.print(f"[dim]note: {r['verdict_note']}[/dim]", highlight=False)
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def column_list(text: str) -> list[str]:
+    """An argparse type: comma-separated column names."""
+    return [c.strip() for c in text.split(",") if c.strip()]
 
 
 VERDICT_STYLE = {"positive": "bold green", "neutral": "bold yellow", "negative": "bold white on red"}

@@ -34,6 +34,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render(console: Console, r: dict[str, Any], top: int) -> None:
+    if r.get("tasks"):
+        render_tasks(console, r)
+        return
     table = Table(title=f"predictions ({r['bundle']})")
     table.add_column("input", overflow="fold")
     table.add_column("label")
@@ -42,6 +45,20 @@ def render(console: Console, r: dict[str, Any], top: int) -> None:
         best = sorted(p["probabilities"].items(), key=lambda kv: -kv[1])[:top]
         shown = p["input"] if "text" not in p else f"{p['input']}: {p['text'][:60]}{'…' if len(p['text']) > 60 else ''}"
         table.add_row(shown, p["label"], ", ".join(f"{c} {v:.2f}" for c, v in best))
+    console.print(table)
+    for s in r["skipped"]:
+        console.print(f"[yellow]skipped[/yellow] {s['input']}: {s['reason']}", highlight=False)
+
+
+def render_tasks(console: Console, r: dict[str, Any]) -> None:
+    """A multi-task bundle's predictions: one column per task, its label and that label's probability."""
+    table = Table(title=f"predictions ({r['bundle']})")
+    table.add_column("input", overflow="fold")
+    for task in r["tasks"]:
+        table.add_column(task)
+    for p in r["predictions"]:
+        shown = p["input"] if "text" not in p else f"{p['input']}: {p['text'][:60]}{'…' if len(p['text']) > 60 else ''}"
+        table.add_row(shown, *(f"{p['labels'][t]} {p['probabilities'][t][p['labels'][t]]:.2f}" for t in r["tasks"]))
     console.print(table)
     for s in r["skipped"]:
         console.print(f"[yellow]skipped[/yellow] {s['input']}: {s['reason']}", highlight=False)

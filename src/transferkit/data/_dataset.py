@@ -104,6 +104,10 @@ def check_trainable(ds: Any) -> None:
         raise DataError(f"Dataset {ds.name or ''} has no images; point to a folder with <class>/<image> files.")
     if ds.labels is None:
         raise DataError("Training needs labels; give a folder with one subfolder per class or a CSV with path,label.")
+    if getattr(ds, "tasks", None) is not None:
+        raise DataError(f"Dataset {ds.name} has {len(ds.tasks)} label columns (tasks {', '.join(ds.tasks)}); this "
+                        "strategy learns one task. Use feature-extraction or fine-tune for several, or pick one "
+                        "column with `label_column`.")
     present = [c for c, n in ds.class_counts().items() if n > 0]
     if len(present) < 2:
         raise DataError(
@@ -138,7 +142,8 @@ def drop_unreadable(ds: Any, *, max_bad_fraction: float = 1.0, num_workers: int 
     are: they were checked when they were read.
 
     Args:
-        ds: an :class:`ImageDataset` of files (any other dataset is returned unchanged).
+        ds: an :class:`ImageDataset` of files, or a ``MultiTaskDataset`` of them (any other dataset is returned
+            unchanged).
         max_bad_fraction: raise when more than this fraction of the files is unreadable.
         num_workers: decoding processes (DataLoader workers).
 
@@ -151,18 +156,15 @@ def drop_unreadable(ds: Any, *, max_bad_fraction: float = 1.0, num_workers: int 
     Example:
         >>> ds = drop_unreadable(from_folder("pets/"))   # pets/cat/cut.jpg: now in ds.skipped, not in ds.items
     """
+    if getattr(ds, "tasks", None) is not None:  # several label columns: each task keeps its own classes
+        from .multitask import drop_unreadable_tasks
+
+        return drop_unreadable_tasks(ds, max_bad_fraction=max_bad_fraction, num_workers=num_workers)
     if not isinstance(ds, ImageDataset) or ds.is_array or len(ds) == 0:
         return ds
-    import torch
-
-    from .loader import image_loader  # the loader reads through this module
-
-    bad: list[tuple[int, str]] = []
-    for batch in image_loader(ds, lambda img: torch.zeros(0), batch_size=64, num_workers=num_workers):
-        bad.extend(batch["bad"])
+    bad = unreadable_images(ds, num_workers)
     if not bad:
         return ds
-    bad.sort()
     dropped = [(ds.describe(i), reason) for i, reason in bad]
     check_bad_fraction(len(bad), len(ds), max_bad_fraction, ds.name or "the dataset", dropped)
     kept = ds.subset(np.setdiff1d(np.arange(len(ds)), [i for i, _ in bad]))
@@ -182,7 +184,20 @@ def drop_unreadable(ds: Any, *, max_bad_fraction: float = 1.0, num_workers: int 
     return kept
 
 
-__all__ = ["BadImage", "ImageDataset", "check_bad_fraction", "check_trainable", "drop_unreadable"]
+def unreadable_images(ds: ImageDataset, num_workers: int = 0) -> list[tuple[int, str]]:
+    """``[(index, reason), ...]`` of the files of ``ds`` no decoder reads, in order (each decoded once)."""
+    import torch
+
+    from .loader import image_loader  # the loader reads through this module
+
+    bad: list[tuple[int, str]] = []
+    for batch in image_loader(ds, lambda img: torch.zeros(0), batch_size=64, num_workers=num_workers):
+        bad.extend(batch["bad"])
+    return sorted(bad)
+
+
+__all__ = ["BadImage", "ImageDataset", "check_bad_fraction", "check_trainable", "drop_unreadable",
+           "unreadable_images"]
 
 
 def encode_labels(labels: Any, classes: Sequence[str] | None, count: int, items: str) -> tuple[np.ndarray, list[str]]:

@@ -202,7 +202,7 @@ DIGIT_SHIFT = ("printed-digits", "handwritten-digits", "handwritten-digits:adapt
 
 
 def open_dataset(spec: str | os.PathLike[str], *, text_column: str = "text", label_column: str = "label",
-                 encoding: str = "utf-8") -> Any:
+                 encoding: str = "utf-8", targets: str | Sequence[str] | None = None) -> Any:
     """What the CLI's DATA argument means: ``embedded``, ``fashion-mnist[:train|test]``, the digit shift
     (``printed-digits``, ``handwritten-digits[:adapt|test]``: :mod:`transferkit.data.digit_shift`), a folder, a ``path,label``
     ``.csv`` of images, or texts: a ``.csv`` with a ``text_column``, a ``.tsv``, a ``.jsonl`` (→ ``TextDataset``);
@@ -211,6 +211,8 @@ def open_dataset(spec: str | os.PathLike[str], *, text_column: str = "text", lab
     Args:
         spec: the DATA argument.
         text_column, label_column, encoding: how text files are read (see :func:`read_text_table`).
+        targets: several label columns of a ``.csv``/``.tsv``/``.jsonl``, one per task (→ ``MultiTaskDataset``,
+            :func:`~transferkit.data.multitask.read_multitask_table`); ``label_column`` is then not read.
     """
     text = os.fspath(spec)
     path = Path(text)
@@ -219,6 +221,13 @@ def open_dataset(spec: str | os.PathLike[str], *, text_column: str = "text", lab
     except LookupError:
         raise DataError(f"`encoding={encoding!r}` is not an encoding Python knows; use e.g. utf-8, latin-1 or "
                         f"cp1252.") from None
+    if targets is not None:
+        from .multitask import read_multitask_table
+
+        if path.suffix.lower() not in (".csv", ".tsv", ".jsonl") or not path.is_file():
+            raise DataError(f"`targets` names label columns of a table; DATA must be a .csv (images: a path column; "
+                            f"texts: a text column), .tsv or .jsonl file. Got {text!r} instead.")
+        return read_multitask_table(path, targets, text_column=text_column, encoding=encoding)
     if is_text_table(path, text_column, encoding):
         return read_text_table(path, text_column=text_column, label_column=label_column, encoding=encoding)
     if text == "embedded":

@@ -20,6 +20,7 @@ from torch import nn
 
 from .._errors import TransferkitError, did_you_mean
 from .modules import ModuleHead, Standardize, build_head_module
+from .multitask import TASK_WEIGHTINGS, MultiTaskHead, MultiTaskLoss, multitask_config
 from .torch_heads import TorchHeadClassifier
 from .tuned import fit_tuned, tuned_choice
 
@@ -116,4 +117,5 @@ def head_to_module(head: Any) -> tuple[nn.Module, dict[str, Any]] | None:
     return module.eval(), config
 
 
-__all__ = ["HEADS", "ModuleHead", "TorchHeadClassifier", "TunedHead", "build_head_module", "head_to_module", "make_head"]
+__all__ = ["HEADS", "TASK_WEIGHTINGS", "ModuleHead", "MultiTaskHead", "MultiTaskLoss", "TorchHeadClassifier",
+           "TunedHead", "build_head_module", "head_to_module", "make_head", "multitask_config"]

@@ -42,10 +42,15 @@ class CosineHead(nn.Module):
 def build_head_module(config: dict[str, Any]) -> nn.Module:
     """Rebuild a head from its config.
 
-    Config keys: ``type`` (``linear``, ``mlp`` or ``cosine``), ``in_features``, ``out_features``, ``standardize``
-    (bool), for ``mlp`` ``hidden`` (list of widths) and ``dropout``, for ``cosine`` ``temperature``.
+    Config keys: ``type`` (``linear``, ``mlp``, ``cosine`` or ``multitask``), ``in_features``, ``out_features``,
+    ``standardize`` (bool), for ``mlp`` ``hidden`` (list of widths) and ``dropout``, for ``cosine`` ``temperature``,
+    for ``multitask`` ``heads`` (one config per task) and ``weighting`` (:mod:`.multitask`).
     """
     kind = config["type"]
+    if kind == "multitask":
+        from .multitask import build_multitask_head  # it builds its task heads through this function
+
+        return build_multitask_head(config)
     d_in, d_out = int(config["in_features"]), int(config["out_features"])
     if kind == "cosine":
         return CosineHead(d_in, d_out, float(config["temperature"]))

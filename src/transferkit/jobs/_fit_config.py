@@ -75,6 +75,13 @@ class FitConfig:
             False for membership privacy, at the price of no warning when the model meets them again.
         commercial: the model is for commercial use: refuse, before reading any data, a backbone whose licence
             chain holds a non-commercial or unknown licence (:func:`~transferkit.backbones.require_commercial_use`).
+        targets: several label columns of DATA (a ``.csv`` of images with a ``path`` column, or a table of texts),
+            one task each: one shared backbone, one head per task (:mod:`transferkit.jobs._fit_tasks`); an empty
+            cell means "no label for that task". ``label_column`` is then not read.
+        task_weighting: ``fine-tune`` with ``targets``: ``equal`` (the sum of the tasks' losses) or
+            ``uncertainty`` (Kendall et al. 2018: learned log-variances weigh them).
+        compare_single_task: with ``targets``, also train one single-task model per task with the same strategy,
+            settings and split, and report each task against it (costs one more fit per task).
     """
 
     data: str
@@ -118,6 +125,9 @@ class FitConfig:
     backbone_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     training_items: bool = True
     commercial: bool = False
+    targets: list[str] | None = None
+    task_weighting: str = "equal"
+    compare_single_task: bool = False
 
 
 def backbone_for(cfg: FitConfig) -> str | Backbone:
@@ -164,6 +174,7 @@ def make_strategy(cfg: FitConfig) -> Any:
     if cfg.labels is not None:
         raise TransferkitError(f"`labels` applies to `strategy='zero-shot'`; {cfg.strategy} learns the classes from "
                                "DATA.")
+    check_task_options(cfg)
     if cfg.strategy == "feature-extraction":
         if cfg.image_size or cfg.epochs:
             raise TransferkitError("`image_size` and `epochs` apply to fine-tune and scratch, not feature-extraction.")
@@ -176,6 +187,8 @@ def make_strategy(cfg: FitConfig) -> Any:
     extra: dict[str, Any] = {"epochs": cfg.epochs} if cfg.epochs else {}
     if cfg.strategy == "fine-tune":
         extra.update(layer=cfg.layer, pretrained=not cfg.random_init)
+        if cfg.targets:
+            extra["task_weighting"] = cfg.task_weighting
         extra.update({k: v for k, v in {"peft": cfg.peft, "lora_rank": cfg.lora_rank, "prompt_tokens": cfg.prompt_tokens,
                                         "prompt_init": cfg.prompt_init}.items() if v is not None})
     unknown = sorted(set(cfg.train) - accepted)
@@ -183,6 +196,23 @@ def make_strategy(cfg: FitConfig) -> Any:
         raise TransferkitError(f"{cfg.strategy} has no setting {unknown[0]!r}.{did_you_mean(unknown[0], accepted)}")
     extra.update({k: v for k, v in cfg.train.items() if v is not None})
     return cls(backbone_for(cfg), image_size=cfg.image_size, run_dir=cfg.out, **extra, **common)
+
+
+def check_task_options(cfg: FitConfig) -> None:
+    """The multi-task options belong to ``targets``, and ``uncertainty`` weighting to fine-tuning."""
+    if not cfg.targets:
+        named = next((n for n, v in (("`task_weighting`", cfg.task_weighting != "equal"),
+                                     ("`compare_single_task`", cfg.compare_single_task)) if v), None)
+        if named:
+            raise TransferkitError(f"{named} applies to multi-task fits; name their label columns with `targets`.")
+        return
+    if cfg.strategy not in ("feature-extraction", "fine-tune"):
+        raise TransferkitError(f"Multi-task fits (`targets`) train with feature-extraction or fine-tune. Got "
+                               f"`strategy={cfg.strategy!r}` instead.")
+    if cfg.task_weighting != "equal" and cfg.strategy != "fine-tune":
+        raise TransferkitError(f"`task_weighting={cfg.task_weighting!r}` weighs task losses that share trained "
+                               "weights; feature extraction fits each task's head on its own (the backbone is frozen), "
+                               "so no weighting changes them. Use `strategy='fine-tune'`, or drop `task_weighting`.")
 
 
 def _zero_shot_strategy(cfg: FitConfig, common: dict[str, Any]) -> ZeroShotClassifier:

@@ -7,10 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._errors import DataError
 from ..bundle import load_bundle
-from ..data import open_dataset
+from ..data import open_dataset, read_multitask_table
+from ..data.multitask import table_columns
 from ..data.seen import count_seen, seen_warnings
 from ..evaluation import evaluate
+from ..strategies._multitask import tasks_of
 from ._runtime import load_options
 
 
@@ -46,12 +49,27 @@ def evaluate_bundle(cfg: EvaluateConfig) -> dict[str, Any]:
 
     Returns:
         :func:`~transferkit.evaluate`'s scores plus ``bundle``, ``data`` (its name), ``seen`` (how many of the
-        items the bundle was trained on, None when unknown) and ``warnings``.
+        items the bundle was trained on, None when unknown) and ``warnings``. A multi-task bundle reads DATA's
+        columns of its tasks (those present; an empty cell is no label) and scores each task (``tasks``).
     """
     model = load_bundle(cfg.bundle, **load_options(cfg))
-    ds = open_dataset(cfg.data, text_column=cfg.text_column, label_column=cfg.label_column, encoding=cfg.encoding)
+    if tasks_of(model):
+        ds = _task_table(cfg, model.tasks_)
+    else:
+        ds = open_dataset(cfg.data, text_column=cfg.text_column, label_column=cfg.label_column,
+                          encoding=cfg.encoding)
     png = Path(cfg.plot) if cfg.plot else Path(cfg.bundle) / "evaluation_confusion.png"
     seen = count_seen(getattr(model, "train_items_", None), ds)
     return {"bundle": cfg.bundle, "data": ds.name, **evaluate(model, ds, confusion_png=png), "seen": seen,
             "warnings": seen_warnings(cfg.bundle, seen, len(ds), "evaluated images", "the scores are optimistic",
                                       "evaluate on images it was not trained on")}
+
+
+def _task_table(cfg: EvaluateConfig, tasks: list[str]) -> Any:
+    """DATA read with the label columns of the bundle's ``tasks`` that it has."""
+    columns = table_columns(cfg.data, cfg.encoding)
+    present = [t for t in tasks if t in columns]
+    if not present:
+        raise DataError(f"{cfg.data!r} has no label column of the bundle's tasks ({', '.join(tasks)}); its columns "
+                        f"are: {', '.join(columns)}. Evaluate a multi-task bundle on a table with them.")
+    return read_multitask_table(cfg.data, present, text_column=cfg.text_column, encoding=cfg.encoding, minimum=1)

@@ -29,7 +29,15 @@ from ..data import (
 )
 from ..data.seen import count_seen, seen_warnings
 from ..evaluation import evaluate
-from ._fit_config import DEFAULT_BACKBONE, FitConfig, backbone_for, check_licence, make_strategy
+from ._fit_config import (
+    DEFAULT_BACKBONE,
+    FitConfig,
+    backbone_for,
+    check_licence,
+    check_task_options,
+    make_strategy,
+)
+from ._fit_tasks import multitask_bundle
 from .baseline import baseline_kind, baseline_verdict, fit_model, protocol_for
 
 __all__ = ["DEFAULT_BACKBONE", "FitConfig", "backbone_for", "fit_bundle", "make_strategy", "prepare_data",
@@ -101,13 +109,18 @@ def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
 
     Unless ``cfg.baseline`` is off (or the strategy is ``scratch``), the same architecture is then trained from
     scratch on the same split and the transfer verdict is stored in the bundle. The bundle is written before the
-    baseline starts, so an interrupted baseline loses nothing: ``resume`` picks up the baseline alone.
+    baseline starts, so an interrupted baseline loses nothing: ``resume`` picks up the baseline alone. With
+    ``cfg.targets`` (several label columns) it fits one model for every task instead, and scores each task
+    (:func:`~transferkit.jobs._fit_tasks.multitask_bundle`).
 
     Returns:
         A JSON-ready summary: ``bundle``, ``accuracy``, ``macro_f1``, ``strategy``, ``backbone``, ``licence``,
         ``train_images``, ``val_images``, ``skipped``, ``seconds``, ``confusion_png``, ``metrics``, ``verdict``.
     """
     check_licence(cfg)
+    check_task_options(cfg)
+    if cfg.targets:  # several label columns: one model for every task, no verdict (jobs._fit_tasks)
+        return multitask_bundle(cfg)
     if cfg.strategy == "zero-shot":
         return zero_shot_bundle(cfg)
     start = time.perf_counter()

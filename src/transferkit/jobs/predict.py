@@ -17,6 +17,7 @@ from .._errors import DataError
 from ..bundle import load_bundle
 from ..data import ImageDataset, TextDataset, from_audio_files, read_text_table
 from ..data.sources import visible_files
+from ..strategies._multitask import split_tasks, tasks_of
 from ._runtime import load_options
 
 
@@ -52,7 +53,8 @@ def predict_files(cfg: PredictConfig) -> dict[str, Any]:
     Returns:
         ``{"bundle", "classes", "predictions", "skipped"}``: one prediction per readable input, each with ``input``,
         ``label`` and ``probabilities`` (text predictions also carry ``text``); ``skipped`` lists what could not be
-        read and why.
+        read and why. A multi-task bundle adds ``tasks``; its ``classes`` are ``{task: names}`` and each
+        prediction has ``labels`` ``{task: label}`` and ``probabilities`` ``{task: {class: p}}``.
 
     Raises:
         DataError: no input found, or none of them readable.
@@ -65,6 +67,9 @@ def predict_files(cfg: PredictConfig) -> dict[str, Any]:
     else:
         ds = ImageDataset(expand_inputs(cfg.inputs), None, [], name="inputs")
     proba, index, skipped = model.predict_proba_details(ds)
+    skipped = list(dict.fromkeys(tuple(s) for s in [*ds.skipped, *skipped]))  # empty lines of text files too
+    if tasks_of(model):
+        return _task_predictions(cfg, model, ds, proba, index, skipped)
     classes = [str(c) for c in model.classes_]
     predictions = [
         {"input": ds.describe(i), **({"text": ds.items[i]} if model.modality_ == "text" else {}),
@@ -72,10 +77,28 @@ def predict_files(cfg: PredictConfig) -> dict[str, Any]:
          "probabilities": {c: float(v) for c, v in zip(classes, p, strict=True)}}
         for i, p in zip(index.tolist(), proba, strict=True)
     ]
-    skipped = list(dict.fromkeys(tuple(s) for s in [*ds.skipped, *skipped]))  # empty lines of text files too
     if not predictions:
         raise nothing_readable(skipped, model.modality_)
     return {"bundle": cfg.bundle, "classes": classes, "predictions": predictions,
+            "skipped": [{"input": s[0], "reason": s[1]} for s in skipped]}
+
+
+def _task_predictions(cfg: PredictConfig, model: Any, ds: Any, proba: np.ndarray, index: np.ndarray,
+                      skipped: list[tuple[str, str]]) -> dict[str, Any]:
+    """Every task's label and probabilities for each readable input of a multi-task bundle."""
+    if not len(index):
+        raise nothing_readable(skipped, model.modality_)
+    classes = {task: [str(c) for c in names] for task, names in zip(model.tasks_, model.classes_, strict=True)}
+    parts = split_tasks(model, proba)
+    predictions = []
+    for row, i in enumerate(index.tolist()):
+        per_task = {task: parts[t][row] for t, task in enumerate(model.tasks_)}
+        predictions.append({
+            "input": ds.describe(i), **({"text": ds.items[i]} if model.modality_ == "text" else {}),
+            "labels": {task: classes[task][int(np.argmax(p))] for task, p in per_task.items()},
+            "probabilities": {task: {c: float(v) for c, v in zip(classes[task], p, strict=True)}
+                              for task, p in per_task.items()}})
+    return {"bundle": cfg.bundle, "tasks": list(model.tasks_), "classes": classes, "predictions": predictions,
             "skipped": [{"input": s[0], "reason": s[1]} for s in skipped]}
 
 

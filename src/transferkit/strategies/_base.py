@@ -27,18 +27,31 @@ from .. import bundle_format
 from .._errors import DataError, NotFittedError
 from ..backbones.bundle import backbone_from_bundle
 from ..backbones.licences import licence_record
-from ..data import AudioDataset, ImageDataset, TextDataset, from_arrays, from_audio_files, from_texts
+from ..data import (
+    AudioDataset,
+    ImageDataset,
+    MultiTaskDataset,
+    TextDataset,
+    from_arrays,
+    from_audio_files,
+    from_texts,
+)
 from ..data.seen import DIGEST
+from . import _multitask
 
 
 def as_dataset(X: Any, y: Any = None, modality: str = "image") -> Any:
     """Accept the input forms every strategy takes and return an :class:`ImageDataset` or :class:`TextDataset`.
 
     Args:
-        X, y: the inputs (see the module docstring) and optional labels.
+        X, y: the inputs (see the module docstring) and optional labels; labels of several tasks (``{task:
+            labels}`` or an ``(N, T)`` array), or ``X`` a :class:`~transferkit.data.MultiTaskDataset`, give a
+            ``MultiTaskDataset``.
         modality: what the backbone reads; a list of strings is texts for ``text``, image paths for ``image``.
     """
-    if isinstance(X, (ImageDataset, TextDataset, AudioDataset)):
+    if _multitask.is_multitask_target(y):
+        return _multitask.multitask_dataset(as_dataset(X, None, modality), y)
+    if isinstance(X, (ImageDataset, TextDataset, AudioDataset, MultiTaskDataset)):
         if y is not None:
             raise DataError(f"Pass labels either inside the {type(X).__name__} or as y, not both.")
         if getattr(X, "modality", "image") != modality:
@@ -133,22 +146,28 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         """What the fitted backbone reads: ``image`` or ``text``."""
         return getattr(getattr(self, "backbone_", None), "modality", "image")
 
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities ``(N, n_classes)``; raises :class:`DataError` if an input is unreadable."""
+    def predict_proba(self, X: Any) -> Any:
+        """Class probabilities ``(N, n_classes)`` (fitted on several tasks: a list, ``(N, K_t)`` per task); raises
+        :class:`DataError` if an input is unreadable."""
         proba, _, skipped = self.predict_proba_details(X)
         if skipped:
             raise DataError(f"Cannot predict {skipped[0][0]}: {skipped[0][1]}.")
-        return proba
+        return _multitask.split_tasks(self, proba) if _multitask.tasks_of(self) else proba
 
     def predict(self, X: Any) -> np.ndarray:
-        """Class names ``(N,)``."""
+        """Class names ``(N,)`` (fitted on several tasks: ``(N, T)``, one column per task of ``tasks_``)."""
         proba = self.predict_proba(X)  # first: raises NotFittedError before classes_ is read
+        if _multitask.tasks_of(self):
+            return _multitask.predict_tasks(self, np.concatenate(proba, axis=1))
         return np.asarray(self.classes_)[proba.argmax(1)]
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
-        """Accuracy on labeled images."""
+        """Accuracy on labeled images (several tasks: the mean over tasks of each one's accuracy on the items
+        labelled for it)."""
         self._check_fitted()
         ds = as_dataset(X, y, modality=self.modality_)
+        if _multitask.tasks_of(self):
+            return _multitask.score_tasks(self, ds)
         if ds.labels is None:
             raise DataError("score needs labels.")
         proba, index, _ = self.predict_proba_details(ds)
@@ -204,9 +223,10 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             "backbone": {**backbone.describe(), "layer": self.layer_, "modality": backbone.modality,
                          **({"assets": assets} if assets else {})},
             "head": head,
-            "classes": [str(c) for c in self.classes_],
-            "classes_are_integers": bool(np.asarray(self.classes_).dtype.kind in "iu"),
-            "head_classes": [int(c) for c in self.head_classes_],
+            **(_multitask.tasks_meta(self) if _multitask.tasks_of(self) else {
+                "classes": [str(c) for c in self.classes_],
+                "classes_are_integers": bool(np.asarray(self.classes_).dtype.kind in "iu"),
+                "head_classes": [int(c) for c in self.head_classes_]}),
             "preprocessing": backbone.preprocessing.to_dict(),
             **licence_record(backbone.licence_chain),  # "licence" and "licence_chain" (backbones.licences)
             "metrics": metrics or {},
@@ -259,6 +279,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         if meta.get("classes_are_integers"):
             est.classes_ = est.classes_.astype(np.int64)
         est.head_classes_ = np.asarray(meta.get("head_classes", list(range(len(meta["classes"])))), dtype=np.int64)
+        _multitask.restore_tasks(est, meta)  # a multi-task bundle: classes_ and head_classes_ per task
         est.fit_info_ = meta.get("fit", {})
         est.train_items_ = bundle_format.read_training_items(directory, meta, "model")
         est._restore_state(directory, meta, tensors)

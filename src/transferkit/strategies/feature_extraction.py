@@ -16,12 +16,14 @@ import torch
 
 from .._errors import TransferkitError
 from ..backbones import Backbone, create_backbone
-from ..data import ImageDataset, check_trainable
+from ..data import MISSING, ImageDataset, MultiTaskDataset, check_trainable
+from ..data.multitask import check_tasks_trainable
 from ..data.seen import training_digests
 from ..features import extract_features
 from ..features.extract import DEFAULT_MAX_BAD_FRACTION
-from ..heads import ModuleHead, head_to_module, make_head
+from ..heads import ModuleHead, MultiTaskHead, head_to_module, make_head, multitask_config
 from ..heads.persist import module_head_state, restore_module_head, restore_sklearn_head, sklearn_head_state
+from . import _multitask
 from ._base import TransferClassifier, as_dataset, class_values, full_proba
 
 
@@ -62,6 +64,10 @@ class FeatureExtractionClassifier(TransferClassifier):
         max_bad_fraction: fail when more inputs than this fraction are unreadable.
         seed: seed of the head.
         progress: show progress bars on stderr.
+
+    Fitted on several tasks (a :class:`~transferkit.data.MultiTaskDataset`, or ``y`` as ``{task: labels}``), the
+    features are extracted once and one ``head`` is fitted per task on the items labelled for it; ``predict``
+    returns ``(N, T)`` labels and ``predict_proba`` a list (see :mod:`transferkit.strategies._multitask`).
 
     Example:
         >>> clf = FeatureExtractionClassifier("packaged:efficientnet_lite0").fit(load_embedded())
@@ -106,21 +112,47 @@ class FeatureExtractionClassifier(TransferClassifier):
         )
 
     def fit(self, X: Any, y: Any = None) -> FeatureExtractionClassifier:
-        """Extract (or reuse cached) features of ``X`` and fit the head on them."""
+        """Extract (or reuse cached) features of ``X`` and fit the head on them (one head per task)."""
         start = time.perf_counter()
         backbone = resolve_backbone(self.backbone, self.pretrained)
         ds = as_dataset(X, y, modality=backbone.modality)
-        check_trainable(ds)
+        multitask = isinstance(ds, MultiTaskDataset)
+        (check_tasks_trainable if multitask else check_trainable)(ds)
         self.backbone_ = backbone
         self.layer_ = self.backbone_._check_layer(self.layer)
         extracted = self._extract(ds)
         assert extracted.features is not None and ds.labels is not None  # fit extracts with return_features=True
-        labels = ds.labels[extracted.index]
-        check_trainable(ImageDataset(extracted.index, labels, ds.classes, ds.name))
-        head = make_head(self.head, self.seed)
         head_start = time.perf_counter()
+        if multitask:
+            head_info = self._fit_task_heads(ds, extracted.features, extracted.index)
+        else:
+            labels = ds.labels[extracted.index]
+            check_trainable(ImageDataset(extracted.index, labels, ds.classes, ds.name))
+            head, head_info = self._fit_head(extracted.features, labels)
+            self.tasks_ = None
+            self.head_ = head
+            self.head_classes_ = np.asarray(head.classes_, dtype=np.int64)
+            exported = head_to_module(head)
+            self.head_module_: Any = exported[0] if exported else None
+            self.head_config_: Any = exported[1] if exported else None
+            self.classes_ = class_values(ds, y)
+        self.train_items_ = training_digests(keys=extracted.keys)
+        self.fit_info_ = {
+            "strategy": self.strategy_name,
+            "train_images": int(len(extracted.index)),
+            "modality": self.backbone_.modality,
+            "extraction": extracted.summary(),
+            "head": head_info,
+            "head_seconds": round(time.perf_counter() - head_start, 3),
+            "seconds": round(time.perf_counter() - start, 3),
+        }
+        return self
+
+    def _fit_head(self, features: np.ndarray, labels: np.ndarray) -> tuple[Any, dict[str, Any]]:
+        """A fresh ``head`` fitted on ``features``; the estimator bundles keep, and what was chosen."""
+        head = make_head(self.head, self.seed)
         try:
-            head.fit(extracted.features, labels)
+            head.fit(features, labels)
         except ValueError as e:
             raise TransferkitError(f"The {self.head!r} head could not be fitted: {str(e).splitlines()[0]}") from None
         choice = getattr(head, "choice_", None)
@@ -128,25 +160,38 @@ class FeatureExtractionClassifier(TransferClassifier):
         # tuned and adapted heads: what was chosen is kept below; the bundle stores the plain estimator
         if getattr(head, "bundles_estimator", False):
             head = head.estimator_
-        self.head_ = head
-        self.head_classes_ = np.asarray(head.classes_, dtype=np.int64)
-        exported = head_to_module(head)
-        self.head_module_: Any = exported[0] if exported else None
-        self.head_config_: Any = exported[1] if exported else None
-        self.classes_ = class_values(ds, y)
-        self.train_items_ = training_digests(keys=extracted.keys)
-        self.fit_info_ = {
-            "strategy": self.strategy_name,
-            "train_images": int(len(extracted.index)),
-            "modality": self.backbone_.modality,
-            "extraction": extracted.summary(),
-            "head": {"name": self.head if isinstance(self.head, str) else type(self.head).__name__,
-                     "estimator": type(head).__name__, **({"choice": choice} if choice else {}),
-                     **({"adaptation": adaptation} if adaptation else {})},
-            "head_seconds": round(time.perf_counter() - head_start, 3),
-            "seconds": round(time.perf_counter() - start, 3),
-        }
-        return self
+        return head, {"name": self.head if isinstance(self.head, str) else type(self.head).__name__,
+                      "estimator": type(head).__name__, **({"choice": choice} if choice else {}),
+                      **({"adaptation": adaptation} if adaptation else {})}
+
+    def _fit_task_heads(self, ds: MultiTaskDataset, features: np.ndarray, index: np.ndarray) -> dict[str, Any]:
+        """One head per task on the items labelled for it (the features were extracted once, for all).
+
+        The heads are kept as one :class:`~transferkit.heads.MultiTaskHead` when each has an exact torch form,
+        else together in one scikit-learn ``MultiOutputClassifier`` (one ``head.skops`` file in the bundle)."""
+        from sklearn.base import clone
+        from sklearn.multioutput import MultiOutputClassifier
+
+        heads, infos, head_classes = [], {}, []
+        for t, task in enumerate(ds.tasks):
+            labels = ds.labels[index, t]
+            rows = labels != MISSING
+            check_trainable(ImageDataset(index[rows], labels[rows], ds.classes[t], f"{ds.name}[{task}]"))
+            head, infos[task] = self._fit_head(features[rows], labels[rows])
+            heads.append(head)
+            head_classes.append(np.asarray(head.classes_, dtype=np.int64))
+        _multitask.set_tasks(self, ds, head_classes)
+        self.head_ = MultiOutputClassifier(clone(heads[0]))  # a container: its fitted heads are estimators_
+        self.head_.estimators_ = heads
+        exported = [head_to_module(h) for h in heads]
+        if all(e is not None for e in exported):
+            config = multitask_config([e[1] for e in exported if e is not None], None)
+            self.head_module_ = MultiTaskHead([e[0] for e in exported if e is not None],
+                                              [len(h) for h in head_classes]).eval()
+            self.head_config_ = config
+        else:
+            self.head_module_, self.head_config_ = None, None
+        return {"name": infos[ds.tasks[0]]["name"], "tasks": infos}
 
     def transform(self, X: Any) -> np.ndarray:
         """Features ``(N, D)`` of ``X`` at the fitted layer (through the cache)."""
@@ -160,7 +205,7 @@ class FeatureExtractionClassifier(TransferClassifier):
         return sklearn_head_state(self.head_, self._head_name(), directory), {}
 
     def _restore_state(self, directory: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-        if meta.get("head", {}).get("type") == "sklearn":
+        if meta.get("head", {}).get("type") == "sklearn":  # several tasks: a MultiOutputClassifier of their heads
             self.head_ = restore_sklearn_head(directory, meta)
             self.head_module_, self.head_config_ = None, None
         else:
@@ -168,6 +213,15 @@ class FeatureExtractionClassifier(TransferClassifier):
             self.head_ = None
 
     def _head_proba(self, features: np.ndarray) -> np.ndarray:
+        if _multitask.tasks_of(self):  # each task's head, its classes placed among all of the task's
+            if self.head_module_ is not None:
+                with torch.inference_mode():
+                    logits = self.head_module_(torch.as_tensor(features, dtype=torch.float32))
+                parts = [z.softmax(-1).numpy() for z in self.head_module_.split(logits)]
+            else:
+                parts = [h.predict_proba(features) for h in self.head_.estimators_]
+            return np.concatenate([full_proba(p, h, len(c)) for p, h, c in
+                                   zip(parts, self.head_classes_, self.classes_, strict=True)], axis=1)
         if self.head_module_ is not None:
             proba = ModuleHead(self.head_module_, self.head_config_).predict_proba(features)
         else:
@@ -181,5 +235,6 @@ class FeatureExtractionClassifier(TransferClassifier):
             shard=False,  # prediction is not collective: in a distributed run only rank 0 evaluates
         )
         if not len(extracted.index) or extracted.features is None:
-            return np.zeros((0, len(self.classes_))), extracted.index, extracted.skipped
+            width = sum(_multitask.task_sizes(self)) if _multitask.tasks_of(self) else len(self.classes_)
+            return np.zeros((0, width)), extracted.index, extracted.skipped
         return self._head_proba(extracted.features), extracted.index, extracted.skipped

@@ -17,7 +17,7 @@ import shutil
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -28,14 +28,16 @@ from .._utils import resolve_device, set_seed
 from ..backbones import Backbone
 from ..backbones.adapters import DEFAULT_LORA_RANK, PEFT_METHODS, LoraAdapters
 from ..backbones.prompt_tuning import DEFAULT_PROMPT_TOKENS, PromptTuning
-from ..data import ImageDataset, check_trainable, stratified_split
+from ..data import ImageDataset, MultiTaskDataset, check_trainable, multitask_split, stratified_split
 from ..data.loader import backbone_batches
+from ..data.multitask import check_tasks_trainable
 from ..data.seen import training_digests
 from ..features.extract import DEFAULT_MAX_BAD_FRACTION, check_bad_fraction
-from ..heads import build_head_module
+from ..heads import MultiTaskHead, MultiTaskLoss, build_head_module, multitask_config
 from ..heads.persist import module_head_state, restore_module_head
 from ..training import FINE_TUNE_DEFAULTS, TrainConfig, Trainer
 from ..training.checkpoint import checkpoint_config
+from . import _multitask
 from ._base import TransferClassifier, as_dataset, class_values
 from ._train import TransferModel, predict_logits, scan_images
 from .feature_extraction import resolve_backbone
@@ -91,6 +93,10 @@ class FineTuneClassifier(TransferClassifier):
             of randomly sampled vocabulary tokens).
         lr_find: run a learning-rate range test for the head (backbone frozen) first and use its suggestion as
             ``lr_head``; the model is restored exactly afterwards (see :func:`transferkit.training.lr_find`).
+        task_weighting: fitted on several tasks (a :class:`~transferkit.data.MultiTaskDataset`, or ``y`` as
+            ``{task: labels}``): one shared backbone, one linear head per task, trained on ``equal``-weighted
+            task losses or with ``uncertainty`` weighting (Kendall et al. 2018, learned log-variances); items with
+            no label for a task are masked out of its loss (:mod:`transferkit.heads.multitask`).
         max_bad_fraction, device, num_workers, seed, progress: as everywhere.
 
     Example:
@@ -135,6 +141,7 @@ class FineTuneClassifier(TransferClassifier):
         lora_rank: int = DEFAULT_LORA_RANK,
         prompt_tokens: int = DEFAULT_PROMPT_TOKENS,
         prompt_init: str | None = None,
+        task_weighting: str = "equal",
         max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
         device: str = "auto",
         num_workers: int = FINE_TUNE_DEFAULTS.num_workers,
@@ -146,6 +153,7 @@ class FineTuneClassifier(TransferClassifier):
         self.lora_rank = lora_rank
         self.prompt_tokens = prompt_tokens
         self.prompt_init = prompt_init
+        self.task_weighting = task_weighting
         self.backbone = backbone
         self.layer = layer
         self.schedule = schedule
@@ -185,12 +193,14 @@ class FineTuneClassifier(TransferClassifier):
         params = self.get_params(deep=False)
         return TrainConfig(**{k: v for k, v in params.items() if k in _TRAIN_FIELDS})
 
-    def _build(self, backbone: Backbone, n_classes: int) -> tuple[TransferModel, dict[str, Any]]:
+    def _build(self, backbone: Backbone, n_classes: int | list[int]) -> tuple[TransferModel, dict[str, Any]]:
+        """The model: a linear head of ``n_classes`` outputs, or one per task (a list of their sizes)."""
         if self.image_size is not None:
             backbone.preprocessing = backbone.preprocessing.with_image_size(self.image_size)
         layer = backbone._check_layer(self.layer)
-        config = {"type": "linear", "in_features": backbone.layer_dim(layer), "out_features": n_classes,
-                  "standardize": False}
+        linear = [{"type": "linear", "in_features": backbone.layer_dim(layer), "out_features": k,
+                   "standardize": False} for k in (n_classes if isinstance(n_classes, list) else [n_classes])]
+        config = multitask_config(linear, self.task_weighting) if isinstance(n_classes, list) else linear[0]
         return TransferModel(backbone, build_head_module(config), layer), config
 
     def fit(self, X: Any, y: Any = None, *, validation: Any = None, resume: bool = False) -> FineTuneClassifier:
@@ -207,7 +217,10 @@ class FineTuneClassifier(TransferClassifier):
         config = self.train_config()
         backbone = resolve_backbone(self.backbone, self.pretrained)
         ds = as_dataset(X, y, modality=backbone.modality)
-        check_trainable(ds)
+        multitask = isinstance(ds, MultiTaskDataset)
+        _multitask.check_weighting(self.task_weighting, multitask)
+        check = check_tasks_trainable if multitask else check_trainable
+        check(ds)
         if backbone.modality != "image" and config.augment not in ("none", "light"):
             # "light" is the default; anything else was asked for and cannot be honoured
             warnings.warn(f"augment={config.augment!r} is an image preset; {backbone.modality} trains without "
@@ -217,10 +230,14 @@ class FineTuneClassifier(TransferClassifier):
         good, skipped = scan_images(ds, getattr(backbone.preprocessing, "channels", 3), self.num_workers)
         check_bad_fraction(len(skipped), len(ds), self.max_bad_fraction, ds.name or "the dataset")
         train = ds.subset(good)
-        check_trainable(train)
+        check(train)
         val = as_dataset(validation, modality=backbone.modality) if validation is not None else None
+        if val is not None and getattr(val, "tasks", None) != getattr(ds, "tasks", None):
+            raise TransferkitError(f"`validation` must be labelled for the same tasks as X ({getattr(ds, 'tasks', None)})"
+                                   f". Got {getattr(val, 'tasks', None)} instead.")
         if val is None and self.early_stopping is not None:
-            train, val = stratified_split(train, self.validation_fraction, seed=self.seed)
+            train, val = (multitask_split if multitask else stratified_split)(train, self.validation_fraction,
+                                                                              seed=self.seed)
         device = resolve_device(self.device)
         torch.manual_seed(self.seed)
         adapters: LoraAdapters | PromptTuning | None = None
@@ -228,7 +245,9 @@ class FineTuneClassifier(TransferClassifier):
             adapters = LoraAdapters(backbone, self.lora_rank)
         elif self.peft == "prompt-tuning":
             adapters = PromptTuning(backbone, self.prompt_tokens, self.prompt_init)
-        model, head_config = self._build(backbone, len(ds.classes))
+        model, head_config = self._build(backbone, [len(c) for c in ds.classes] if multitask else len(ds.classes))
+        objective = MultiTaskLoss(cast(MultiTaskHead, model.head), _multitask.class_weights(train, config.class_weight),
+                                  config.label_smoothing) if multitask else None
         run_dir = Path(self.run_dir) if self.run_dir else None
         lr_found = None
         if self.lr_find and resume and run_dir is not None:  # the rate the interrupted run found, not a new search
@@ -236,10 +255,10 @@ class FineTuneClassifier(TransferClassifier):
             if recorded is not None:
                 lr_found = {"suggested_lr": recorded["lr_head"], "steps": None, "resumed": True}
         if self.lr_find and lr_found is None:  # a new run, or a resume with no checkpoint yet: it starts over
-            lr_found = self._find_head_lr(model, train)
+            lr_found = self._find_head_lr(model, train, objective)
         if lr_found is not None:
             config = dataclasses.replace(config, lr_head=lr_found["suggested_lr"])
-        trainer = Trainer(config, device, run_dir, progress=self.progress)
+        trainer = Trainer(config, device, run_dir, progress=self.progress, objective=objective)
         self.history_ = trainer.fit(model, train, val, resume=resume)
         plan = [dataclasses.asdict(s) for s in trainer.plan(model)]  # before finishing peft changes the groups back
         if run_dir is not None and is_main_process():  # finished: the fitted model supersedes the checkpoints
@@ -251,8 +270,12 @@ class FineTuneClassifier(TransferClassifier):
         self.layer_ = model.layer
         self.head_module_ = model.head
         self.head_config_ = head_config
-        self.head_classes_ = np.arange(len(ds.classes))
-        self.classes_ = class_values(ds, y)
+        if multitask:
+            _multitask.set_tasks(self, ds, [np.arange(len(c)) for c in ds.classes])
+        else:
+            self.tasks_ = None
+            self.head_classes_ = np.arange(len(ds.classes))
+            self.classes_ = class_values(ds, y)
         self.train_items_ = training_digests(train)
         self.fit_info_ = {
             "strategy": self.strategy_name, "train_images": int(len(train)), "modality": backbone.modality,
@@ -263,6 +286,8 @@ class FineTuneClassifier(TransferClassifier):
             "plan": plan,
             "lr_find": lr_found,
             **({"peft": peft_report} if peft_report is not None else {}),
+            **({"task_weighting": self.task_weighting, "task_weights": cast(MultiTaskHead, model.head).task_weights()}
+               if multitask else {}),
             "seconds": round(time.perf_counter() - start, 3),
         }
         return self
@@ -291,7 +316,7 @@ class FineTuneClassifier(TransferClassifier):
                       trainable_fraction=round(trainable / (report["backbone_parameters"] + trainable), 6))
         return report
 
-    def _find_head_lr(self, model: TransferModel, train: ImageDataset) -> dict[str, Any]:
+    def _find_head_lr(self, model: TransferModel, train: ImageDataset, objective: Any = None) -> dict[str, Any]:
         from ..training import lr_find
 
         assert train.labels is not None
@@ -302,8 +327,8 @@ class FineTuneClassifier(TransferClassifier):
         batches = [(b["inputs"], labels[b["index"]]) for b in itertools.islice(loader, steps) if len(b["index"])]
         model.backbone.freeze()
         try:
-            found = lr_find(model, batches, torch.nn.functional.cross_entropy, start_lr=1e-6, end_lr=1.0,
-                            num_steps=steps)
+            found = lr_find(model, batches, objective or torch.nn.functional.cross_entropy, start_lr=1e-6,
+                            end_lr=1.0, num_steps=steps)
         finally:
             model.backbone.unfreeze()
         return {"suggested_lr": found["suggested_lr"], "steps": len(found["lrs"])}
@@ -322,4 +347,6 @@ class FineTuneClassifier(TransferClassifier):
         logits, index, skipped = predict_logits(self.model_, ds, device, self.batch_size, self.num_workers,
                                                 progress=self.progress and len(ds) > 256, precision=self.precision)
         self.model_.cpu()
+        if _multitask.tasks_of(self):  # the tasks' logits side by side: a softmax per task
+            return _multitask.joint_softmax(torch.from_numpy(logits), _multitask.task_sizes(self)), index, skipped
         return torch.from_numpy(logits).softmax(-1).numpy(), index, skipped

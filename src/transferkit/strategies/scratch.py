@@ -43,6 +43,7 @@ class ScratchClassifier(FineTuneClassifier):
     lora_rank = DEFAULT_LORA_RANK
     prompt_tokens = DEFAULT_PROMPT_TOKENS
     prompt_init = None
+    task_weighting = "equal"
 
     def __init__(
         self,

@@ -77,10 +77,16 @@ class Trainer:
         device: where to train.
         run_dir: where checkpoints, ``metrics.jsonl`` and ``training_curves.png`` go (None: nowhere).
         progress: show progress bars.
+        objective: a loss of ``(logits, labels)`` other than cross-entropy over one label per item (e.g.
+            :class:`~transferkit.heads.MultiTaskLoss` over ``(N, T)`` labels), with ``correct(logits, labels)`` and
+            ``validation_sums(logits, labels)`` → ``(loss sum, correct, count)`` for the report. It replaces
+            ``class_weight`` and ``label_smoothing``; ``balanced_sampling`` and ``augment='strong'`` are refused.
     """
 
-    def __init__(self, config: TrainConfig, device: torch.device, run_dir: Path | None = None, progress: bool = True):
+    def __init__(self, config: TrainConfig, device: torch.device, run_dir: Path | None = None, progress: bool = True,
+                 objective: Any = None):
         self.distributed = False
+        self.objective = objective
         self.config = config
         self.device = device
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -130,7 +136,7 @@ class Trainer:
             val = val.subset(np.arange(rank, len(val), world))
         loader = backbone_batches(model.backbone, val, batch_size=self.config.batch_size,
                                   num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda")
-        total, correct, loss_sum = 0, 0, 0.0
+        total, correct, loss_sum = 0, 0.0, 0.0
         assert val.labels is not None
         labels = torch.as_tensor(val.labels)
         for batch in loader:
@@ -139,12 +145,22 @@ class Trainer:
             y = labels[batch["index"]].to(self.device)
             with self._autocast():
                 logits = model(move_to(batch["inputs"], self.device)).float()
-            loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
-            correct += int((logits.argmax(1) == y).sum())
-            total += len(y)
+            part = self._validation_sums(logits, y)
+            loss_sum, correct, total = loss_sum + part[0], correct + part[1], total + part[2]
         model.train()
         sums = all_reduce_sum([loss_sum, correct, total])
         return {"val_loss": sums[0] / max(sums[2], 1), "val_accuracy": sums[1] / max(sums[2], 1)}
+
+    def _validation_sums(self, logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float, int]:
+        if self.objective is not None:
+            return self.objective.validation_sums(logits, y)
+        loss = float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+        return loss, int((logits.argmax(1) == y).sum()), len(y)
+
+    def _correct(self, logits: torch.Tensor, y: torch.Tensor) -> float:
+        if self.objective is not None:
+            return float(self.objective.correct(logits, y))
+        return int((logits.argmax(1) == y).sum())
 
     # -- the loop --------------------------------------------------------------------------------------
     def fit(self, model: Any, train: ImageDataset, val: ImageDataset | None = None,
@@ -159,10 +175,14 @@ class Trainer:
         plan = self.plan(model)
         labels = torch.as_tensor(train.labels)
         num_classes = len(train.classes)
-        loss_fn = self._loss(labels, num_classes)
+        loss_fn = self.objective if self.objective is not None else self._loss(labels, num_classes)
         # augmentation presets are image transforms: text trains on the texts as they are
         augment = c.augment if model.backbone.modality == "image" else "none"
-        mix = batch_mix(augment, num_classes)
+        if self.objective is not None and (augment == "strong" or c.balanced_sampling):
+            what = "`augment='strong'` mixes" if augment == "strong" else "`balanced_sampling` samples by"
+            raise TransferkitError(f"{what} one label per item, and this training has several (one per task); "
+                                   "use `augment='medium'` and no `balanced_sampling`.")
+        mix = batch_mix(augment, num_classes) if self.objective is None else None
         if augment not in ("none", "light", "medium", "strong"):
             raise TransferkitError(f"augment must be one of none, light, medium, strong. Got {augment!r} instead.")
         world = rank_and_world()[1]  # each process takes ceil(N / world) images an epoch (see _train_epoch)
@@ -295,7 +315,7 @@ class Trainer:
                     loss.backward()
                     optimizer.step()
                     running[0] += float(loss.detach()) * len(y)
-                    running[1] += int((logits.detach().argmax(1) == y).sum())
+                    running[1] += self._correct(logits.detach(), y)
                     running[2] += len(y)
                 scheduler.step()
                 pos["step_in_epoch"] += 1
