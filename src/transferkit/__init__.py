@@ -32,6 +32,7 @@ from .data import (
     stratified_split,
 )
 from .evaluation import evaluate
+from .export import OnnxClassifier, export_onnx
 from .features import FeatureCache, extract_features
 from .heads import make_head
 from .selection import choose_strategy, rank_backbones
@@ -53,5 +54,5 @@ __all__ = [
     "Preprocessing", "ScratchClassifier", "TransferkitError", "WeightsInfo", "__version__", "create_backbone",
     "evaluate", "extract_features", "from_arrays", "from_csv", "from_folder", "list_backbones", "load_bundle",
     "load_embedded", "load_fashion_mnist", "make_head", "open_dataset", "per_class", "save_bundle",
-    "drop_unreadable", "stratified_split", "AudioDataset", "from_audio_folder", "from_waveforms", "TextDataset", "from_texts", "read_text_table", "Verdict", "choose_strategy", "learning_curve", "rank_backbones", "transfer_verdict",
+    "drop_unreadable", "stratified_split", "OnnxClassifier", "export_onnx", "AudioDataset", "from_audio_folder", "from_waveforms", "TextDataset", "from_texts", "read_text_table", "Verdict", "choose_strategy", "learning_curve", "rank_backbones", "transfer_verdict",
 ]
