@@ -134,7 +134,8 @@ def export_onnx(bundle: str | os.PathLike[str], out: str | os.PathLike[str], *, 
             assert check is not None and reference is not None
             quantized = work / "int8.raw.onnx"
             if model.modality_ == "image":
-                quantization = quantize_static_qdq(fp32, quantized, _feeds(runner, calib), work)
+                quantization = quantize_static_qdq(fp32, quantized, _feeds(runner, calib), work,
+                                                   model.backbone_._group_names, INT8_MIN_AGREEMENT)
             else:
                 quantization = quantize_dynamic_matmul(fp32, quantized, work)
             final = _stamped(onnx, quantized, work / "int8.onnx", {**facts, "quantization": quantization})
