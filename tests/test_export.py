@@ -224,6 +224,13 @@ def test_text_bundles_export_with_their_tokenizer_beside(tiny_bert: Path, tmp_pa
         OnnxClassifier(out)
 
 
+def test_zero_shot_bundles_export(tiny_bert: Path, tmp_path: Path):  # noqa: F811
+    tk.ZeroShotClassifier(f"hf:{tiny_bert}", labels="fruit,car", progress=False, cache=False).fit().save(tmp_path / "z")
+    report = export_onnx(tmp_path / "z", tmp_path / "z.onnx")  # no data: random token ids, as a batch and alone
+    assert report["parity"]["inputs"] == "random" and report["parity"]["fp32_max_abs_diff"] <= 1e-4
+    assert report["classes"] == ["fruit", "car"]
+
+
 def test_onnx_hint_names_the_onnx_extra(monkeypatch, bundle: Path, tmp_path: Path):
     import sys
 

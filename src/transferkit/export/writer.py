@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from .._errors import BundleError, DataError, TransferkitError
+from .._extras import require
 from .._utils import sha256_file
 from .._version import __version__
 from ..bundle import META_FILE, load_bundle, read_meta
@@ -212,7 +213,7 @@ def _facts(bundle: Any, model: Any, inputs: list[str], exporter: str) -> dict[st
     """The file's metadata (:mod:`.metadata`) known before exporting."""
     meta = read_meta(bundle)
     info = meta.get("backbone", {})
-    ort = sys.modules.get("onnxruntime")
+    ort = require("onnxruntime", "onnx", "ONNX export")
     return {
         "modality": model.modality_, "classes": [str(c) for c in model.classes_],
         "preprocessing": model.backbone_.preprocessing.to_dict(), "inputs": inputs, "outputs": OUTPUT,
@@ -222,7 +223,7 @@ def _facts(bundle: Any, model: Any, inputs: list[str], exporter: str) -> dict[st
         "bundle": Path(bundle).name, "bundle_sha256": sha256_file(Path(bundle) / META_FILE),
         "transferkit_version": __version__, "exporter": exporter,
         "versions": {"torch": torch.__version__, "onnx": onnx_module().__version__,
-                     "onnxruntime": getattr(ort, "__version__", None)},
+                     "onnxruntime": ort.__version__},
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
 
