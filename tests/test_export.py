@@ -81,6 +81,7 @@ def test_the_batch_is_dynamic(bundle: Path, tmp_path: Path):
         np.testing.assert_allclose(got, strategy_proba(model, {"pixels": pixels["pixels"][:n]}), atol=1e-5)
 
 
+@pytest.mark.slow  # 8 s on a quiet machine (the torch.export-based exporter is slow); the default is TorchScript
 def test_the_dynamo_exporter_is_the_alternative(bundle: Path, images: Path, tmp_path: Path, capsys):
     report = export_onnx(bundle, tmp_path / "d.onnx", calibration=images, exporter="dynamo")
     assert report["exporter"] == "dynamo" and report["parity"]["fp32_max_abs_diff"] <= 1e-4
@@ -121,13 +122,26 @@ def test_int8_is_static_qdq_calibrated_apart_from_its_check_items(bundle: Path, 
 def test_int8_below_the_thresholds_is_refused_unless_forced(bundle: Path, images: Path, tmp_path: Path, monkeypatch):
     from transferkit.export import writer
 
-    monkeypatch.setattr(writer, "INT8_MIN_AGREEMENT", 1.01)  # nothing can pass: the refusal path
-    out = tmp_path / "q.onnx"
-    with pytest.raises(tk.TransferkitError, match=r"agrees with the bundle's top-1 class on 100\.0% \(< 101%\).*force"):
-        export_onnx(bundle, out, quantize="int8", calibration=images)
-    assert not out.exists() and list(tmp_path.iterdir()) == []  # nothing written, no temporaries left
-    report = export_onnx(bundle, out, quantize="int8", calibration=images, force=True)
+    monkeypatch.setattr(writer, "INT8_MIN_AGREEMENT", 1.01)  # nothing can pass: the refusal and warning paths
+    unlabelled = tmp_path / "flat"
+    unlabelled.mkdir()
+    for p in images.rglob("*.png"):
+        (unlabelled / f"{p.parent.name}-{p.name}").write_bytes(p.read_bytes())
+    out = tmp_path / "out" / "q.onnx"
+    with pytest.raises(tk.TransferkitError, match=r"agrees with the bundle's top-1 class on 100\.0% of the check "
+                                                  r"items \(< 101%\) \(12 items\); nothing was written.*force"):
+        export_onnx(bundle, out, quantize="int8", calibration=unlabelled)
+    assert list(out.parent.iterdir()) == []  # nothing written, no temporaries left
+    report = export_onnx(bundle, out, quantize="int8", calibration=unlabelled, force=True)
     assert out.is_file() and report["warnings"][0].startswith("int8 written although it agrees")
+    # labelled check items judge by accuracy: low agreement alone is a warning, and the file is written
+    monkeypatch.setattr(writer, "INT8_MAX_ACCURACY_DROP", -0.5)
+    with pytest.raises(tk.TransferkitError, match=r"loses 0\.0 accuracy points on the check items \(> -50\)"):
+        export_onnx(bundle, out, quantize="int8", calibration=images)
+    monkeypatch.setattr(writer, "INT8_MAX_ACCURACY_DROP", 0.01)
+    report = export_onnx(bundle, out, quantize="int8", calibration=images)
+    assert report["warnings"] == ["int8 agrees with the bundle's top-1 class on 100.0% of the check items (< 101%); "
+                                  "its accuracy there is 1.0000 against the bundle's 1.0000"]
 
 
 def test_fine_tuned_and_inner_layer_bundles_export(images: Path, tmp_path: Path):

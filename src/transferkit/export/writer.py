@@ -9,10 +9,12 @@ included:
 
 - float32: the largest absolute difference of any probability must be <= :data:`FP32_TOLERANCE` (1e-4); more is a
   bug of the exporter or of transferkit, and the export fails, writing nothing;
-- int8 (``quantize='int8'``, :mod:`.quantize`): the top-1 class must agree with the bundle's on >=
-  :data:`INT8_MIN_AGREEMENT` (99 %) of the check items and, when they are labelled, accuracy may drop by at most
-  :data:`INT8_MAX_ACCURACY_DROP` (1 point); otherwise the export fails with the numbers, unless ``force=True``,
-  which writes the file anyway and says so in ``warnings``.
+- int8 (``quantize='int8'``, :mod:`.quantize`): on labelled check items, accuracy may drop by at most
+  :data:`INT8_MAX_ACCURACY_DROP` (1 point), and a top-1 agreement with the bundle below :data:`INT8_MIN_AGREEMENT`
+  (99 %) is a warning; on unlabelled ones, agreement is all there is to judge by, and it must reach 99 %. A failed
+  check fails the export with the numbers, unless ``force=True``, which writes the file anyway and says so in
+  ``warnings``. (Agreement alone would refuse most int8 models: on our benchmarks it was 96-98 % with accuracy
+  unchanged, the flips being near-ties of a model right 60-80 % of the time; bench/README.md.)
 
 The check items are real inputs from ``calibration`` (a DATA path or dataset, labelled or not): int8 calibrates on
 up to ``calibration_size`` of them (a seeded random half at most) and every export is checked on the others (up to
@@ -54,6 +56,8 @@ from .runtime import ONNX_SUFFIX, OnnxClassifier, tokenizer_folder
 FP32_TOLERANCE = 1e-4
 INT8_MIN_AGREEMENT = 0.99
 INT8_MAX_ACCURACY_DROP = 0.01
+#: how far int8 must agree with float32 on its own calibration items before no more layer groups are kept float
+CALIBRATION_AGREEMENT = 0.99
 DEFAULT_OPSET = 17
 EXPORTERS = ("torchscript", "dynamo")
 QUANTIZE = ("int8",)
@@ -76,7 +80,7 @@ def export_onnx(bundle: str | os.PathLike[str], out: str | os.PathLike[str], *, 
         check_size: at most this many other items check the export.
         opset: the ONNX opset to export with.
         exporter: ``torchscript`` (default) or ``dynamo`` (torch.export-based, needs onnxscript).
-        force: write an int8 file that fails the agreement or accuracy checks anyway (with a warning).
+        force: write an int8 file that fails its check anyway (with a warning).
         batch_size: items per batch while checking.
         seed: seeds the split of ``calibration`` and the random check inputs.
         text_column, label_column, encoding: how a text ``calibration`` file is read.
@@ -136,20 +140,20 @@ def export_onnx(bundle: str | os.PathLike[str], out: str | os.PathLike[str], *, 
             quantized = work / "int8.raw.onnx"
             if model.modality_ == "image":
                 quantization = quantize_static_qdq(fp32, quantized, _feeds(runner, calib), work,
-                                                   model.backbone_._group_names, INT8_MIN_AGREEMENT)
+                                                   model.backbone_._group_names, CALIBRATION_AGREEMENT)
             else:
                 quantization = quantize_dynamic_matmul(fp32, quantized, work)
             final = _stamped(onnx, quantized, work / "int8.onnx", {**facts, "quantization": quantization})
             int8 = OnnxClassifier(final, device="cpu", batch_size=batch_size, progress=False, tokenizer_dir=tokenizer)
             result = compare(reference, int8.predict_proba_details(check), check, facts["classes"])
             parity.update(_int8_parity(result, quantization))
-            failures = _int8_failures(parity)
+            failures, notes = _int8_verdict(parity)
             if failures and not force:
-                raise TransferkitError(f"The int8 model {'; '.join(failures)} on {result['items']} check items; "
-                                       "nothing was written. Calibrate on more (or more typical) inputs with "
+                raise TransferkitError(f"The int8 model {'; '.join(failures)} ({result['items']} items); nothing "
+                                       "was written. Calibrate on more (or more typical) inputs with "
                                        "`calibration`, export float32 (no `quantize`), or write it anyway with "
                                        "`force=True`.")
-            warn += [f"int8 written although it {f}" for f in failures]
+            warn += notes + [f"int8 written although it {f}" for f in failures]
         if "accuracy_bundle" in fp32_result:
             parity.update(accuracy_bundle=fp32_result["accuracy_bundle"], accuracy_fp32=fp32_result["accuracy_onnx"])
         stamped = _stamped(onnx, final, work / "final.onnx", {**facts, "quantization": quantization, "parity": parity})
@@ -280,15 +284,20 @@ def _int8_parity(result: dict[str, Any], quantization: dict[str, Any]) -> dict[s
     return parity
 
 
-def _int8_failures(parity: dict[str, Any]) -> list[str]:
+def _int8_verdict(parity: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """``(failures, warnings)`` of an int8 check: labelled check items are judged by accuracy (an agreement below
+    the threshold is then only a warning), unlabelled ones by top-1 agreement, the only signal they give."""
+    low_agreement = (f"agrees with the bundle's top-1 class on {100 * parity['int8_agreement']:.1f}% of the check "
+                     f"items (< {100 * INT8_MIN_AGREEMENT:.0f}%)")
+    if "accuracy_drop" not in parity:
+        return ([low_agreement] if parity["int8_agreement"] < INT8_MIN_AGREEMENT else []), []
     failures = []
-    if parity["int8_agreement"] < INT8_MIN_AGREEMENT:
-        failures.append(f"agrees with the bundle's top-1 class on {100 * parity['int8_agreement']:.1f}% "
-                        f"(< {100 * INT8_MIN_AGREEMENT:.0f}%)")
-    if parity.get("accuracy_drop", 0.0) > INT8_MAX_ACCURACY_DROP:
-        failures.append(f"loses {100 * parity['accuracy_drop']:.1f} accuracy points (> "
+    if parity["accuracy_drop"] > INT8_MAX_ACCURACY_DROP:
+        failures.append(f"loses {100 * parity['accuracy_drop']:.1f} accuracy points on the check items (> "
                         f"{100 * INT8_MAX_ACCURACY_DROP:.0f})")
-    return failures
+    notes = [f"int8 {low_agreement}; its accuracy there is {parity['accuracy_int8']:.4f} against the bundle's "
+             f"{parity['accuracy_bundle']:.4f}"] if parity["int8_agreement"] < INT8_MIN_AGREEMENT else []
+    return failures, notes
 
 
 def _write_tokenizer(model: Any, folder: Path) -> Path:
