@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import random
 import sys
@@ -185,7 +186,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
                 ax.text(x, m, f"{m:.1f}", ha="center", va="bottom", fontsize=7)
         ax.set_xticks(np.arange(3) + width * (len(task["latency"]) - 1) / 2,
                       ["PyTorch", "ONNX fp32", "ONNX int8"])
-        ax.set_ylabel("batch-1 latency, median ms (p25-p75)")
+        ax.set_yscale("log")  # 2-thread PyTorch on a busy machine is an order of magnitude off the rest
+        ax.set_ylabel("batch-1 latency, median ms (p25-p75, log)")
         drop = task["accuracy_drop_int8_points"]
         ax.set_title(f"{task['backbone'].split(':')[1]}: int8 {task['latency'][0]['speedup_int8_vs_fp32']:.2f}x "
                      f"fp32\nint8 agreement {100 * task['onnx']['int8']['agreement']:.1f}%, accuracy "
@@ -207,7 +209,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="10/class, 40 calibration items, 20 test per class")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--plot-only", default=None, metavar="JSON", help="redraw the PNG of a results file")
     args = parser.parse_args()
+    if args.plot_only:
+        plot(json.loads(Path(args.plot_only).read_text()), Path(args.plot_only).with_suffix(".png"))
+        return
     if args.quick:
         args.train_per_class, args.calibration, args.repeats, args.warmup = 10, 40, 20, 3
     args.threads = [int(t) for t in args.threads.split(",")]
