@@ -20,7 +20,6 @@ from torch import nn
 from .._errors import BundleError
 from ..backbones import DEFAULT_LAYER
 from ..backbones._base import global_pool
-from ..backbones.hf import HFEncoder, HFTextTrunk
 from ..heads.modules import Standardize
 
 #: the heads whose bundles export (the ``head`` parameter's names)
@@ -136,6 +135,8 @@ def build_graph(model: Any, bundle: str) -> tuple[nn.Module, dict[str, torch.Ten
     Raises:
         BundleError: an audio or word-vector bundle, or a head without a torch form (:func:`head_module`).
     """
+    from ..backbones.hf import HFEncoder, HFTextTrunk  # here: importing hf imports timm (seconds)
+
     backbone = model.backbone_
     head = ProbabilityHead(head_module(model, bundle), np.asarray(model.head_classes_), len(model.classes_))
     if backbone.modality == "image":
