@@ -22,9 +22,8 @@ def register(sub: Any) -> None:
     p.add_argument("--quantize", choices=["int8"], default=None,
                    help="int8 (needs --calibration): static QDQ for image models, dynamic for text models")
     p.add_argument("--calibration", metavar="DATA", default=None,
-                   help="real inputs (a folder of class folders or of images, a CSV, a text file, a built-in "
-                        "name; labels optional) to calibrate int8 on and to check the export with; needed for "
-                        "--quantize")
+                   help="real inputs to calibrate int8 on and to check the export with (needed for --quantize): "
+                        "labelled DATA as `evaluate` reads it, or a flat folder of images, or a .txt of texts")
     p.add_argument("--calibration-size", type=positive_int, default=200, metavar="N",
                    help="at most N items calibrate int8 (at most half of DATA; the rest check it; default 200)")
     p.add_argument("--check-size", type=positive_int, default=500, metavar="N",

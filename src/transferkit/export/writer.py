@@ -74,8 +74,9 @@ def export_onnx(bundle: str | os.PathLike[str], out: str | os.PathLike[str], *, 
         bundle: the bundle directory.
         out: the ``.onnx`` file to write; a text model's tokenizer goes beside it, into ``<name>.tokenizer/``.
         quantize: None (float32) or ``int8`` (static QDQ for image graphs, dynamic for text graphs).
-        calibration: real inputs (a DATA path as ``evaluate`` reads it, or a dataset; labels optional) to calibrate
-            int8 on and to check the export with; needed for ``quantize='int8'``.
+        calibration: real inputs to calibrate int8 on and to check the export with, needed for
+            ``quantize='int8'``: labelled DATA as ``evaluate`` reads it, unlabelled images (a flat folder) or texts
+            (a ``.txt``), or a dataset.
         calibration_size: at most this many items calibrate int8 (and at most half of ``calibration``).
         check_size: at most this many other items check the export.
         opset: the ONNX opset to export with.

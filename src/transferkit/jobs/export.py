@@ -22,8 +22,8 @@ class ExportConfig:
         out: the ``.onnx`` file to write (a text model's tokenizer goes beside it, into ``<name>.tokenizer/``).
         format: ``onnx`` (the only one so far).
         quantize: None (float32) or ``int8``.
-        calibration: real inputs (DATA as ``evaluate`` reads it, labels optional) to calibrate int8 on and to check
-            the export with; needed for ``int8``.
+        calibration: real inputs to calibrate int8 on and to check the export with, needed for ``int8``: labelled
+            DATA as ``evaluate`` reads it, a flat folder of images, or a ``.txt`` of texts.
         calibration_size: at most this many items calibrate int8 (image models; at most half of ``calibration``).
         check_size: at most this many other items check the export.
         opset: ONNX opset.
