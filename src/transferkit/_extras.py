@@ -1,8 +1,8 @@
 """Optional dependencies: imported where they are used, refused with the extra that installs them.
 
-``import transferkit`` needs only the core install; text encoders, audio reading and PEFT come with extras
-(``pip install 'transferkit[text]'``, ``[audio]``, ``[peft]``, ``[all]``). A missing one fails at the point of use
-with one line that names the extra (accelerate's ``utils/imports.py`` does the same).
+``import transferkit`` needs only the core install; text encoders, audio reading, PEFT and ONNX export come with
+extras (``pip install 'transferkit[text]'``, ``[audio]``, ``[peft]``, ``[onnx]``, ``[all]``). A missing one fails at
+the point of use with one line that names the extra (accelerate's ``utils/imports.py`` does the same).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from types import ModuleType
 
 from ._errors import TransferkitError
 
-EXTRAS = ("text", "audio", "peft", "all")
+EXTRAS = ("text", "audio", "peft", "onnx", "all")
 
 
 def install_hint(extra: str) -> str:
@@ -26,7 +26,7 @@ def require(module: str, extra: str, what: str, *, package: str | None = None,
 
     Args:
         module: the import name, e.g. ``"transformers"`` or ``"pyarrow.parquet"``.
-        extra: the transferkit extra that brings it (``text``, ``audio``, ``peft``).
+        extra: the transferkit extra that brings it (``text``, ``audio``, ``peft``, ``onnx``).
         what: what needs it, as the message's subject (``"hf: backbones"``, or a parameter in backticks:
             ``"`peft`"``, which the CLI spells as its flag).
         package: the distribution's name when it differs from the import name (default: its top-level module).

@@ -38,7 +38,9 @@ def evaluate(model: Any, X: Any, y: Any = None, *, confusion_png: str | os.PathL
     Raises:
         DataError: no labels, no readable image, or classes the model does not have.
     """
-    ds: ImageDataset = as_dataset(X, y, modality=getattr(getattr(model, "backbone_", None), "modality", "image"))
+    modality = str(getattr(model, "modality_", None) or getattr(getattr(model, "backbone_", None), "modality",
+                                                                 "image"))
+    ds: ImageDataset = as_dataset(X, y, modality=modality)
     if ds.labels is None or len(ds) == 0:
         raise DataError("evaluate needs labeled images (a class-per-folder tree or a CSV with labels).")
     if tasks_of(model):

@@ -17,10 +17,23 @@ from .._errors import TransferkitError
 from .._progress import stderr_console
 from .._version import __version__
 from ..training import Interrupted
-from . import adapt, backbones, cluster, curve, evaluate, fit, predict, pretrain, quickstart, rank, report
+from . import (
+    adapt,
+    backbones,
+    cluster,
+    curve,
+    evaluate,
+    export,
+    fit,
+    predict,
+    pretrain,
+    quickstart,
+    rank,
+    report,
+)
 from ._common import error_line, flag_spelling
 
-COMMANDS = (quickstart, fit, predict, evaluate, report, pretrain, rank, curve, adapt, cluster, backbones)
+COMMANDS = (quickstart, fit, predict, evaluate, report, export, pretrain, rank, curve, adapt, cluster, backbones)
 
 
 class _Parser(argparse.ArgumentParser):

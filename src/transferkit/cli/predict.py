@@ -15,7 +15,8 @@ from ._common import add_runtime_options, add_text_options, emit, positive_int
 
 def register(sub: Any) -> None:
     p = sub.add_parser("predict", help="classify images or texts with a bundle")
-    p.add_argument("bundle", help="bundle directory written by `transferkit fit`")
+    p.add_argument("bundle", help="bundle directory written by `transferkit fit`, or a .onnx file written by "
+                                  "`transferkit export`")
     p.add_argument("inputs", nargs="+", help="image files or folders (searched recursively); for a text bundle: "
                                              ".txt files (one text per line) or CSV/TSV/JSONL with a text column")
     p.add_argument("--top", type=positive_int, default=3, help="classes shown per image (table output)")

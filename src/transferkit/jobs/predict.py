@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from .._errors import DataError
-from ..bundle import load_bundle
 from ..data import ImageDataset, TextDataset, from_audio_files, read_text_table
 from ..data.sources import visible_files
+from ..export import load_model
 from ..strategies._multitask import split_tasks, tasks_of
 from ._runtime import load_options
 
@@ -26,7 +26,7 @@ class PredictConfig:
     """Everything ``transferkit predict`` needs.
 
     Attributes:
-        bundle: bundle directory written by ``fit`` or ``pretrain``.
+        bundle: bundle directory written by ``fit`` or ``pretrain``, or a ``.onnx`` file written by ``export``.
         inputs: image (audio) files or folders, searched recursively; for a text bundle ``.txt`` files (one text per
             line) or CSV/TSV/JSONL files with a text column.
         text_column: column (JSON key) of the texts in a CSV/TSV/JSONL input.
@@ -48,7 +48,7 @@ class PredictConfig:
 
 
 def predict_files(cfg: PredictConfig) -> dict[str, Any]:
-    """Predictions for image (or text, or audio) files with a bundle.
+    """Predictions for image (or text, or audio) files with a bundle or an exported ``.onnx`` file.
 
     Returns:
         ``{"bundle", "classes", "predictions", "skipped"}``: one prediction per readable input, each with ``input``,
@@ -59,7 +59,7 @@ def predict_files(cfg: PredictConfig) -> dict[str, Any]:
     Raises:
         DataError: no input found, or none of them readable.
     """
-    model = load_bundle(cfg.bundle, **load_options(cfg))
+    model = load_model(cfg.bundle, **load_options(cfg))
     if model.modality_ == "text":
         ds: Any = read_texts(cfg.inputs, text_column=cfg.text_column, encoding=cfg.encoding)
     elif model.modality_ == "audio":
