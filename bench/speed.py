@@ -125,7 +125,6 @@ def in_process(photos: Path, rounds: int, batch_size: int = 64) -> dict:
     import torch
 
     import transferkit as tk
-    from transferkit.data.loader import image_loader
 
     ds = tk.from_folder(str(photos))
     model = tk.create_backbone("packaged:efficientnet_lite0")
@@ -163,7 +162,6 @@ def in_process(photos: Path, rounds: int, batch_size: int = 64) -> dict:
                   "transferkit, no decode-ahead": lambda: ours(False),
                   "transferkit, cache on (hashes files, writes shards)": ours_cached}
     hand()  # warm-up: first-call allocations, file system cache
-    _ = image_loader
     times: dict[str, list[float]] = {k: [] for k in contenders}
     outputs: dict[str, np.ndarray] = {}
     for r in range(rounds):

@@ -169,7 +169,9 @@ def long_description(description: str) -> str:
     return "\n".join(p for p in paragraphs if p)
 
 
-def build_dataset() -> tuple[tk.TextDataset, dict[str, Any]]:
+def package_descriptions() -> tuple[list[tuple[str, str]], list[str]]:
+    """``(section, English description)`` of every available binary package (section prefixes stripped; the
+    description raw, synopsis line first) and the Translation-en files read."""
     translations = sorted(glob.glob("/var/lib/apt/lists/*_i18n_Translation-en*"))
     if not translations:
         sys.exit("No Translation-en lists: run `apt-get update -o Acquire::Languages=en` as root first.")
@@ -179,14 +181,24 @@ def build_dataset() -> tuple[tk.TextDataset, dict[str, Any]]:
                              check=True).stdout
         for st in _stanzas(raw):
             if "Description-md5" in st and "Description-en" in st:
-                md5_text[st["Description-md5"]] = long_description(st["Description-en"])
+                md5_text[st["Description-md5"]] = st["Description-en"]
     avail = subprocess.run(["apt-cache", "dumpavail"], capture_output=True, text=True, check=True).stdout
-    sections_of: dict[str, set[str]] = defaultdict(set)
+    out = []
     for st in _stanzas(avail):
         section = st.get("Section", "")
         for prefix in PREFIXES:
             section = section.removeprefix(prefix)
-        text = md5_text.get(st.get("Description-md5", ""))
+        description = md5_text.get(st.get("Description-md5", ""))
+        if description:
+            out.append((section, description))
+    return out, translations
+
+
+def build_dataset() -> tuple[tk.TextDataset, dict[str, Any]]:
+    packages, translations = package_descriptions()
+    sections_of: dict[str, set[str]] = defaultdict(set)
+    for section, description in packages:
+        text = long_description(description)
         if section in SECTIONS and text and len(text.split()) >= MIN_WORDS:
             sections_of[text].add(section)
     texts = sorted(t for t, s in sections_of.items() if len(s) == 1)

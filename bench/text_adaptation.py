@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
-import glob
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from finetune import write_json  # noqa: E402
 from run import machine  # noqa: E402
-from text import MIN_WORDS, PREFIXES, SECTIONS, _stanzas, long_description  # noqa: E402
+from text import MIN_WORDS, SECTIONS, long_description, package_descriptions  # noqa: E402
 
 import transferkit as tk  # noqa: E402
 from transferkit.bundle import library_versions  # noqa: E402
@@ -51,24 +49,9 @@ SPLIT_SEED = 12345
 
 def build_pairs() -> tuple[list[tuple[str, str, str]], dict[str, Any]]:
     """``(section, synopsis, long description)`` per package with a single section, deduplicated on both texts."""
-    translations = sorted(glob.glob("/var/lib/apt/lists/*_i18n_Translation-en*"))
-    if not translations:
-        sys.exit("No Translation-en lists: run `apt-get update -o Acquire::Languages=en` as root first.")
-    md5_text: dict[str, str] = {}
-    for path in translations:
-        raw = subprocess.run(["/usr/lib/apt/apt-helper", "cat-file", path], capture_output=True, text=True,
-                             check=True).stdout
-        for st in _stanzas(raw):
-            if "Description-md5" in st and "Description-en" in st:
-                md5_text[st["Description-md5"]] = st["Description-en"]
-    avail = subprocess.run(["apt-cache", "dumpavail"], capture_output=True, text=True, check=True).stdout
     sections_of: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for st in _stanzas(avail):
-        section = st.get("Section", "")
-        for prefix in PREFIXES:
-            section = section.removeprefix(prefix)
-        description = md5_text.get(st.get("Description-md5", ""))
-        if section not in SECTIONS or not description:
+    for section, description in package_descriptions()[0]:
+        if section not in SECTIONS:
             continue
         synopsis = description.split("\n", 1)[0].strip()
         body = long_description(description)
