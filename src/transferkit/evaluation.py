@@ -45,12 +45,7 @@ def evaluate(model: Any, X: Any, y: Any = None, *, confusion_png: str | os.PathL
         raise DataError("evaluate needs labeled images (a class-per-folder tree or a CSV with labels).")
     if tasks_of(model):
         return evaluate_tasks(model, ds, confusion_png=confusion_png)
-    classes = [str(c) for c in model.classes_]
-    check_classes(ds, classes)
-    proba, index, skipped = model.predict_proba_details(ds)
-    if not len(index):
-        raise DataError(f"None of the {len(ds)} images in {ds.name} could be read.")
-    truth_names = np.asarray(ds.classes)[ds.labels[index]]
+    proba, index, skipped, truth_names, classes = labelled_predictions(model, ds)
     pred_names = np.asarray(classes)[proba.argmax(1)]
     result = {**classification_scores(truth_names, pred_names, classes), "images": int(len(index)),
               "skipped": [list(s) for s in skipped]}
@@ -58,6 +53,22 @@ def evaluate(model: Any, X: Any, y: Any = None, *, confusion_png: str | os.PathL
         result["confusion_png"] = str(save_confusion_png(np.asarray(result["confusion_matrix"]), classes,
                                                          confusion_png))
     return result
+
+
+def labelled_predictions(model: Any, ds: Any) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]], np.ndarray,
+                                                         list[str]]:
+    """``(proba, index, skipped, truth_names, classes)``: the model's probabilities on the readable items of labelled
+    ``ds`` (whose classes must be the model's), their true class names and the model's class names.
+
+    Raises:
+        DataError: ``ds`` has classes the model does not know, or no item could be read.
+    """
+    classes = [str(c) for c in model.classes_]
+    check_classes(ds, classes)
+    proba, index, skipped = model.predict_proba_details(ds)
+    if not len(index):
+        raise DataError(f"None of the {len(ds)} items in {ds.name} could be read.")
+    return proba, index, skipped, np.asarray(ds.classes)[ds.labels[index]], classes
 
 
 def classification_scores(truth_names: np.ndarray, pred_names: np.ndarray, classes: list[str]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from .._errors import DataError
 from .._version import __version__
 from ..backbones.licences import chain_from_meta, commercial_status
 from ..data.seen import count_seen, seen_warnings
-from ..evaluation import check_classes, classification_scores
+from ..evaluation import classification_scores, labelled_predictions
 from .calibration import temperature_scaling
 from .figures import data_uri, reliability_png, thumbnail_png, training_curves_png
 
@@ -45,12 +45,7 @@ def report_contents(model: Any, data: Any, meta: dict[str, Any], *, bundle: str,
     if data.labels is None or len(data) == 0:
         raise DataError(f"A report needs labelled data; {data.name or 'DATA'!r} has no labels. Give a class-per-folder "
                         "tree, a CSV with labels, or a built-in set.")
-    classes = [str(c) for c in model.classes_]
-    check_classes(data, classes)
-    proba, index, skipped = model.predict_proba_details(data)
-    if not len(index):
-        raise DataError(f"None of the {len(data)} items in {data.name} could be read.")
-    truth_names = np.asarray(data.classes)[data.labels[index]]
+    proba, index, skipped, truth_names, classes = labelled_predictions(model, data)
     truth = np.array([classes.index(str(n)) for n in truth_names])
     metrics = {**classification_scores(truth_names, np.asarray(classes)[proba.argmax(1)], classes),
                "images": int(len(index))}
