@@ -61,18 +61,32 @@ def test_transfer_beats_scratch_on_fashion_mnist_few_shot():
 
 
 def test_quickstart_end_to_end(tmp_path, capsys):
+    """The default judges transfer against the small CNN at the images' 28 px, as ``fit`` does."""
     from transferkit.cli import main
+    from transferkit.verdict import classify
 
     assert main(["quickstart", "--out", str(tmp_path / "qs"), "--json", "--no-progress"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["accuracy"] > result["scratch_accuracy"]
     verdict = result["verdict"]
-    assert verdict["verdict"] == "positive" and verdict["gain"] == pytest.approx(result["gain"], abs=1e-4)
+    assert result["baseline"] == "small-cnn" and verdict["baseline"]["input_size"] == [28, 28]
+    assert "small CNN" in verdict["baseline_name"] and verdict["protocol"] == "holdout"
+    assert verdict["gain"] == pytest.approx(result["gain"], abs=1e-4)
+    assert verdict["verdict"] == classify(*verdict["ci"])
     assert json.loads((tmp_path / "qs" / "bundle" / "transferkit.json").read_text())["verdict"] == verdict
     assert (tmp_path / "qs" / "quickstart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     clf = tk.load_bundle(result["bundle"], progress=False)
     data = tk.load_embedded()
     assert clf.score(data) > 0.7
+
+
+def test_quickstart_against_the_same_architecture_from_scratch(tmp_path, capsys):
+    """``--baseline arch``: pretrained weights beat the same network from random init at 300 images."""
+    from transferkit.cli import main
+
+    assert main(["quickstart", "--baseline", "arch", "--out", str(tmp_path / "qs"), "--json", "--no-progress"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["baseline"] == "arch" and result["verdict"]["verdict"] == "positive"
+    assert result["accuracy"] > result["scratch_accuracy"]
 
 
 def test_packaged_backbone_matches_a_hand_built_timm_reference(lite0):

@@ -13,10 +13,13 @@ from ._common import random_seed
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("quickstart", help="offline demo: packaged EfficientNet-Lite0 features vs scratch")
+    p = sub.add_parser("quickstart", help="offline demo: packaged EfficientNet-Lite0 features vs a small CNN from scratch")
     p.add_argument("--out", default="transferkit-quickstart", help="output directory (default: transferkit-quickstart)")
     p.add_argument("--seed", type=random_seed, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--baseline", default="auto", choices=["auto", "small-cnn", "arch"],
+                   help="what transfer is judged against: auto/small-cnn (a small CNN from scratch at 28 px, the "
+                        "default) or arch (EfficientNet-Lite0 itself from random init at 64 px)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=run)
@@ -24,7 +27,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     result = quickstart(QuickstartConfig(out=args.out, seed=args.seed, device=args.device,
-                                         progress=not args.no_progress))
+                                         progress=not args.no_progress, baseline=args.baseline))
     if args.json:
         import json
         import sys
