@@ -14,7 +14,7 @@ from ._common import add_runtime_options, add_text_options, emit, print_warnings
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("evaluate", help="score a bundle on labeled images")
+    p = sub.add_parser("evaluate", help="score a bundle (or an exported .onnx) on labelled data")
     p.add_argument("bundle", help="bundle directory, or a .onnx file written by `transferkit export`")
     p.add_argument("data", help="labeled images: folder of <class>/<image>, a path,label CSV, or a built-in name")
     p.add_argument("--plot", default=None, help="confusion matrix PNG (default: BUNDLE/evaluation_confusion.png; "

@@ -27,7 +27,7 @@ from ._train_options import add_train_options, train_overrides
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("fit", help="train on labeled images and write a bundle",
+    p = sub.add_parser("fit", help="train on labelled images, texts or audio and write a bundle",
                        description="Train on DATA, evaluate on a stratified validation split, write a bundle.")
     p.add_argument("data", help="folder of <class>/<image>, a path,label CSV, 'embedded' or 'fashion-mnist[:split]'; "
                                 "texts: a text,label CSV, TSV or JSONL")
