@@ -60,7 +60,8 @@ def test_a_cached_refit_imports_no_model_library_and_writes_the_same_bundle(imag
     fit = "from transferkit.cli import main\nassert main({args!r}) == 0"
     assert "timm" in _run(fit.format(args=_fit_args(image_folder, cold)))  # the cold fit builds the model
     loaded = _run(fit.format(args=_fit_args(image_folder, warm)))
-    assert not MODEL_LIBRARIES & loaded
+    assert not {*MODEL_LIBRARIES, "matplotlib"} & loaded  # the confusion PNG is drawn with PIL
+    assert (warm / "confusion_matrix.png").is_file()
     assert (cold / "model.safetensors").read_bytes() == (warm / "model.safetensors").read_bytes()
     meta = json.loads((warm / "transferkit.json").read_text())
     assert meta["fit"]["extraction"]["computed"] == 0
@@ -106,3 +107,17 @@ def test_a_damaged_copy_of_the_trunk_falls_back_to_the_network(arrays, tmp_path)
 def test_weights_without_a_known_file_take_no_part(tmp_path):
     assert cached_backbone(tk.FeatureCache(tmp_path), "timm:resnet18", pretrained=True) is None  # hub weights
     assert cached_backbone(tk.FeatureCache(tmp_path), TINY, pretrained=False) is None  # nothing kept yet
+
+
+def test_the_confusion_png_shades_each_cell_by_its_count(tmp_path):
+    from PIL import Image
+
+    from transferkit.evaluation import save_confusion_png
+
+    cm = np.array([[9, 0, 1], [0, 4, 0], [3, 0, 6]])
+    image = np.asarray(Image.open(save_confusion_png(cm, ["a", "bb", "ccc"], tmp_path / "cm.png")).convert("RGB"))
+    darkest = np.argwhere((np.abs(image.astype(int) - (8, 48, 107)) < 6).all(-1))  # the largest count's shade
+    assert len(darkest) > 500
+    assert np.ptp(darkest[:, 0]) < 50 and np.ptp(darkest[:, 1]) < 50  # one cell: 9, the only count at the peak
+    empty = (np.abs(image.astype(int) - (247, 251, 255)) < 3).all(-1).sum()
+    assert empty > 4 * len(darkest)  # the four zero cells
