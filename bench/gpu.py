@@ -20,7 +20,7 @@ same architecture from random init (``timm:efficientnet_lite0``: throughput is t
 
 Usage, on the GPU machine with its own torch/timm (``pip install --no-deps -e .`` from the repository root)::
 
-    python bench/gpu.py --images 5000 --out bench/results/gpu-$(date +%F).json    # ~3 min on an H200
+    python bench/gpu.py --images 5000 --out bench/results/gpu-$(date +%F).json    # sized for < 6 min (not yet run)
 
 Without CUDA it prints one line and exits 0; ``--device cpu --images 16`` runs every step on the CPU (a smoke test:
 tests/test_gpu.py). ``--out`` defaults to ``$OUT/gpu.json`` when ``$OUT`` is set.

@@ -121,3 +121,19 @@ def test_the_confusion_png_shades_each_cell_by_its_count(tmp_path):
     assert np.ptp(darkest[:, 0]) < 50 and np.ptp(darkest[:, 1]) < 50  # one cell: 9, the only count at the peak
     empty = (np.abs(image.astype(int) - (247, 251, 255)) < 3).all(-1).sum()
     assert empty > 4 * len(darkest)  # the four zero cells
+
+
+def test_a_cached_refit_decodes_only_the_images_the_cache_has_not_seen(image_folder, tmp_path, monkeypatch):
+    from transferkit.data._dataset import ImageDataset
+    from transferkit.jobs.fit import FitConfig, fit_bundle, prepare_data
+
+    cfg = FitConfig(data=str(image_folder), out=str(tmp_path / "b"), backbone=TINY, random_init=True,
+                    baseline=False, progress=False)
+    fit_bundle(cfg)
+    (image_folder / "red" / "broken.png").write_bytes(b"\x89PNG not really")
+    decoded: list[str] = []
+    load = ImageDataset.load
+    monkeypatch.setattr(ImageDataset, "load", lambda self, i: (decoded.append(str(self.items[i])), load(self, i))[1])
+    data, _, _ = prepare_data(cfg)
+    assert decoded == [str(image_folder / "red" / "broken.png")]  # the 24 cached images were not decoded again
+    assert len(data) == 24 and [s[0] for s in data.skipped] == [str(image_folder / "red" / "broken.png")]
