@@ -183,14 +183,12 @@ def fine_tune(backbone: Any, ds: Any, args: argparse.Namespace, device: Any) -> 
         for _ in range(steps):
             step(fixed_x, fixed_y)
 
-    def forever(make_loader: Any) -> Any:  # epoch after epoch: the workers' start is paid once, in the warm-up
-        while True:
-            yield from make_loader()
-
-    augmented = forever(lambda: backbone_batches(
-        backbone, ds, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
-        pin_memory=device.type == "cuda", augment="light"))
-    raw = forever(lambda: raw_jpeg_loader(ds, list(range(len(ds))), args.batch_size, args.workers))
+    # one long shuffled pass over the photos repeated: the workers start once (in the warm-up), never mid-round
+    repeats = -(-(args.rounds + 1) * steps * args.batch_size // len(ds)) + 1
+    order = np.random.default_rng(0).permutation(np.tile(np.arange(len(ds)), repeats))
+    augmented = iter(backbone_batches(backbone, ds, indices=order, batch_size=args.batch_size,
+                                      num_workers=args.workers, pin_memory=device.type == "cuda", augment="light"))
+    raw = iter(raw_jpeg_loader(ds, order.tolist(), args.batch_size, args.workers))
 
     def with_loader() -> int:
         done = 0
