@@ -137,3 +137,11 @@ def test_a_cached_refit_decodes_only_the_images_the_cache_has_not_seen(image_fol
     data, _, _ = prepare_data(cfg)
     assert decoded == [str(image_folder / "red" / "broken.png")]  # the 24 cached images were not decoded again
     assert len(data) == 24 and [s[0] for s in data.skipped] == [str(image_folder / "red" / "broken.png")]
+
+
+def test_a_cache_that_cannot_keep_the_trunk_still_fits(arrays, tmp_path):
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "backbones").write_text("a file where the folder would go")  # mkdir fails, as read-only
+    clf = _fit(arrays, tmp_path / "cache")
+    assert clf.fit_info_["extraction"]["computed"] == len(arrays[1])
+    assert not isinstance(_fit(arrays, tmp_path / "cache").backbone_, CachedBackbone)

@@ -89,10 +89,13 @@ def remember_backbone(cache: FeatureCache, spec: str, pretrained: bool, backbone
             "preprocessing": backbone.preprocessing.to_dict(), "weights": backbone.weights.to_dict(),
             "num_features": backbone.num_features, "feature_layers": dict(backbone._feature_layers),
             "groups": [[name, list(members)] for name, members in backbone._group_names]}
-    directory.mkdir(parents=True, exist_ok=True)
-    with atomic_path(directory / TRUNK) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in backbone.trunk_state_dict().items()}, str(tmp))
-    write_json_atomic(directory / META, {"key": key, "checksum": backbone.trunk_checksum(), "backbone": init})
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with atomic_path(directory / TRUNK) as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in backbone.trunk_state_dict().items()}, str(tmp))
+        write_json_atomic(directory / META, {"key": key, "checksum": backbone.trunk_checksum(), "backbone": init})
+    except OSError:  # a read-only or full cache: the next fit builds the backbone again, as it always did
+        return
 
 
 def cached_backbone(cache: FeatureCache, spec: str, pretrained: bool) -> CachedBackbone | None:
