@@ -44,15 +44,21 @@ STAGING_DIR = ".saving"  # a new bundle is written here in full, then moved over
 
 
 def library_versions() -> dict[str, str]:
-    import safetensors
-    import sklearn
-    import timm
-    import torchvision
+    import sys
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(distribution: str) -> str:
+        # the package metadata, whether or not the module was imported (importing timm only to read its version
+        # costs seconds), so a run that never imported it records the same versions as one that did
+        try:
+            return version(distribution)
+        except PackageNotFoundError:
+            return "not installed"
 
     versions = {"transferkit": __version__, "python": platform.python_version(), "torch": torch.__version__,
-                "torchvision": torchvision.__version__, "timm": timm.__version__, "scikit-learn": sklearn.__version__,
-                "numpy": np.__version__, "safetensors": safetensors.__version__}
-    import sys
+                "torchvision": installed("torchvision"), "timm": installed("timm"),
+                "scikit-learn": installed("scikit-learn"), "numpy": np.__version__,
+                "safetensors": installed("safetensors")}
 
     if "transformers" in sys.modules:  # only when a text backbone was used
         versions["transformers"] = sys.modules["transformers"].__version__

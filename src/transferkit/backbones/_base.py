@@ -20,7 +20,7 @@ from torch import nn
 
 from .._errors import BackboneError, did_you_mean
 from .licences import LicenceSource
-from .weights import WeightsInfo
+from .weights import WeightsInfo, state_dict_checksum
 
 DEFAULT_LAYER = "pre_logits"
 
@@ -133,6 +133,15 @@ class Backbone(nn.Module):
         ``directory`` and return the source prefix that reads it back (``<prefix>:<directory>``); None when the
         ``arch_spec`` alone rebuilds it (every image source)."""
         return None
+
+    # -- weights --------------------------------------------------------------------------------------
+    def trunk_checksum(self) -> str:
+        """sha256 of the trunk's weights as they are now (what the feature cache keys features on)."""
+        return state_dict_checksum(self.trunk)
+
+    def trunk_state_dict(self) -> dict[str, torch.Tensor]:
+        """The trunk's state dict, as a bundle keeps it (a cached backbone reads it without building the model)."""
+        return dict(self.trunk.state_dict())
 
     # -- features -------------------------------------------------------------------------------------
     @property

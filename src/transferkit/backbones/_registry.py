@@ -84,7 +84,10 @@ def register_source(
 
 def split_spec(spec: str) -> tuple[str, str]:
     """``'timm:resnet18'`` → ``('timm', 'resnet18')``; refuses specs without a known prefix, naming the fix."""
-    _ensure_sources()
+    if isinstance(spec, str) and spec.partition(":")[0] in _SOURCE_MODULES and spec.partition(":")[2]:
+        _ensure_sources(spec.partition(":")[0])  # only that source: `timm` alone costs seconds to import
+    else:
+        _ensure_sources()
     if not isinstance(spec, str) or not spec.strip():
         raise BackboneError(f"A backbone spec must be a non-empty string like 'timm:resnet18'. Got {spec!r} instead.")
     prefix, sep, name = spec.partition(":")
@@ -173,13 +176,16 @@ def source_descriptions() -> dict[str, str]:
     return {p: s.description for p, s in _SOURCES.items()}
 
 
-def _ensure_sources() -> None:
+def _ensure_sources(*prefixes: str) -> None:
     # Importing the source modules registers them; done lazily so `import transferkit` stays light. Checked by
-    # module, not by an empty registry: importing one source module directly registers only that one.
+    # module, not by an empty registry: importing one source module directly registers only that one. With
+    # ``prefixes``, only those sources (each module is named as its prefix).
+    import importlib
     import sys
 
-    if not all(f"{__package__}.{name}" in sys.modules for name in _SOURCE_MODULES):
-        from . import bundle, hf, packaged, random, timm, torchvision, vectors  # noqa: F401
+    for name in prefixes or _SOURCE_MODULES:
+        if f"{__package__}.{name}" not in sys.modules:
+            importlib.import_module(f".{name}", __package__)
 
 
 _SOURCE_MODULES = ("bundle", "hf", "packaged", "random", "timm", "torchvision", "vectors")

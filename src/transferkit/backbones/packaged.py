@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import timm
 import torch
 
 from .._errors import BackboneError, did_you_mean
@@ -31,7 +30,6 @@ from .._utils import sha256_file
 from ._base import Backbone
 from ._registry import SourceEntry, register_source
 from .licences import LicenceSource
-from .timm import backbone_from_timm_model
 from .weights import WeightsInfo
 
 
@@ -60,6 +58,10 @@ class PackagedWeights:
 
 
 def _build_timm_in_order(entry: PackagedWeights, path: Path, pretrained: bool, **_: Any) -> Backbone:
+    import timm  # here, not at the top: a fit whose features are all cached never builds the model
+
+    from .timm import backbone_from_timm_model
+
     model: Any = timm.create_model(entry.timm_arch, pretrained=False, num_classes=entry.num_source_classes)
     weights = WeightsInfo(
         source="packaged",

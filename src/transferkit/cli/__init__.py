@@ -12,11 +12,12 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from .._dist import init_distributed
 from .._errors import TransferkitError
 from .._progress import stderr_console
 from .._version import __version__
-from ..training import Interrupted
+
+# Each command module imports its job (torch, scikit-learn, timm, ...) only when it runs: `transferkit fit --help`
+# or a run whose features are all cached does not pay for what it does not use (tests/test_imports.py).
 from . import (
     adapt,
     backbones,
@@ -58,12 +59,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        from .._dist import init_distributed
+
         init_distributed()
         return int(args.run(args) or 0)
-    except Interrupted as e:
-        stderr_console.print(f"[yellow]interrupted:[/yellow] {error_line(e, args)}", highlight=False, soft_wrap=True)
-        return 130
     except TransferkitError as e:
+        if _interrupted(e):
+            stderr_console.print(f"[yellow]interrupted:[/yellow] {error_line(e, args)}", highlight=False,
+                                 soft_wrap=True)
+            return 130
         stderr_console.print(f"[red]error:[/red] {error_line(e, args)}", highlight=False, soft_wrap=True)
         return 2
     except OSError as e:  # the file system said no: a path the user chose, permissions or a full disk
@@ -72,6 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         stderr_console.print("[yellow]interrupted[/yellow]: partial results already written are kept (cache, files).")
         return 130
+
+
+def _interrupted(e: TransferkitError) -> bool:
+    """A training run stopped by a signal (``training.Interrupted``; raised only once that module is loaded)."""
+    loop = sys.modules.get("transferkit.training.loop")
+    return loop is not None and isinstance(e, loop.Interrupted)
 
 
 def describe_os_error(e: OSError) -> str:

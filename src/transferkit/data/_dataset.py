@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,7 +133,8 @@ def check_bad_fraction(skipped: int, total: int, max_bad_fraction: float, what: 
         )
 
 
-def drop_unreadable(ds: Any, *, max_bad_fraction: float = 1.0, num_workers: int = 0) -> Any:
+def drop_unreadable(ds: Any, *, max_bad_fraction: float = 1.0, num_workers: int = 0,
+                    decoded: Collection[str] = ()) -> Any:
     """``ds`` without the image files that cannot be decoded, each listed in ``skipped`` with the reason.
 
     Every file is decoded once, as training and extraction decode it, so that a bad file is found before a split
@@ -146,6 +147,8 @@ def drop_unreadable(ds: Any, *, max_bad_fraction: float = 1.0, num_workers: int 
             unchanged).
         max_bad_fraction: raise when more than this fraction of the files is unreadable.
         num_workers: decoding processes (DataLoader workers).
+        decoded: content keys (:meth:`ImageDataset.content_key`) of images known to decode, e.g. those whose
+            features the cache holds: those files are not decoded again.
 
     Returns:
         The readable images; ``skipped`` is ``ds.skipped`` followed by ``(file, reason)`` for each one dropped.
@@ -162,7 +165,7 @@ def drop_unreadable(ds: Any, *, max_bad_fraction: float = 1.0, num_workers: int 
         return drop_unreadable_tasks(ds, max_bad_fraction=max_bad_fraction, num_workers=num_workers)
     if not isinstance(ds, ImageDataset) or ds.is_array or len(ds) == 0:
         return ds
-    bad = unreadable_images(ds, num_workers)
+    bad = unreadable_images(ds, num_workers, decoded)
     if not bad:
         return ds
     dropped = [(ds.describe(i), reason) for i, reason in bad]
@@ -184,14 +187,20 @@ def drop_unreadable(ds: Any, *, max_bad_fraction: float = 1.0, num_workers: int 
     return kept
 
 
-def unreadable_images(ds: ImageDataset, num_workers: int = 0) -> list[tuple[int, str]]:
-    """``[(index, reason), ...]`` of the files of ``ds`` no decoder reads, in order (each decoded once)."""
+def unreadable_images(ds: ImageDataset, num_workers: int = 0, decoded: Collection[str] = ()) -> list[tuple[int, str]]:
+    """``[(index, reason), ...]`` of the files of ``ds`` no decoder reads, in order (each decoded once, except those
+    whose content key is in ``decoded``)."""
     import torch
 
     from .loader import image_loader  # the loader reads through this module
 
+    known = set(decoded)
+    indices = np.array([i for i in range(len(ds)) if not known or ds.content_key(i) not in known], dtype=np.int64)
     bad: list[tuple[int, str]] = []
-    for batch in image_loader(ds, lambda img: torch.zeros(0), batch_size=64, num_workers=num_workers):
+    if not len(indices):
+        return bad
+    for batch in image_loader(ds, lambda img: torch.zeros(0), indices=indices, batch_size=64,
+                              num_workers=num_workers):
         bad.extend(batch["bad"])
     return sorted(bad)
 

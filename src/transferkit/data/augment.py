@@ -13,15 +13,17 @@ Per-image transforms come from torchvision's v2 transforms; MixUp/CutMix from ``
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import torch
 from PIL import Image
-from torchvision.transforms import v2 as T
 
 from .._errors import TransferkitError
 from ..backbones.weights import Preprocessing
 from ._images import to_mode
-from .transforms import _INTERPOLATION, build_transform
+from .transforms import build_transform, interpolation_mode
+
+if TYPE_CHECKING:  # torch and torchvision are imported when a transform is built (see .transforms)
+    import torch
 
 PRESETS = ("none", "light", "medium", "strong")
 
@@ -32,8 +34,11 @@ def train_transform(pre: Preprocessing, preset: str) -> Callable[[Image.Image], 
         raise TransferkitError(f"augment must be one of {', '.join(PRESETS)}. Got {preset!r} instead.")
     if preset == "none":
         return build_transform(pre)
+    import torch
+    from torchvision.transforms import v2 as T
+
     size = pre.image_size
-    interpolation = _INTERPOLATION.get(pre.interpolation, T.InterpolationMode.BILINEAR)
+    interpolation = interpolation_mode(pre.interpolation)
     scale = {"light": (0.7, 1.0), "medium": (0.4, 1.0), "strong": (0.25, 1.0)}[preset]
     ops: list[torch.nn.Module] = [
         T.RandomResizedCrop(size, scale=scale, interpolation=interpolation, antialias=True),
@@ -59,6 +64,8 @@ def batch_mix(preset: str, num_classes: int) -> Callable[[torch.Tensor, torch.Te
     """MixUp or CutMix (one chosen per batch) for ``strong``; returns soft targets ``(B, num_classes)``."""
     if preset != "strong":
         return None
+    from torchvision.transforms import v2 as T
+
     mix = T.RandomChoice([T.MixUp(alpha=0.2, num_classes=num_classes), T.CutMix(alpha=1.0, num_classes=num_classes)])
 
     def apply(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-import torch
 from PIL import Image
-from torchvision.transforms import v2 as T
 
 from ..backbones.weights import Preprocessing
 from ._images import to_mode
 
-_INTERPOLATION = {
-    "bilinear": T.InterpolationMode.BILINEAR,
-    "bicubic": T.InterpolationMode.BICUBIC,
-    "nearest": T.InterpolationMode.NEAREST,
-}
+if TYPE_CHECKING:
+    import torch
+
+# torchvision (and through it torch._dynamo, ~2 s) is imported when a transform is built, not with the package: a
+# run whose features are all cached never builds one.
+
+
+def interpolation_mode(name: str) -> Any:
+    """torchvision's ``InterpolationMode`` for a :class:`Preprocessing` interpolation name (bilinear when unknown)."""
+    from torchvision.transforms import InterpolationMode
+
+    return {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC,
+            "nearest": InterpolationMode.NEAREST}.get(name, InterpolationMode.BILINEAR)
 
 
 def build_transform(pre: Preprocessing) -> Callable[[Image.Image], torch.Tensor]:
@@ -23,8 +30,11 @@ def build_transform(pre: Preprocessing) -> Callable[[Image.Image], torch.Tensor]
 
     Training augmentation presets build on the same spec: :func:`transferkit.data.augment.train_transform`.
     """
+    import torch
+    from torchvision.transforms import v2 as T
+
     height, width = pre.image_size
-    interpolation = _INTERPOLATION.get(pre.interpolation, T.InterpolationMode.BILINEAR)
+    interpolation = interpolation_mode(pre.interpolation)
     # square targets keep the aspect ratio (short side); non-square ones resize both sides, as timm does
     resize: int | tuple[int, int] = (
         int(round(height / pre.crop_pct)) if height == width

@@ -17,7 +17,6 @@ from .._dist import all_gather_objects, barrier, rank_and_world
 from .._progress import progress_bar
 from .._utils import autocast, move_to, resolve_device
 from ..backbones._base import Backbone
-from ..backbones.weights import state_dict_checksum
 from ..data import ImageDataset
 from ..data._dataset import check_bad_fraction
 from ..data.loader import backbone_batches, prefetched
@@ -70,7 +69,7 @@ def cache_key(backbone: Backbone, layer: str | None, device: torch.device | None
     return {
         "arch": backbone.arch_spec,
         # The weights as they are now (not the file they came from): a fine-tuned backbone gets new features.
-        "state": state_dict_checksum(backbone.trunk),
+        "state": backbone.trunk_checksum(),
         "layer": backbone._check_layer(layer),
         "preprocessing": backbone.preprocessing.to_dict(),
         "precision": "bf16" if device is not None and device.type == "cuda" else "fp32",

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import torch
 from torch.utils.data import DataLoader, Dataset
-from torchvision.io import ImageReadMode, decode_jpeg
-from torchvision.transforms.v2 import functional as F
 
 from ..backbones.weights import Preprocessing
 from ..data import ImageDataset
-from ..data.transforms import _INTERPOLATION
+from ..data.transforms import interpolation_mode
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 
@@ -61,11 +59,13 @@ def raw_jpeg_loader(ds: ImageDataset, indices: list[int], batch_size: int, num_w
 
 def preprocess_decoded(image: torch.Tensor, pre: Preprocessing) -> torch.Tensor:
     """A decoded ``(C, H, W)`` uint8 image → resized, centre-cropped ``(C, h, w)`` uint8, as the PIL path does."""
+    from torchvision.transforms.v2 import functional as F
+
     height, width = pre.image_size
     # as build_transform: a square target keeps the aspect ratio (short side), a non-square one resizes both sides
     resize = [int(round(height / pre.crop_pct))] if height == width else \
         [int(round(height / pre.crop_pct)), int(round(width / pre.crop_pct))]
-    interpolation = _INTERPOLATION.get(pre.interpolation, F.InterpolationMode.BILINEAR)
+    interpolation = interpolation_mode(pre.interpolation)
     image = F.resize(image, resize, interpolation=interpolation, antialias=True)
     return F.center_crop(image, [height, width])
 
@@ -73,6 +73,8 @@ def preprocess_decoded(image: torch.Tensor, pre: Preprocessing) -> torch.Tensor:
 def decode_jpeg_batch(raw: list[torch.Tensor], index: list[int], pre: Preprocessing,
                       device: torch.device) -> tuple[torch.Tensor, list[int], list[tuple[int, str]]]:
     """Decode and preprocess a batch on ``device``: ``(images (B, C, H, W) float, kept indices, bad items)``."""
+    from torchvision.io import ImageReadMode, decode_jpeg  # imported here: see data.transforms
+
     mode = ImageReadMode.RGB if pre.channels == 3 else ImageReadMode.GRAY
     bad: list[tuple[int, str]] = []
     try:

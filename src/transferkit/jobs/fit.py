@@ -87,9 +87,29 @@ def prepare_data(cfg: FitConfig) -> tuple[ImageDataset, ImageDataset, ImageDatas
         data = select_classes(data, cfg.classes)
     if cfg.per_class is not None:
         data = per_class(data, cfg.per_class, seed=cfg.seed)
-    data = drop_unreadable(data, max_bad_fraction=cfg.max_bad_fraction, num_workers=cfg.num_workers)
+    data = drop_unreadable(data, max_bad_fraction=cfg.max_bad_fraction, num_workers=cfg.num_workers,
+                           decoded=_cached_images(cfg, data))
     train, val = stratified_split(data, cfg.val_fraction, seed=cfg.seed)
     return data, train, val
+
+
+def _cached_images(cfg: FitConfig, data: ImageDataset) -> set[str]:
+    """Content keys of DATA's images whose features the cache holds for this feature-extraction fit: they decoded
+    when those features were computed, so the unreadable-file check need not decode them again. Empty unless the
+    feature cache keeps a copy of the backbone (:mod:`transferkit.features.backbone_cache`): nothing is built."""
+    if cfg.strategy != "feature-extraction" or not cfg.cache or cfg.backbone_options or \
+            not isinstance(data, ImageDataset) or data.is_array or not isinstance(cfg.backbone, str):
+        return set()
+    from .._utils import resolve_device
+    from ..features import FeatureCache
+    from ..features.backbone_cache import cached_backbone
+    from ..features.extract import cache_key
+
+    backbone = cached_backbone(FeatureCache(), cfg.backbone, pretrained=not cfg.random_init)
+    if backbone is None:
+        return set()
+    store = FeatureCache().store(cache_key(backbone, cfg.layer, resolve_device(cfg.device)))
+    return {k for k in (data.content_key(i) for i in range(len(data))) if k in store}
 
 
 def _in_output_folder(fit: Callable[[FitConfig], dict[str, Any]]) -> Callable[[FitConfig], dict[str, Any]]:

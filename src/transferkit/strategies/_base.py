@@ -213,7 +213,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         """Every file of the bundle into ``directory`` (an empty staging folder), the JSON last."""
         backbone = self.backbone_
         head, head_tensors = self._bundle_state(directory)
-        bundle_format.write_weights(directory, {**bundle_format.prefixed("backbone", backbone.trunk.state_dict()),
+        bundle_format.write_weights(directory, {**bundle_format.prefixed("backbone", backbone.trunk_state_dict()),
                                                 **head_tensors})
         assets = bundle_format.write_assets(directory, backbone.export_assets)
         items = self._write_training_items(directory) if training_items else None

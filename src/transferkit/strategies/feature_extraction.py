@@ -19,7 +19,8 @@ from ..backbones import Backbone, create_backbone
 from ..data import MISSING, ImageDataset, MultiTaskDataset, check_trainable
 from ..data.multitask import check_tasks_trainable
 from ..data.seen import training_digests
-from ..features import extract_features
+from ..features import FeatureCache, extract_features
+from ..features.backbone_cache import cached_backbone, remember_backbone
 from ..features.extract import DEFAULT_MAX_BAD_FRACTION
 from ..heads import ModuleHead, MultiTaskHead, head_to_module, make_head, multitask_config
 from ..heads.persist import module_head_state, restore_module_head, restore_sklearn_head, sklearn_head_state
@@ -104,6 +105,21 @@ class FeatureExtractionClassifier(TransferClassifier):
         self.seed = seed
         self.progress = progress
 
+    def _backbone(self) -> Backbone:
+        """The backbone to extract with: from the feature cache's copy when it holds one for these weights (built
+        only if some feature is missing, :mod:`transferkit.features.backbone_cache`), else created (and copied
+        there for the next fit)."""
+        cache = self.cache
+        cache = FeatureCache() if cache is True else FeatureCache(cache) if isinstance(cache, (str, Path)) else cache
+        if not isinstance(cache, FeatureCache) or not isinstance(self.backbone, str):
+            return resolve_backbone(self.backbone, self.pretrained)
+        cached = cached_backbone(cache, self.backbone, self.pretrained)
+        if cached is not None:
+            return cached
+        backbone = resolve_backbone(self.backbone, self.pretrained)
+        remember_backbone(cache, self.backbone, self.pretrained, backbone)
+        return backbone
+
     def _extract(self, ds: ImageDataset) -> Any:
         return extract_features(
             self.backbone_, ds, layer=self.layer_, cache=self.cache, batch_size=self.batch_size,
@@ -114,7 +130,7 @@ class FeatureExtractionClassifier(TransferClassifier):
     def fit(self, X: Any, y: Any = None) -> FeatureExtractionClassifier:
         """Extract (or reuse cached) features of ``X`` and fit the head on them (one head per task)."""
         start = time.perf_counter()
-        backbone = resolve_backbone(self.backbone, self.pretrained)
+        backbone = self._backbone()
         ds = as_dataset(X, y, modality=backbone.modality)
         multitask = isinstance(ds, MultiTaskDataset)
         (check_tasks_trainable if multitask else check_trainable)(ds)
