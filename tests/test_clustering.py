@@ -125,3 +125,18 @@ def test_scan_through_cluster_features_with_auto_k():
     result = cluster_features(x, k="auto", method="scan", k_range=range(2, 6))
     assert result.k == 3 and result.method == "scan" and set(result.silhouettes) == {2, 3, 4, 5}
     assert cluster_scores(y, result.labels)["nmi"] > 0.9
+
+
+def test_cli_cluster_method_scan_scores_both_sides_with_scan(capsys, image_folder, tmp_path):
+    import json
+
+    from transferkit.cli import main
+
+    from .conftest import TINY
+
+    code = main(["cluster", str(image_folder), "--backbone", TINY, "--out", str(tmp_path / "c"), "--k", "3",
+                 "--method", "scan", "--map", "none", "--json", "--random-init", "--no-progress", "--device", "cpu"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["method"] == "scan" and report["k"] == 3 and sum(report["sizes"]) == 24
+    assert report["map_png"] is None and set(report["scores"]["raw"]) == {"nmi", "ari", "accuracy"}
