@@ -96,3 +96,47 @@ def test_cli_cluster_writes_assignments_map_and_scores(capsys, image_folder, tmp
     with pytest.raises(SystemExit) as bad_k:  # argparse: one line, exit 2
         main(["cluster", str(image_folder), "--out", str(out), "--k", "1"])
     assert bad_k.value.code == 2
+
+
+def stripes(k: int = 3, n: int = 100, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Long thin parallel stripes: every item's nearest neighbours lie on its own stripe, but k-means' centroids cut
+    across the stripes (their long side is ten times the gap between them)."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(k), n)
+    return np.c_[rng.uniform(-5, 5, len(y)), y + rng.normal(0, 0.08, len(y))], y
+
+
+def test_scan_follows_the_neighbours_where_kmeans_cuts_across_them():
+    from transferkit.clustering import mine_neighbours, scan_cluster
+
+    x, y = stripes()
+    neighbours = mine_neighbours(x, 10)
+    assert neighbours.shape == (300, 10) and (y[neighbours] == y[:, None]).mean() > 0.95
+    kmeans = cluster_scores(y, cluster_features(x, k=3, prepared=True).labels)["nmi"]
+    result = scan_cluster(x, 3, neighbours=10, steps=200)
+    assert result.labels.shape == (300,) and len(result.head_losses) == 5
+    assert abs(result.loss - min(result.head_losses)) < 1e-3  # the head with the lowest loss, no label used
+    assert cluster_scores(y, result.labels)["nmi"] > kmeans + 0.1
+    assert result.consistency > 0.9  # items and their neighbours share a cluster
+
+
+def test_scan_through_cluster_features_with_auto_k():
+    x, y = blobs(k=3, n=50)
+    result = cluster_features(x, k="auto", method="scan", k_range=range(2, 6))
+    assert result.k == 3 and result.method == "scan" and set(result.silhouettes) == {2, 3, 4, 5}
+    assert cluster_scores(y, result.labels)["nmi"] > 0.9
+
+
+def test_cli_cluster_method_scan_scores_both_sides_with_scan(capsys, image_folder, tmp_path):
+    import json
+
+    from transferkit.cli import main
+
+    from .conftest import TINY
+
+    code = main(["cluster", str(image_folder), "--backbone", TINY, "--out", str(tmp_path / "c"), "--k", "3",
+                 "--method", "scan", "--map", "none", "--json", "--random-init", "--no-progress", "--device", "cpu"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["method"] == "scan" and report["k"] == 3 and sum(report["sizes"]) == 24
+    assert report["map_png"] is None and set(report["scores"]["raw"]) == {"nmi", "ari", "accuracy"}

@@ -7,9 +7,11 @@ way). Here:
 
 - features are L2-normalised and reduced by PCA to at most :data:`PCA_DIMS` dimensions (whitening off), which keeps
   k-means' Euclidean distances close to cosine distances and makes it fast;
-- ``method``: ``kmeans`` (k-means++, 10 restarts), ``agglomerative`` (Ward linkage) or ``hdbscan`` (density-based; it
-  chooses its own number of clusters and may leave items as noise, label -1);
-- ``k="auto"``: the k in ``k_range`` with the best silhouette (Rousseeuw 1987) on a sample of the items;
+- ``method``: ``kmeans`` (k-means++, 10 restarts), ``agglomerative`` (Ward linkage), ``hdbscan`` (density-based; it
+  chooses its own number of clusters and may leave items as noise, label -1) or ``scan`` (clustering heads trained
+  to agree with each item's nearest neighbours, :mod:`.scan`);
+- ``k="auto"``: the k in ``k_range`` with the best silhouette (Rousseeuw 1987) on a sample of the items (for
+  ``scan``: the k that k-means' silhouette chooses, then SCAN at that k — training SCAN for every k would be slow);
 - with labels: NMI, ARI and cluster accuracy (the best one-to-one match of clusters to classes, by the Hungarian
   algorithm), computed the same way for the baseline: clustering the raw inputs (pixels at 32 px, or TF-IDF of
   the texts) with the same method and k.
@@ -24,7 +26,7 @@ import numpy as np
 
 from .._errors import TransferkitError, did_you_mean
 
-METHODS = ("kmeans", "agglomerative", "hdbscan")
+METHODS = ("kmeans", "agglomerative", "hdbscan", "scan")
 #: PCA dimensions the features are reduced to before clustering
 PCA_DIMS = 64
 #: items scored by the silhouette when choosing k (it is quadratic)
@@ -65,6 +67,10 @@ def _fit(x: np.ndarray, method: str, k: int, seed: int) -> np.ndarray:
 
     if method == "kmeans":
         return KMeans(k, n_init=10, random_state=seed).fit_predict(x)
+    if method == "scan":
+        from .scan import scan_cluster
+
+        return scan_cluster(x, k, seed=seed).labels
     if method == "agglomerative":
         return AgglomerativeClustering(k, linkage="ward").fit_predict(x)
     return HDBSCAN(min_cluster_size=max(5, len(x) // 100), copy=True).fit_predict(x)
@@ -105,14 +111,17 @@ def cluster_features(features: Any, *, k: int | str = "auto", method: str = "kme
         return Clustering(labels, int(len(np.unique(labels[labels >= 0]))), method, _silhouette(x, labels, seed))
     if k == "auto":
         scores = {}
+        search = "kmeans" if method == "scan" else method
         for candidate in (c for c in k_range if 2 <= c < len(x)):
-            score = _silhouette(x, _fit(x, method, candidate, seed), seed)
+            score = _silhouette(x, _fit(x, search, candidate, seed), seed)
             if score is not None:
                 scores[candidate] = round(score, 4)
         if not scores:
             raise TransferkitError(f"No k in {k_range} fits {len(x)} items; pass a k between 2 and {len(x) - 1}.")
         best = max(scores, key=lambda c: scores[c])
-        return Clustering(_fit(x, method, best, seed), best, method, scores[best], scores)
+        labels = _fit(x, method, best, seed)
+        score = scores[best] if method == search else _silhouette(x, labels, seed)
+        return Clustering(labels, best, method, score, scores)
     if not isinstance(k, (int, np.integer)) or not 2 <= k < len(x):
         raise TransferkitError(f"k must be 'auto' or an integer in [2, {len(x) - 1}]. Got {k!r} instead.")
     labels = _fit(x, method, int(k), seed)

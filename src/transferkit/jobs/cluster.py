@@ -35,7 +35,7 @@ class ClusterConfig:
         layer: feature layer (default: pooled pre-logits).
         random_init: the backbone's architecture without its pretrained weights (a floor to compare with).
         k: ``"auto"`` (by silhouette) or the number of clusters.
-        method: ``kmeans``, ``agglomerative`` or ``hdbscan``.
+        method: ``kmeans``, ``agglomerative``, ``hdbscan`` or ``scan`` (SCAN heads on the kNN of the features).
         map: the 2-D map: ``pca``, ``tsne`` or ``none``.
         baseline: with labels, also cluster the raw inputs and score both.
         text_column, label_column, encoding: how a text file is read.
