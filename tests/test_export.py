@@ -114,9 +114,36 @@ def test_int8_is_static_qdq_calibrated_apart_from_its_check_items(bundle: Path, 
     assert parity["int8_agreement"] >= 0.99 and parity["accuracy_drop"] <= 0.01 and report["warnings"] == []
     ops = {n.op_type for n in onnx.load(str(out)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
-    assert json.loads(props(out)["quantization"])["method"] == "static"
+    quantization = json.loads(props(out)["quantization"])
+    assert quantization["method"] == "static" and quantization["recipe"] == "int8 throughout"
+    assert len(quantization["tries"]) == 1 and quantization["calibration_agreement"] >= 0.99  # the first sufficed
+    # weights per output channel: every Conv weight's DequantizeLinear has one scale per output channel
+    graph = onnx.load(str(out)).graph
+    weights = {i.name: i for i in graph.initializer}
+    conv_weights = [n for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights
+                    and len(weights[n.input[0]].dims) == 4]
+    assert conv_weights and all(list(weights[n.input[1]].dims) == [weights[n.input[0]].dims[0]]
+                                for n in conv_weights)
     assert (OnnxClassifier(out, progress=False).predict(tk.from_folder(images)) ==
             tk.load_bundle(bundle, progress=False, cache=False).predict(tk.from_folder(images))).all()
+
+
+def test_without_a_recipe_reaching_the_calibration_threshold_the_most_agreeing_is_kept(
+        bundle: Path, images: Path, tmp_path: Path, monkeypatch):
+    from transferkit.export import writer
+
+    monkeypatch.setattr(writer, "CALIBRATION_AGREEMENT", 1.01)  # no recipe can reach it: every one is tried
+    out = tmp_path / "q.onnx"
+    report = export_onnx(bundle, out, quantize="int8", calibration=images, calibration_size=8)
+    tries = report["quantization"]["tries"]
+    groups = tk.load_bundle(bundle, progress=False, cache=False).backbone_._group_names
+    assert [t["float_groups"] for t in tries] == [[g for g, _ in groups[:k]] for k in range(len(groups) // 2 + 1)]
+    assert [t["float_nodes"] for t in tries] == sorted(t["float_nodes"] for t in tries)  # more float, try by try
+    best = max(t["calibration_agreement"] for t in tries)
+    chosen = json.loads(props(out)["quantization"])
+    assert chosen["calibration_agreement"] == best and chosen == report["quantization"]
+    assert chosen["recipe"] == next(t["recipe"] for t in tries if t["calibration_agreement"] == best)
+    assert "calibration items" in chosen["criterion"] and chosen["calibration_items"] == 8
 
 
 def test_int8_below_the_thresholds_is_refused_unless_forced(bundle: Path, images: Path, tmp_path: Path, monkeypatch):
@@ -221,8 +248,23 @@ def test_text_bundles_export_with_their_tokenizer_beside(tiny_bert: Path, tmp_pa
     assert report["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
     assert report["tokenizer"] == str(tmp_path / "tb.tokenizer") and (tmp_path / "tb.tokenizer").is_dir()
     assert report["parity"]["fp32_max_abs_diff"] <= 1e-4 and report["parity"]["int8_agreement"] >= 0.99
-    assert json.loads(props(out)["quantization"])["method"] == "dynamic"
+    quantization = json.loads(props(out)["quantization"])
+    assert quantization["method"] == "dynamic" and quantization["recipe"] in [t["recipe"] for t in
+                                                                              quantization["tries"]]
+    assert quantization["calibration_items"] + report["parity"]["check_items"] == len(texts)  # calibrated apart
     assert "MatMulInteger" in {n.op_type for n in onnx.load(str(out)).graph.node}
+    # the recipes tell the feed-forward MatMuls apart by their weights' shapes: BERT's intermediate/output dense
+    from transferkit.export.quantize import text_recipes
+
+    export_onnx(tmp_path / "tb", tmp_path / "fp32.onnx")
+    graph = onnx.load(str(tmp_path / "fp32.onnx"))
+    recipes = dict(text_recipes(graph, [n.name for n in graph.graph.node]))
+    assert list(recipes) == ["int8 throughout", "float feed-forward out", "float feed-forward"]
+    head = [n.name for n in graph.graph.node if n.name.startswith("/head/")]
+    assert recipes["int8 throughout"] == head
+    out_only, ffn = set(recipes["float feed-forward out"]) - set(head), set(recipes["float feed-forward"]) - set(head)
+    assert out_only and all("/output/dense/" in n and "attention" not in n for n in out_only)
+    assert out_only < ffn and all("/intermediate/" in n for n in ffn - out_only)
     lines = tmp_path / "new.txt"
     lines.write_text("the apple is very sweet\ni like this fast car\na juice\n")
     assert main(["predict", str(out), str(lines), "--json", "--no-progress"]) == 0
