@@ -129,7 +129,7 @@ def test_int8_is_static_qdq_calibrated_apart_from_its_check_items(bundle: Path, 
 
 
 def test_without_a_recipe_reaching_the_calibration_threshold_the_most_agreeing_is_kept(
-        bundle: Path, images: Path, tmp_path: Path, monkeypatch):
+        bundle: Path, images: Path, tmp_path: Path, monkeypatch, capsys):
     from transferkit.export import writer
 
     monkeypatch.setattr(writer, "CALIBRATION_AGREEMENT", 1.01)  # no recipe can reach it: every one is tried
@@ -144,6 +144,10 @@ def test_without_a_recipe_reaching_the_calibration_threshold_the_most_agreeing_i
     assert chosen["calibration_agreement"] == best and chosen == report["quantization"]
     assert chosen["recipe"] == next(t["recipe"] for t in tries if t["calibration_agreement"] == best)
     assert "calibration items" in chosen["criterion"] and chosen["calibration_items"] == 8
+    capsys.readouterr()
+    assert main(["export", str(bundle), "--out", str(tmp_path / "cli.onnx"), "--quantize", "int8", "--calibration",
+                 str(images), "--calibration-size", "8", "--no-progress"]) == 0
+    assert f"int8 recipe: {chosen['recipe']} (static), chosen on 8 calibration items" in capsys.readouterr().out
 
 
 def test_int8_below_the_thresholds_is_refused_unless_forced(bundle: Path, images: Path, tmp_path: Path, monkeypatch):
