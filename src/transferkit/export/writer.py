@@ -91,7 +91,8 @@ def export_onnx(bundle: str | os.PathLike[str], out: str | os.PathLike[str], *, 
         "opset", "exporter", "size_bytes", "parity", "quantization", "warnings", "seconds"}``; ``parity`` holds
         ``inputs`` (``real`` or ``random``), ``check_items``, ``fp32_max_abs_diff`` and, for int8,
         ``int8_agreement``, ``int8_max_abs_diff``, ``calibration_items`` and with labels ``accuracy_bundle``,
-        ``accuracy_int8``, ``accuracy_drop``.
+        ``accuracy_int8``, ``accuracy_drop``; for int8, ``quantization`` holds the ``recipe`` chosen on the
+        calibration items, its ``calibration_agreement``, the ``criterion`` and every try (:mod:`.quantize`).
 
     Raises:
         BundleError: the bundle cannot be exported (an audio or word-vector bundle, a tree-ensemble head) or the
