@@ -11,11 +11,11 @@ pre-processing (shape inference, constant folding, Conv+BatchNorm fusion), as it
 Which parts stay float is chosen per file by a criterion that needs no labels: a few recipes, fastest first
 (:func:`image_recipes`, :func:`text_recipes`), are written in turn until one agrees with the float graph's top-1
 class on :data:`~transferkit.export.writer.CALIBRATION_AGREEMENT` (99 %) of the calibration items; where none does,
-the fastest within one standard error of the most agreeing one is kept (:func:`pick_recipe`). The choice and every try go into the file's ``quantization`` metadata. The classifier
-head (everything after the pooled features) is always float: it costs nothing next to the backbone. Whether the
-int8 file is good enough is then measured on held-out real inputs (:mod:`transferkit.export.writer`), never assumed.
+the fastest within one standard error of the most agreeing one is kept (:func:`pick_recipe`). The choice and every
+try go into the file's ``quantization`` metadata. The classifier head (everything after the pooled features) is
+always float: it costs nothing next to the backbone. Whether the int8 file is good enough is then measured on held-out real inputs (:mod:`transferkit.export.writer`), never assumed.
 
-On our benchmarks (bench/README.md, bench/export_int8_recipes.py) the int8 error is spread over the whole network
+On our benchmarks (bench/README.md, results/export-int8-sensitivity-2026-12-04.json) the int8 error is spread over the whole network
 rather than held by a few layers: keeping any one part float removes only its share, so 99 % agreement costs most
 of int8's speed-up on models whose decisions are often near-ties.
 """
