@@ -5,7 +5,12 @@ the calibration method (a benchmark, not a test).
 float32 on the calibration items (:mod:`transferkit.export.quantize`). This measures what each choice gives on
 *validation* images (Fashion-MNIST training images used neither to fit the bundle nor to calibrate; never the test
 set): top-1 agreement with the float graph, accuracy, and batch-1 latency on one thread (interleaved with the float
-graph, medians), for 0-4 float groups with MinMax ranges, and 2 float groups with Percentile (99.999) ranges.
+graph, medians), for 0-4 float groups with MinMax ranges, and 2 float groups with Percentile (99.999) ranges. The
+ranges of each method are measured once and reused by its recipes (as ``export`` does), so ``quantize_s`` of the
+first recipe of a method includes its calibration and the others' do not.
+
+Which parts of the network carry the int8 error (one part int8 at a time, per-tensor SQNR against the float graph)
+was explored on the same bundles in ``results/export-int8-sensitivity-2026-12-04.json`` (bench/README.md).
 
 Usage: ``python bench/export_int8_recipes.py [--validation 1000] [--out PATH]``; JSON and PNG in bench/results/.
 """
@@ -112,7 +117,8 @@ def main() -> None:
             quantize_static(str(pre), str(path), Feeds(feeds),
                             quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, calibrate_method=getattr(CalibrationMethod, method),
-                            nodes_to_exclude=excluded, extra_options=extra)
+                            nodes_to_exclude=excluded, extra_options=extra,
+                            calibration_cache_path=str(work / f"ranges-{method}.json"))  # measured once per method
             seconds = time.perf_counter() - start
             s8 = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
             p8 = np.concatenate([s8.run(None, {"pixels": val_pixels[i:i + 50]})[0]

@@ -114,9 +114,53 @@ def test_int8_is_static_qdq_calibrated_apart_from_its_check_items(bundle: Path, 
     assert parity["int8_agreement"] >= 0.99 and parity["accuracy_drop"] <= 0.01 and report["warnings"] == []
     ops = {n.op_type for n in onnx.load(str(out)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
-    assert json.loads(props(out)["quantization"])["method"] == "static"
+    quantization = json.loads(props(out)["quantization"])
+    assert quantization["method"] == "static" and quantization["recipe"] == "int8 throughout"
+    assert len(quantization["tries"]) == 1 and quantization["calibration_agreement"] >= 0.99  # the first sufficed
+    # weights per output channel: every Conv weight's DequantizeLinear has one scale per output channel
+    graph = onnx.load(str(out)).graph
+    weights = {i.name: i for i in graph.initializer}
+    conv_weights = [n for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights
+                    and len(weights[n.input[0]].dims) == 4]
+    assert conv_weights and all(list(weights[n.input[1]].dims) == [weights[n.input[0]].dims[0]]
+                                for n in conv_weights)
     assert (OnnxClassifier(out, progress=False).predict(tk.from_folder(images)) ==
             tk.load_bundle(bundle, progress=False, cache=False).predict(tk.from_folder(images))).all()
+
+
+def test_without_a_recipe_reaching_the_calibration_threshold_the_most_agreeing_is_kept(
+        bundle: Path, images: Path, tmp_path: Path, monkeypatch, capsys):
+    from transferkit.export import writer
+
+    monkeypatch.setattr(writer, "CALIBRATION_AGREEMENT", 1.01)  # no recipe can reach it: every one is tried
+    out = tmp_path / "q.onnx"
+    report = export_onnx(bundle, out, quantize="int8", calibration=images, calibration_size=8)
+    tries = report["quantization"]["tries"]
+    groups = tk.load_bundle(bundle, progress=False, cache=False).backbone_._group_names
+    assert [t["float_groups"] for t in tries] == [[g for g, _ in groups[:k]] for k in range(len(groups) // 2 + 1)]
+    assert [t["float_nodes"] for t in tries] == sorted(t["float_nodes"] for t in tries)  # more float, try by try
+    best = max(t["calibration_agreement"] for t in tries)
+    noise = (best * (1 - best) / 8) ** 0.5  # a smaller gain on 8 items is noise: the fastest within it is kept
+    chosen = json.loads(props(out)["quantization"])
+    assert chosen == report["quantization"] and "standard error" in chosen["criterion"]
+    assert chosen["recipe"] == next(t["recipe"] for t in tries if t["calibration_agreement"] >= best - noise - 1e-9)
+    assert "calibration items" in chosen["criterion"] and chosen["calibration_items"] == 8
+    capsys.readouterr()
+    assert main(["export", str(bundle), "--out", str(tmp_path / "cli.onnx"), "--quantize", "int8", "--calibration",
+                 str(images), "--calibration-size", "8", "--no-progress"]) == 0
+    assert f"int8 recipe: {chosen['recipe']} (static), chosen on 8 calibration items" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("agreements, chosen", [
+    ([0.96, 0.975, 0.99], 2),  # the first reaching 99%
+    ([0.985, 0.99], 1),  # reaching it beats being close to it
+    ([0.962, 0.97, 0.972], 0),  # none does: 0.972 on 200 items is 0.972 +- 0.012, no better than 0.962
+    ([0.90, 0.97, 0.972], 1),  # 0.90 is worse beyond noise
+])
+def test_the_recipe_is_the_fastest_that_agrees_enough(agreements: list[float], chosen: int):
+    from transferkit.export.quantize import pick_recipe
+
+    assert pick_recipe(agreements, 200, 0.99)[0] == chosen
 
 
 def test_int8_below_the_thresholds_is_refused_unless_forced(bundle: Path, images: Path, tmp_path: Path, monkeypatch):
@@ -221,8 +265,23 @@ def test_text_bundles_export_with_their_tokenizer_beside(tiny_bert: Path, tmp_pa
     assert report["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
     assert report["tokenizer"] == str(tmp_path / "tb.tokenizer") and (tmp_path / "tb.tokenizer").is_dir()
     assert report["parity"]["fp32_max_abs_diff"] <= 1e-4 and report["parity"]["int8_agreement"] >= 0.99
-    assert json.loads(props(out)["quantization"])["method"] == "dynamic"
+    quantization = json.loads(props(out)["quantization"])
+    assert quantization["method"] == "dynamic" and quantization["recipe"] in [t["recipe"] for t in
+                                                                              quantization["tries"]]
+    assert quantization["calibration_items"] + report["parity"]["check_items"] == len(texts)  # calibrated apart
     assert "MatMulInteger" in {n.op_type for n in onnx.load(str(out)).graph.node}
+    # the recipes tell the feed-forward MatMuls apart by their weights' shapes: BERT's intermediate/output dense
+    from transferkit.export.quantize import text_recipes
+
+    export_onnx(tmp_path / "tb", tmp_path / "fp32.onnx")
+    graph = onnx.load(str(tmp_path / "fp32.onnx"))
+    recipes = dict(text_recipes(graph, [n.name for n in graph.graph.node]))
+    assert list(recipes) == ["int8 throughout", "float feed-forward out", "float feed-forward"]
+    head = [n.name for n in graph.graph.node if n.name.startswith("/head/")]
+    assert recipes["int8 throughout"] == head
+    out_only, ffn = set(recipes["float feed-forward out"]) - set(head), set(recipes["float feed-forward"]) - set(head)
+    assert out_only and all("/output/dense/" in n and "attention" not in n for n in out_only)
+    assert out_only < ffn and all("/intermediate/" in n for n in ffn - out_only)
     lines = tmp_path / "new.txt"
     lines.write_text("the apple is very sweet\ni like this fast car\na juice\n")
     assert main(["predict", str(out), str(lines), "--json", "--no-progress"]) == 0

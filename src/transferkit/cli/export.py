@@ -66,4 +66,9 @@ def render(console: Console, r: dict[str, Any]) -> None:
             line += (f", accuracy {parity['accuracy_bundle']:.4f} -> {parity['accuracy_int8']:.4f} "
                      f"({-100 * parity['accuracy_drop']:+.1f} points)")
         console.print(line)
+    quantization = r["quantization"]
+    if "recipe" in quantization:
+        console.print(f"int8 recipe: {quantization['recipe']} ({quantization['method']}), chosen on "
+                      f"{quantization['calibration_items']} calibration items: agreement "
+                      f"{100 * quantization['calibration_agreement']:.1f}% ({len(quantization['tries'])} tried)")
     print_warnings(console, r["warnings"])

@@ -56,7 +56,7 @@ from .runtime import ONNX_SUFFIX, OnnxClassifier, tokenizer_folder
 FP32_TOLERANCE = 1e-4
 INT8_MIN_AGREEMENT = 0.99
 INT8_MAX_ACCURACY_DROP = 0.01
-#: how far int8 must agree with float32 on its own calibration items before no more layer groups are kept float
+#: how far int8 must agree with float32 on its own calibration items for a recipe to be chosen (:mod:`.quantize`)
 CALIBRATION_AGREEMENT = 0.99
 DEFAULT_OPSET = 17
 EXPORTERS = ("torchscript", "dynamo")
@@ -91,7 +91,8 @@ def export_onnx(bundle: str | os.PathLike[str], out: str | os.PathLike[str], *, 
         "opset", "exporter", "size_bytes", "parity", "quantization", "warnings", "seconds"}``; ``parity`` holds
         ``inputs`` (``real`` or ``random``), ``check_items``, ``fp32_max_abs_diff`` and, for int8,
         ``int8_agreement``, ``int8_max_abs_diff``, ``calibration_items`` and with labels ``accuracy_bundle``,
-        ``accuracy_int8``, ``accuracy_drop``.
+        ``accuracy_int8``, ``accuracy_drop``; for int8, ``quantization`` holds the ``recipe`` chosen on the
+        calibration items, its ``calibration_agreement``, the ``criterion`` and every try (:mod:`.quantize`).
 
     Raises:
         BundleError: the bundle cannot be exported (an audio or word-vector bundle, a tree-ensemble head) or the
@@ -109,8 +110,7 @@ def export_onnx(bundle: str | os.PathLike[str], out: str | os.PathLike[str], *, 
     model = load_bundle(bundle, device="cpu", cache=False, progress=False, batch_size=batch_size)
     graph, example = build_graph(model, str(bundle))
     data = _calibration(calibration, model.modality_, text_column, label_column, encoding)
-    calibrates = quantize is not None and model.modality_ == "image"  # dynamic (text) int8 needs no calibration
-    calib, check = _split(data, calibrates, calibration_size, check_size, seed)
+    calib, check = _split(data, quantize is not None, calibration_size, check_size, seed)
     facts = _facts(bundle, model, list(example), exporter)
     out.parent.mkdir(parents=True, exist_ok=True)
     warn: list[str] = []
@@ -143,7 +143,8 @@ def export_onnx(bundle: str | os.PathLike[str], out: str | os.PathLike[str], *, 
                 quantization = quantize_static_qdq(fp32, quantized, _feeds(runner, calib), work,
                                                    model.backbone_._group_names, CALIBRATION_AGREEMENT)
             else:
-                quantization = quantize_dynamic_matmul(fp32, quantized, work)
+                quantization = quantize_dynamic_matmul(fp32, quantized, work, _feeds(runner, calib),
+                                                       CALIBRATION_AGREEMENT)
             final = _stamped(onnx, quantized, work / "int8.onnx", {**facts, "quantization": quantization})
             int8 = OnnxClassifier(final, device="cpu", batch_size=batch_size, progress=False, tokenizer_dir=tokenizer)
             result = compare(reference, int8.predict_proba_details(check), check, facts["classes"])
@@ -201,7 +202,7 @@ def _calibration(calibration: Any, modality: str, text_column: str, label_column
 
 
 def _split(data: Any, calibrates: bool, calibration_size: int, check_size: int, seed: int) -> tuple[Any, Any]:
-    """``(calibration items, check items)``: a seeded shuffle; static int8 calibrates on at most half of it."""
+    """``(calibration items, check items)``: a seeded shuffle; int8 calibrates (and chooses its recipe) on at most half of it."""
     if data is None:
         return None, None
     order = np.random.default_rng(seed).permutation(len(data))
@@ -269,10 +270,11 @@ def _stamped(onnx: Any, src: Path, dst: Path, facts: dict[str, Any]) -> Path:
 
 
 def _feeds(runner: OnnxClassifier, calib: Any) -> list[dict[str, np.ndarray]]:
-    """The calibration images as the graph reads them, batch by batch (MinMax keeps only each tensor's range)."""
-    feeds = [{"pixels": b["inputs"].numpy()} for b in runner._batches(calib) if len(b["index"])]
+    """The calibration items as the graph reads them, batch by batch (MinMax keeps only each tensor's range)."""
+    feeds = [{k: v.numpy() for k, v in b["inputs"].items()} if isinstance(b["inputs"], dict)
+             else {"pixels": b["inputs"].numpy()} for b in runner._batches(calib) if len(b["index"])]
     if not feeds:
-        raise DataError("None of the `calibration` images could be read; pass readable images.")
+        raise DataError("None of the `calibration` items could be read; pass readable images or texts.")
     return feeds
 
 
