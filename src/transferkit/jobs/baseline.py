@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -114,6 +115,7 @@ def baseline_verdict(cfg: FitConfig, estimator: Any, data: Any, train: Any, val:
     """
     from ..verdict import judge, marks
 
+    start = time.perf_counter()
     out = Path(cfg.out)
     protocol, folds = protocol_for(cfg.verdict_protocol, len(val), data.labels, cfg.cross_fit_folds)
     scored = val if protocol == "holdout" else data
@@ -172,6 +174,7 @@ def baseline_verdict(cfg: FitConfig, estimator: Any, data: Any, train: Any, val:
     if described["strategy"] == "scratch" and protocol == "holdout":
         described["metrics_jsonl"] = str(out / "baseline" / "metrics.jsonl")
     verdict["baseline"] = described
+    verdict["seconds"] = round(time.perf_counter() - start, 2)  # this run's share (a resumed one: what was left)
     return verdict
 
 
