@@ -205,8 +205,11 @@ def resolve_auto(cfg: FitConfig, train: ImageDataset) -> tuple[FitConfig, dict[s
     if cfg.random_init:
         raise TransferkitError("`strategy='auto'` judges pretrained weights; drop `random_init`, or pick a "
                                "strategy.")
+    # the fine-tune the run would train, so that auto's cross-check measures that one
+    options = {k: v for k, v in {"layer": cfg.layer, "epochs": cfg.epochs, "image_size": cfg.image_size,
+                                 **cfg.train}.items() if v is not None}
     decision = choose_strategy(train, backbone_for(cfg), seed=cfg.seed, device=cfg.device, cache=cfg.cache,
-                               progress=cfg.progress)
+                               progress=cfg.progress, fine_tune_options=options)
     if decision.strategy == "feature-extraction":
         ignored = sorted(k for k, v in {"epochs": cfg.epochs, "image_size": cfg.image_size, **cfg.train}.items() if v)
         if ignored:
