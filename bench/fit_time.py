@@ -122,7 +122,7 @@ def main() -> None:
                 seconds, report = timed(every[stage], env)
                 verdict = report.get("verdict") or {}
                 rows.append({"stage": stage, "repeat": r, "wall_s": round(seconds, 2),
-                             "reported_s": report.get("seconds"), "verdict_s": verdict.get("seconds"),
+                             "reported_s": report.get("seconds"), "verdict_s": report.get("verdict_seconds"),
                              "verdict": verdict.get("verdict"), "protocol": verdict.get("protocol"),
                              "baseline_epochs": (verdict.get("baseline") or {}).get("epochs"),
                              "accuracy": report.get("accuracy"), "load_1m_before": load_before,

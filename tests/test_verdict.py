@@ -342,6 +342,7 @@ def test_without_a_disk_cache_the_fold_models_share_their_features_in_memory(ima
     shared: dict = {}
     first = _model(cfg, estimator, "transfer", 0, None, shared, progress=False)
     assert isinstance(first.cache, MemoryFeatureCache)
+    assert first.backbone is estimator.backbone_  # the frozen backbone is loaded once, not once more per fold
     first.fit(data.subset(np.arange(0, len(data), 2)))
     second = _model(cfg, estimator, "transfer", 0, None, shared, progress=False).fit(data)
     assert second.cache is first.cache

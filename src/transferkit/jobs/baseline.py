@@ -23,7 +23,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -116,7 +115,6 @@ def baseline_verdict(cfg: FitConfig, estimator: Any, data: Any, train: Any, val:
     """
     from ..verdict import judge, marks
 
-    start = time.perf_counter()
     out = Path(cfg.out)
     protocol, folds = protocol_for(cfg.verdict_protocol, len(val), data.labels, cfg.cross_fit_folds)
     scored = val if protocol == "holdout" else data
@@ -175,7 +173,6 @@ def baseline_verdict(cfg: FitConfig, estimator: Any, data: Any, train: Any, val:
     if described["strategy"] == "scratch" and protocol == "holdout":
         described["metrics_jsonl"] = str(out / "baseline" / "metrics.jsonl")
     verdict["baseline"] = described
-    verdict["seconds"] = round(time.perf_counter() - start, 2)  # this run's share (a resumed one: what was left)
     return verdict
 
 
@@ -217,7 +214,10 @@ def _model(cfg: FitConfig, estimator: Any, role: str, seed: int, model_dir: str 
     model = make_strategy(dataclasses.replace(cfg, seed=seed, out=model_dir or cfg.out, progress=progress))
     if isinstance(model.backbone, str):  # feature extraction leaves it as it is, fine-tuning trains a copy
         if "backbone" not in shared:
-            shared["backbone"] = resolve_backbone(model.backbone, model.pretrained)
+            frozen = model.strategy_name == estimator.strategy_name == "feature-extraction"
+            # the bundle's own frozen backbone is the one every fold would load again (seconds saved)
+            shared["backbone"] = (estimator.backbone_ if frozen else
+                                  resolve_backbone(model.backbone, model.pretrained))
         model.set_params(backbone=shared["backbone"])
     if model.strategy_name == "feature-extraction" and model.cache is False:
         # no disk cache asked for: the folds still share one in-memory copy, so each item goes through the

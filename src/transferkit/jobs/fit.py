@@ -158,7 +158,9 @@ def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
                         extra={"config": dataclasses.asdict(cfg), "auto": auto,
                                "verdict": {"status": "pending"} if with_baseline else None})
         barrier()
+    verdict_start = time.perf_counter()
     verdict = baseline_verdict(cfg, estimator, data, train, val) if with_baseline else None
+    verdict_seconds = round(time.perf_counter() - verdict_start, 2) if with_baseline else None
     if not is_main_process():  # under torchrun/accelerate only rank 0 evaluates and writes
         barrier()
         return {"rank": rank_and_world()[0]}
@@ -193,6 +195,7 @@ def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
         "head": getattr(estimator, "fit_info_", {}).get("head"),
         "warnings": warnings,
         "verdict": verdict,
+        "verdict_seconds": verdict_seconds,  # this run's share of ``seconds`` (resumed: what was left to train)
         "auto": auto,
         **_training_report(estimator, out),
     }
