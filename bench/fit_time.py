@@ -8,7 +8,7 @@ would. Each command runs in a fresh process (``subprocess``), ``--repeats`` time
 - ``import``: ``python -c "import transferkit.cli"`` (torch, torchvision via timm, scikit-learn);
 - ``import timm``: the part of it that a fit of a timm backbone cannot avoid;
 - ``fit --no-baseline``: the transfer model alone (backbone load, extraction, tuned head, bundle, confusion plot);
-- ``fit (default, cold cache)``: the default, with the verdict, on an empty feature cache (a user's first fit);
+- ``fit (default: cold cache)``: the default, with the verdict, on an empty feature cache (a user's first fit);
 - ``fit --no-cache``: the same without the cache (every fold model extracts its own features);
 - ``fit (warm cache)``: the default again on a warm feature cache.
 
@@ -71,7 +71,7 @@ def stages(exe: list[str], data: Path, work: Path) -> dict[str, list[str]]:
         "import": [sys.executable, "-c", "import transferkit.cli"],
         "import timm": [sys.executable, "-c", "import timm"],
         "fit --no-baseline": fit + [str(work / "a"), "--no-baseline", "--no-cache"],
-        "fit (default, cold cache)": fit + [str(work / "b")],
+        "fit (default: cold cache)": fit + [str(work / "b")],
         "fit --no-cache": fit + [str(work / "c"), "--no-cache"],
         "fit (warm cache)": fit + [str(work / "d")],
     }
