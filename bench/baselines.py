@@ -75,8 +75,9 @@ def rest(pool: Any, used: np.ndarray) -> Any:
     return pool.subset(np.setdiff1d(np.arange(len(pool)), used))
 
 
-def image_splits(name: str, n: int, seed: int, test_size: int, evaluate_on: str) -> tuple[Any, Any]:
-    """``(training subset, scoring set)`` for an image dataset."""
+def image_splits(name: str, n: int, seed: int, test_size: int, evaluate_on: str, classes: str | None = None,
+                 ) -> tuple[Any, Any]:
+    """``(training subset, scoring set)`` for an image dataset (only ``classes`` of it, e.g. ``"0,6"``, if given)."""
     per = max(1, test_size // 10)
     if name == "fashion":
         pool = tk.load_fashion_mnist("train")
@@ -85,6 +86,10 @@ def image_splits(name: str, n: int, seed: int, test_size: int, evaluate_on: str)
         everything = digits()
         test_idx = drawn(everything, min(per, 100), TEST_SEED)
         test_pool, pool = everything.subset(test_idx), rest(everything, test_idx)
+    if classes:
+        from transferkit.data import select_classes
+
+        pool, test_pool = select_classes(pool, classes), select_classes(test_pool, classes)
     used = drawn(pool, n, seed)
     train = pool.subset(used)
     if evaluate_on == "validation":
@@ -156,6 +161,8 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--test-size", type=int, default=1000, help="scoring images (digits: at most ~1,000)")
     p.add_argument("--text-test-per-class", type=int, default=150)
+    p.add_argument("--classes", default=None, help="image datasets: keep only these classes (indices or names, "
+                   "as fit --classes), e.g. 0,6 for Fashion-MNIST's T-shirts and shirts")
     p.add_argument("--methods", default="small-cnn," + ",".join(TFIDF_METHODS))
     p.add_argument("--evaluate-on", choices=("test", "validation"), default="test")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -184,6 +191,7 @@ def main() -> None:
         "settings": {"datasets": datasets, "methods": methods, "per_class": args.per_class,
                      "text_per_class": args.text_per_class, "seeds": seeds, "test_size": args.test_size,
                      "text_test_per_class": args.text_test_per_class, "evaluated_on": args.evaluate_on,
+                     "classes": args.classes,
                      "small_cnn": {**tk.SmallCNNClassifier().get_params(), **settings, "device": "cpu"},
                      "tfidf": {**tk.TfidfClassifier().get_params(), **text_settings},
                      "test_seed": TEST_SEED, "validation_seed": VALIDATION_SEED,
@@ -214,7 +222,7 @@ def main() -> None:
             scoring = test if args.evaluate_on == "test" else validation_set(pool, train, args.text_test_per_class)
             record = run_tfidf(method, train, scoring, seed, text_settings)
         else:
-            train, scoring = image_splits(name, n, seed, args.test_size, args.evaluate_on)
+            train, scoring = image_splits(name, n, seed, args.test_size, args.evaluate_on, args.classes)
             record = run_small_cnn(train, scoring, seed, settings)
         result["runs"].append({"dataset": name, "method": method, "per_class": n, "seed": seed, "train": len(train),
                                **record})

@@ -10,7 +10,7 @@ does; on the test set both the transfer model and a small CNN trained on the sam
 A verdict *matches* when positive with test gain > 0 or negative with test gain < 0; *neutral* is counted apart
 (not a wrong sign, but no answer); a *wrong sign* is positive with test gain < 0 or negative with > 0.
 
-Usage: ``python bench/verdict_sign.py [--seeds 0] [--out PATH]``.
+Usage: ``python bench/verdict_sign.py [--seeds 0] [--tasks fashion-mnist,digits,lfw,textures] [--out PATH]``.
 """
 
 from __future__ import annotations
@@ -37,10 +37,14 @@ def main() -> None:
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--per-class", default="10,30")
     parser.add_argument("--cache", default="/tmp/hb/cache")
+    parser.add_argument("--tasks", default=None, help="comma-separated subset of the tasks (default: all)")
     parser.add_argument("--out", default=f"bench/results/verdict-sign-{dt.date.today()}.json")
     args = parser.parse_args()
     runs = []
+    chosen = args.tasks.split(",") if args.tasks else None
     for task, (pool, test) in datasets().items():
+        if chosen is not None and task not in chosen:
+            continue
         for n in (int(v) for v in args.per_class.split(",")):
             for seed in (int(v) for v in args.seeds.split(",")):
                 start = time.perf_counter()
@@ -65,6 +69,7 @@ def main() -> None:
     counts = {k: sum(r["outcome"] == k for r in runs) for k in ("match", "neutral", "wrong sign")}
     result = {"benchmark": "verdict-sign", "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
               "machine": machine(), "versions": {"transferkit": tk.__version__, **_versions()}, "counts": counts,
+              "tasks": chosen or "all", "seeds": args.seeds, "per_class": args.per_class,
               "runs": runs}
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(counts, "wrote", args.out)

@@ -148,3 +148,52 @@ def test_choose_strategy_cross_checks_a_fine_tune_choice_on_its_sample():
     assert 0 <= est["fine_tune"] <= 1 and 0 <= est["feature_extraction"] <= 1
     assert decision.strategy == ("fine-tune" if est["fine_tune"] >= est["feature_extraction"] else "feature-extraction")
     assert choose_strategy(data, f"random:{TINY}", sample=48, cache=False, device="cpu", check=False).estimates is None
+
+
+def test_the_cross_check_fine_tunes_with_the_settings_the_run_will_use(monkeypatch):
+    """A user's fine-tune options (fewer epochs, a layer) change the fine-tune that runs: the check must measure that
+    one, not auto's defaults."""
+    import transferkit.strategies.fine_tune as fine_tune
+
+    made: list[dict] = []
+
+    class Recorded(fine_tune.FineTuneClassifier):
+        def fit(self, *args, **kwargs):
+            made.append(self.get_params(deep=False))
+            return super().fit(*args, **kwargs)
+
+    monkeypatch.setattr(fine_tune, "FineTuneClassifier", Recorded)
+    data = gratings(21)
+    decision = choose_strategy(data, f"random:{TINY}", sample=48, cache=False, device="cpu",
+                               fine_tune_options={"epochs": 1, "head_epochs": 1, "image_size": 32})
+    assert decision.estimates is not None and len(made) == decision.estimates["folds"] == 3
+    assert all(p["epochs"] == 1 and p["head_epochs"] == 1 and p["image_size"] == 32 for p in made)
+    assert all(p["schedule"] == "two-stage" for p in made)  # auto's own settings stay where the user set none
+
+
+def test_a_fine_tune_that_is_not_cross_checked_says_so():
+    many = tk.from_arrays(np.zeros((800, 8, 8, 3), np.uint8), np.arange(800) % 4)  # 200 per class
+    decision = choose_strategy(many, f"random:{TINY}", sample=16, cache=False, device="cpu")
+    assert decision.strategy == "fine-tune" and decision.size == "many" and decision.estimates is None
+    assert "Not cross-checked against feature extraction" in decision.summary()
+    some = choose_strategy(gratings(21), f"random:{TINY}", sample=16, cache=False, device="cpu", check=False)
+    if some.strategy == "fine-tune":
+        assert "the check was turned off" in some.summary()
+
+
+def test_fit_auto_gives_its_fine_tune_options_to_the_cross_check(monkeypatch, tmp_path):
+    import transferkit.selection.auto as auto
+    from transferkit.jobs.fit import FitConfig, resolve_auto
+
+    seen: dict = {}
+
+    def fake(train, backbone, **kwargs):
+        seen.update(kwargs["fine_tune_options"])
+        return auto.decide(50, shift(0.4), LAYERS, groups=8)
+
+    monkeypatch.setattr(auto, "choose_strategy", fake)
+    cfg = FitConfig(data="embedded", out=str(tmp_path / "x"), strategy="auto", epochs=2, layer="blocks.4",
+                    train={"lr_head": 0.01})
+    resolved, _ = resolve_auto(cfg, tk.load_embedded())
+    assert seen == {"epochs": 2, "layer": "blocks.4", "lr_head": 0.01}
+    assert resolved.strategy == "fine-tune" and resolved.train == {"schedule": "two-stage", "lr_head": 0.01}

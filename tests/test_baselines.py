@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from sklearn.base import clone
 
 import transferkit as tk
 from transferkit.strategies import SmallCNNClassifier, TfidfClassifier
+from transferkit.strategies.small_cnn import CONVERGED_EPOCHS, loss_floor, planned_epochs
 from transferkit.verdict import marks
 
 # a few cheap steps on a few channels: enough for the synthetic tasks below, a second or two per fit on a CPU
@@ -57,7 +59,9 @@ def test_small_cnn_learns_where_the_square_is(square_task, fitted):
     assert fitted.score(test) > 0.8  # chance is 0.25
     info = fitted.fit_info_
     assert info["input_size"] == [20, 20] and info["channels"] == 1  # native resolution, grey
-    assert info["steps"] >= FAST["steps"] and info["epochs"] * info["batch_size"] >= len(train)
+    assert info["planned_epochs"] * math.ceil(len(train) / info["batch_size"]) >= FAST["steps"]
+    assert info["epochs"] == len(info["history"]) <= info["planned_epochs"]
+    assert info["epochs"] * info["batch_size"] >= len(train)
     assert info["parameters"] == sum(p.numel() for p in fitted.model_.parameters())
     assert info["seconds"] > 0 and info["skipped"] == []
     assert 0 < info["mean"][0] < 1 and info["std"][0] > 0  # the training set's own statistics
@@ -89,6 +93,43 @@ def test_small_cnn_fits_the_same_beside_others_in_threads(square_task, fitted):
     assert got["job0"] == marks(fitted, test)  # the same model as the one fitted alone
     np.testing.assert_array_equal(jobs[0][1].predict_proba(test), fitted.predict_proba(test))
     assert not np.allclose(jobs[1][1].predict_proba(test), fitted.predict_proba(test))  # a seed of its own
+
+
+def test_the_step_budget_follows_the_data_size():
+    # 200 steps: one epoch each for 16 images would be 200 epochs; the cap keeps tiny sets at 50
+    assert planned_epochs(16, 16, 200, 50) == 50
+    assert planned_epochs(50, 16, 200, 50) == 50  # 4 steps per epoch: the smallest tuned setting, unchanged
+    assert planned_epochs(300, 16, 200, 50) == 11  # 19 steps per epoch
+    assert planned_epochs(1000, 16, 200, 50) == 4
+    assert SmallCNNClassifier().max_epochs == 50
+
+
+def test_loss_floor_is_the_least_label_smoothed_cross_entropy():
+    import torch
+
+    for k, eps in ((2, 0.1), (10, 0.1), (3, 0.3)):
+        target = torch.full((1, k), eps / k)
+        target[0, 0] += 1 - eps
+        best = torch.nn.functional.cross_entropy(target.log(), torch.tensor([0]), label_smoothing=eps)
+        assert loss_floor(k, eps) == pytest.approx(float(best), abs=1e-6)
+        worse = torch.nn.functional.cross_entropy((target + 0.1).log(), torch.tensor([0]), label_smoothing=eps)
+        assert float(worse) > loss_floor(k, eps)
+    assert loss_floor(4, 0.0) == 0.0
+
+
+def test_small_cnn_stops_once_the_training_set_is_fitted(square_task):
+    train, test = square_task
+    settings = {**FAST, "steps": 600, "max_epochs": 200}  # 200 epochs planned: far more than this task needs
+    early = SmallCNNClassifier(seed=0, converged_loss=0.3, **settings).fit(train)
+    info = early.fit_info_
+    assert info["planned_epochs"] == 200 and info["converged_at"] == info["epochs"] == len(info["history"]) < 200
+    floor = loss_floor(4, early.label_smoothing)
+    fitted = "".join("1" if e["train_accuracy"] == 1.0 and e["loss"] <= floor + 0.3 else "0" for e in info["history"])
+    assert fitted.find("1" * CONVERGED_EPOCHS) == len(fitted) - CONVERGED_EPOCHS  # stopped at the first such run
+    assert early.score(test) > 0.8
+    # off: every planned epoch runs
+    full = SmallCNNClassifier(seed=0, converged_loss=None, **{**settings, "steps": 30, "max_epochs": 10}).fit(train)
+    assert full.fit_info_["epochs"] == full.fit_info_["planned_epochs"] == 10 and full.fit_info_["converged_at"] is None
 
 
 def test_small_cnn_caps_large_files_and_keeps_their_aspect(tmp_path):
@@ -141,6 +182,8 @@ def test_small_cnn_refuses_bad_parameters_and_saving(square_task, fitted, tmp_pa
         SmallCNNClassifier(crop_padding=0.7).fit(square_task[0])
     with pytest.raises(tk.TransferkitError, match="'width'"):
         SmallCNNClassifier(width=0).fit(square_task[0])
+    with pytest.raises(tk.TransferkitError, match="converged_loss"):
+        SmallCNNClassifier(converged_loss=0).fit(square_task[0])
     with pytest.raises(tk.TransferkitError, match="baseline"):
         fitted.save(tmp_path / "bundle")
 

@@ -326,3 +326,29 @@ def test_the_verdict_is_negative_when_a_small_cnn_beats_transfer(tmp_path):
     verdict = baseline_verdict(cfg, estimator, data, train, val)
     assert verdict["protocol"] == "cross-fit" and verdict["baseline"]["strategy"] == "small-cnn"
     assert verdict["scratch_accuracy"] > 0.9 and verdict["verdict"] == "negative", verdict
+
+
+def test_without_a_disk_cache_the_fold_models_share_their_features_in_memory(image_folder, tmp_path, monkeypatch):
+    """Cross-fitting fits k feature-extraction models on overlapping items: with ``cache`` off each item still goes
+    through the backbone once, and nothing is written to the cache folder."""
+    from transferkit.jobs.baseline import MemoryFeatureCache, _model
+    from transferkit.jobs.fit import FitConfig, make_strategy, prepare_data
+
+    monkeypatch.setenv("TRANSFERKIT_CACHE", str(tmp_path / "disk-cache"))
+    cfg = FitConfig(data=str(image_folder), out=str(tmp_path / "b"), backbone=TINY, random_init=True, progress=False,
+                    cache=False)
+    data, train, val = prepare_data(cfg)
+    estimator = make_strategy(cfg).fit(train)
+    shared: dict = {}
+    first = _model(cfg, estimator, "transfer", 0, None, shared, progress=False)
+    assert isinstance(first.cache, MemoryFeatureCache)
+    assert first.backbone is estimator.backbone_  # the frozen backbone is loaded once, not once more per fold
+    first.fit(data.subset(np.arange(0, len(data), 2)))
+    second = _model(cfg, estimator, "transfer", 0, None, shared, progress=False).fit(data)
+    assert second.cache is first.cache
+    extraction = second.fit_info_["extraction"]
+    assert extraction["cached"] == len(data) - extraction["computed"] == first.fit_info_["train_images"]
+    # the same features as computed afresh: the same model
+    fresh = make_strategy(cfg).fit(data)
+    np.testing.assert_allclose(second.predict_proba(data), fresh.predict_proba(data), atol=1e-6)
+    assert not (tmp_path / "disk-cache").exists()

@@ -35,6 +35,7 @@ from .._errors import TransferkitError, did_you_mean
 from .._progress import progress_bar
 from ..bundle import read_meta, update_bundle_meta
 from ..data.seen import item_digests
+from ..features.cache import FeatureCache
 from ..strategies.baselines import BASELINES, DEFAULT_BASELINE, baseline_kind
 from ._fit_config import FitConfig, make_strategy
 
@@ -213,9 +214,43 @@ def _model(cfg: FitConfig, estimator: Any, role: str, seed: int, model_dir: str 
     model = make_strategy(dataclasses.replace(cfg, seed=seed, out=model_dir or cfg.out, progress=progress))
     if isinstance(model.backbone, str):  # feature extraction leaves it as it is, fine-tuning trains a copy
         if "backbone" not in shared:
-            shared["backbone"] = resolve_backbone(model.backbone, model.pretrained)
+            frozen = model.strategy_name == estimator.strategy_name == "feature-extraction"
+            # the bundle's own frozen backbone is the one every fold would load again (seconds saved)
+            shared["backbone"] = (estimator.backbone_ if frozen else
+                                  resolve_backbone(model.backbone, model.pretrained))
         model.set_params(backbone=shared["backbone"])
+    if model.strategy_name == "feature-extraction" and model.cache is False:
+        # no disk cache asked for: the folds still share one in-memory copy, so each item goes through the
+        # frozen backbone once rather than once per fold (k folds: k times)
+        model.set_params(cache=shared.setdefault("features", MemoryFeatureCache()))
     return model
+
+
+class _MemoryFeatureStore:
+    """:class:`~transferkit.features.cache.FeatureStore`'s reading and writing, in a dict (gone with the verdict)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, np.ndarray] = {}
+
+    def __contains__(self, content_key: str) -> bool:
+        return content_key in self.rows
+
+    def get_many(self, content_keys: list[str]) -> dict[str, np.ndarray]:
+        return {k: self.rows[k] for k in content_keys if k in self.rows}
+
+    def add(self, content_keys: list[str], features: np.ndarray) -> None:
+        self.rows.update(zip(content_keys, np.array(features, dtype=np.float32), strict=True))
+
+
+class MemoryFeatureCache(FeatureCache):
+    """A feature cache that writes nothing to disk: the verdict's fold models share it when ``cache`` is off."""
+
+    def __init__(self) -> None:
+        super().__init__(root=".")  # never read or written: every store lives in memory
+        self.stores: dict[str, _MemoryFeatureStore] = {}
+
+    def store(self, key: dict[str, Any]) -> Any:
+        return self.stores.setdefault(json.dumps(key, sort_keys=True, default=str), _MemoryFeatureStore())
 
 
 def _parallel(model: Any) -> bool:

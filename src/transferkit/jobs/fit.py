@@ -178,7 +178,9 @@ def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
                         extra={"config": dataclasses.asdict(cfg), "auto": auto,
                                "verdict": {"status": "pending"} if with_baseline else None})
         barrier()
+    verdict_start = time.perf_counter()
     verdict = baseline_verdict(cfg, estimator, data, train, val) if with_baseline else None
+    verdict_seconds = round(time.perf_counter() - verdict_start, 2) if with_baseline else None
     if not is_main_process():  # under torchrun/accelerate only rank 0 evaluates and writes
         barrier()
         return {"rank": rank_and_world()[0]}
@@ -213,6 +215,7 @@ def fit_bundle(cfg: FitConfig) -> dict[str, Any]:
         "head": getattr(estimator, "fit_info_", {}).get("head"),
         "warnings": warnings,
         "verdict": verdict,
+        "verdict_seconds": verdict_seconds,  # this run's share of ``seconds`` (resumed: what was left to train)
         "auto": auto,
         **_training_report(estimator, out),
     }
@@ -225,8 +228,11 @@ def resolve_auto(cfg: FitConfig, train: ImageDataset) -> tuple[FitConfig, dict[s
     if cfg.random_init:
         raise TransferkitError("`strategy='auto'` judges pretrained weights; drop `random_init`, or pick a "
                                "strategy.")
+    # the fine-tune the run would train, so that auto's cross-check measures that one
+    options = {k: v for k, v in {"layer": cfg.layer, "epochs": cfg.epochs, "image_size": cfg.image_size,
+                                 **cfg.train}.items() if v is not None}
     decision = choose_strategy(train, backbone_for(cfg), seed=cfg.seed, device=cfg.device, cache=cfg.cache,
-                               progress=cfg.progress)
+                               progress=cfg.progress, fine_tune_options=options)
     if decision.strategy == "feature-extraction":
         ignored = sorted(k for k, v in {"epochs": cfg.epochs, "image_size": cfg.image_size, **cfg.train}.items() if v)
         if ignored:

@@ -82,7 +82,8 @@ def similarity_of(shift: dict[str, Any] | None, layer_scores: dict[str, float]) 
 
 def choose_strategy(data: ImageDataset, backbone: str | Backbone = "packaged:efficientnet_lite0", *,
                     sample: int = 128, seed: int = 0, device: str = "auto", cache: Any = True,
-                    batch_size: int = 64, progress: bool = False, check: bool = True) -> AutoDecision:
+                    batch_size: int = 64, progress: bool = False, check: bool = True,
+                    fine_tune_options: dict[str, Any] | None = None) -> AutoDecision:
     """Decide feature extraction vs partial vs full fine-tuning for ``data`` with ``backbone``.
 
     Args:
@@ -94,6 +95,9 @@ def choose_strategy(data: ImageDataset, backbone: str | Backbone = "packaged:eff
         check: with 20-199 labels per class, cross-validate a fine-tune choice against feature extraction on the
             sample (minutes on a CPU:
             :data:`CHECK_FOLDS` fine-tunes of the sample) and fall back to feature extraction when it scores lower.
+        fine_tune_options: what the run will fine-tune with beyond auto's own settings (a user's ``epochs``,
+            ``image_size``, ``layer``, schedule options): the check fine-tunes with them too, so that it measures the
+            fine-tune that would run, not another one.
 
     Returns:
         An :class:`AutoDecision` with the strategy, the layer, training settings and the reasons.
@@ -120,17 +124,25 @@ def choose_strategy(data: ImageDataset, backbone: str | Backbone = "packaged:eff
     if check and decision.strategy == "fine-tune" and decision.size == "some":
         fe_layer = feature_layer(layer_scores, decision.similarity)
         estimates = cross_check(bb, probe, extracted[fe_layer], decision, seed=seed, device=device,
-                                progress=progress)
+                                progress=progress, options=fine_tune_options)
         if estimates is not None:
             decision = prefer_measured(decision, estimates, fe_layer, last=list(layer_scores)[-1])
+    elif decision.strategy == "fine-tune":
+        why = ("the check was turned off" if not check else
+               f"with {labels_per_class} labels per class a {len(probe)}-image sample is too small a part of the data "
+               f"to judge a fine-tune of all of it")
+        decision.reasons.append(f"Not cross-checked against feature extraction: {why}.")
     return decision
 
 
 def cross_check(bb: Backbone, probe: ImageDataset, features: Any, decision: AutoDecision, *, seed: int, device: str,
-                progress: bool) -> dict[str, Any] | None:
-    """Out-of-fold accuracy on ``probe`` of the chosen fine-tune and of feature extraction (tuned head), same folds.
+                progress: bool, options: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """Out-of-fold accuracy on ``probe`` of the chosen fine-tune (with ``options`` over auto's settings) and of
+    feature extraction (tuned head), same folds.
 
-    None when a class of the sample has fewer than 2 images (nothing to hold out).
+    Both train on the same fold of the sample, with the recipes of the real run (epochs are passes over the data),
+    so the fine-tune takes fewer optimizer steps than it will on all the data: a bias against fine-tuning, the safe
+    side for a check that may only veto it. None when a class of the sample has fewer than 2 images.
     """
     from .._progress import progress_bar
     from ..data.split import fold_indices
@@ -151,8 +163,8 @@ def cross_check(bb: Backbone, probe: ImageDataset, features: Any, decision: Auto
         for train, val in fold_indices(labels, k, seed):
             head, _ = fit_tuned("logistic", x[train], labels[train], seed=seed)
             fe_right += int(np.sum(head.predict(x[val]) == labels[val]))
-            model = FineTuneClassifier(bb, layer=decision.layer, seed=seed, device=device, progress=False,
-                                       **decision.train)
+            settings = {"layer": decision.layer, **decision.train, **(options or {})}
+            model = FineTuneClassifier(bb, seed=seed, device=device, progress=False, **settings)
             ft_right += count_correct(model.fit(probe.subset(train)), probe.subset(val))
             advance(1)
     return {"feature_extraction": fe_right / len(labels), "fine_tune": ft_right / len(labels), "images": len(labels),

@@ -11,8 +11,10 @@ fast CIFAR-10 baselines (Page, "How to train your ResNet", 2018). The images are
 The defaults were chosen on Fashion-MNIST and scikit-learn digits at 5/10/30 images per class, scored on held-out
 images of the training pools, never a test split (bench/baselines.py --evaluate-on validation;
 bench/results/baselines-tuning-*.json): widths 16-32-64 match 32-64-128 at a third of the cost; 200 steps match 300
-(150 lose 1-2 points, 100 lose 3-4); left-right flips cost 7 points on digits and 1 on Fashion-MNIST, so they are
-off; crops of +-1/8 of the side are as good as none on average (better at 5 per class, slightly worse at 30).
+(150 lose 1-2 points, 100 lose 3-4), and at most 50 epochs: the smallest tuned set (50 images) took 50, and on 16
+images of 2 classes 50 epochs (50 steps) scored as 200 did in a fifth of the time (bench/results/baselines-tiny-*);
+left-right flips cost 7 points on digits and 1 on Fashion-MNIST, so they are off; crops of +-1/8 of the side are as
+good as none on average (better at 5 per class, slightly worse at 30).
 Inputs are capped at 32 px (CIFAR's size): at 64 px every step takes about 5x longer.
 """
 
@@ -79,6 +81,7 @@ class SmallCNN(nn.Module):
     def __init__(self, channels: int, n_classes: int, size: tuple[int, int], width: int = 32, convs: int = 2,
                  dropout: float = 0.2, mean: torch.Tensor | None = None, std: torch.Tensor | None = None):
         super().__init__()
+        self.n_classes = n_classes
         self.register_buffer("mean", torch.zeros(channels) if mean is None else mean.float())
         self.register_buffer("std", torch.ones(channels) if std is None else std.float())
         layers: list[nn.Module] = []
@@ -129,6 +132,26 @@ def cpu_threads(threads: int | None, device: torch.device) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def planned_epochs(n: int, batch_size: int, steps: int, max_epochs: int) -> int:
+    """Epochs of about ``steps`` optimizer steps over ``n`` images in batches of ``batch_size``, at most
+    ``max_epochs``: the budget follows the data (16 images: 50 epochs of 1 step; 1,000: 4 epochs of 63)."""
+    return min(max_epochs, math.ceil(steps / math.ceil(n / min(batch_size, n))))
+
+
+#: epochs in a row the training set must stay fitted before :class:`SmallCNNClassifier` stops early
+CONVERGED_EPOCHS = 3
+
+
+def loss_floor(n_classes: int, label_smoothing: float) -> float:
+    """The least mean cross-entropy with ``label_smoothing`` over ``n_classes``: the entropy of the smoothed target
+    (0 without smoothing), reached only when every prediction equals it."""
+    eps = label_smoothing
+    if eps <= 0 or n_classes < 2:
+        return 0.0
+    top, rest = 1 - eps + eps / n_classes, eps / n_classes
+    return float(-top * math.log(top) - (n_classes - 1) * rest * math.log(rest))
+
+
 def one_cycle(total: int, warmup: float = 0.25) -> Callable[[int], float]:
     """Learning-rate factor of step ``t`` of ``total``: linear warm-up over ``warmup`` of them, then cosine to 0."""
     rise = max(1, round(warmup * total))
@@ -151,7 +174,14 @@ class SmallCNNClassifier(TransferClassifier):
         convs: conv-BN-ReLU layers per block (each block then max-pools while its map is >= 8 px).
         epochs: training epochs; None picks enough for about ``steps`` optimizer steps (at most ``max_epochs``).
         steps: optimizer steps aimed at when ``epochs`` is None: tiny sets get many epochs, large ones few.
-        max_epochs: upper bound of the epochs chosen for ``steps``.
+        max_epochs: upper bound of the epochs chosen for ``steps``: 50, the most any tuned setting used (5 images
+            per class of 10 classes); below ~50 images 200 steps would be 100-200 epochs of a loss long flat.
+        converged_loss: stop early once, for :data:`CONVERGED_EPOCHS` epochs in a row, every training image was
+            classified right and the epoch's mean loss stayed within this many nats of the least that label
+            smoothing allows (:func:`loss_floor`); a train-only criterion (no held-out labels). Off (None) by
+            default: 16 images of 2 classes are fitted within 14-22 of 50 epochs, near the peak learning rate, and
+            stopping there (0.05) lost 10-16 points on held-out images; even stopping only after the rate had
+            annealed to half its peak lost 3-5 (bench/README.md, ``baselines.py``). A speed-for-accuracy trade.
         batch_size: images per step (the whole set when it is smaller).
         lr: peak learning rate of the one-cycle schedule (AdamW).
         weight_decay, label_smoothing, dropout: regularisation.
@@ -181,7 +211,8 @@ class SmallCNNClassifier(TransferClassifier):
         convs: int = 2,
         epochs: int | None = None,
         steps: int = 200,
-        max_epochs: int = 200,
+        max_epochs: int = 50,
+        converged_loss: float | None = None,
         batch_size: int = 16,
         lr: float = 3e-3,
         weight_decay: float = 5e-4,
@@ -202,6 +233,7 @@ class SmallCNNClassifier(TransferClassifier):
         self.epochs = epochs
         self.steps = steps
         self.max_epochs = max_epochs
+        self.converged_loss = converged_loss
         self.batch_size = batch_size
         self.lr = lr
         self.weight_decay = weight_decay
@@ -226,6 +258,9 @@ class SmallCNNClassifier(TransferClassifier):
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise TransferkitError(f"The {name!r} parameter of SmallCNNClassifier must be a positive integer. "
                                        f"Got {value!r} instead.")
+        if self.converged_loss is not None and not self.converged_loss > 0:
+            raise TransferkitError(f"converged_loss must be a positive number of nats, or None. Got "
+                                   f"{self.converged_loss!r} instead.")
         if not 0 <= self.crop_padding < 0.5:
             raise TransferkitError(f"crop_padding must be a fraction of the side in [0, 0.5). Got {self.crop_padding!r} "
                                    f"instead.")
@@ -260,7 +295,7 @@ class SmallCNNClassifier(TransferClassifier):
         n = len(index)
         batch = min(self.batch_size, n)
         steps_per_epoch = math.ceil(n / batch)  # split into equal batches: no 1-image remainder step
-        epochs = self.epochs or min(self.max_epochs, math.ceil(self.steps / steps_per_epoch))
+        epochs = self.epochs or planned_epochs(n, batch, self.steps, self.max_epochs)
         with cpu_threads(self.threads, device):
             history = self._train(model, images, torch.as_tensor(ds.labels[index]), device, epochs, steps_per_epoch,
                                   generator)
@@ -276,7 +311,8 @@ class SmallCNNClassifier(TransferClassifier):
         self.fit_info_ = {
             "strategy": self.strategy_name, "train_images": n, "modality": "image",
             "input_size": list(size), "channels": channels, "mean": mean.tolist(), "std": std.tolist(),
-            "epochs": epochs, "steps": epochs * steps_per_epoch, "batch_size": batch,
+            "epochs": len(history), "planned_epochs": epochs, "steps": len(history) * steps_per_epoch,
+            "converged_at": len(history) if len(history) < epochs else None, "batch_size": batch,
             "parameters": sum(p.numel() for p in model.parameters()), "device": device.type,
             "skipped": [list(s) for s in ds.skipped + skipped], "history": history,
             "seconds": round(time.perf_counter() - start, 3),
@@ -296,7 +332,9 @@ class SmallCNNClassifier(TransferClassifier):
         optimizer = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, one_cycle(epochs * steps_per_epoch))
         loss_fn = nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
-        history = []
+        floor = loss_floor(model.n_classes, self.label_smoothing)
+        history: list[dict[str, float]] = []
+        fitted_epochs = 0  # consecutive epochs with the training set fitted (see ``converged_loss``)
         with progress_bar(epochs, "small-cnn", self.progress) as advance:
             for epoch in range(epochs):
                 order = torch.randperm(len(y_all), generator=generator).to(device)
@@ -314,6 +352,11 @@ class SmallCNNClassifier(TransferClassifier):
                 history.append({"epoch": epoch + 1, "loss": round(total / len(y_all), 4),
                                 "train_accuracy": round(right / len(y_all), 4)})
                 advance(loss=f"{total / len(y_all):.3f}")
+                fitted = (self.converged_loss is not None and right == len(y_all)
+                          and total / len(y_all) <= floor + self.converged_loss)
+                fitted_epochs = fitted_epochs + 1 if fitted else 0
+                if fitted_epochs >= CONVERGED_EPOCHS:
+                    break
         return history
 
     @torch.inference_mode()
