@@ -47,6 +47,7 @@ from .evaluation import evaluate
 from .export import OnnxClassifier, export_onnx
 from .features import FeatureCache, extract_features
 from .heads import make_head
+from .jobs.distill import DistillConfig, distill
 from .selection import choose_strategy, rank_backbones
 from .strategies import (
     STRATEGIES,
@@ -68,4 +69,5 @@ __all__ = [
     "load_embedded", "load_fashion_mnist", "make_head", "open_dataset", "per_class", "save_bundle",
     "drop_unreadable", "stratified_split", "AudioDataset", "from_audio_folder", "from_waveforms", "TextDataset", "from_texts", "read_text_table", "Verdict", "choose_strategy", "learning_curve", "rank_backbones", "transfer_verdict",
     "MultiTaskDataset", "from_task_labels", "multitask_split", "read_multitask_table", "OnnxClassifier", "export_onnx",
+    "DistillConfig", "distill",
 ]

@@ -179,7 +179,7 @@ def _ensure_sources() -> None:
     import sys
 
     if not all(f"{__package__}.{name}" in sys.modules for name in _SOURCE_MODULES):
-        from . import bundle, hf, packaged, random, timm, torchvision, vectors  # noqa: F401
+        from . import bundle, hf, packaged, random, small_cnn, timm, torchvision, vectors  # noqa: F401
 
 
-_SOURCE_MODULES = ("bundle", "hf", "packaged", "random", "timm", "torchvision", "vectors")
+_SOURCE_MODULES = ("bundle", "hf", "packaged", "random", "small_cnn", "timm", "torchvision", "vectors")
