@@ -167,3 +167,26 @@ def test_small_cnn_backbone_rebuilds_from_its_spec_and_counts_its_weights():
     assert {g.name for g in twin.layer_groups()} == {"block1", "block2", "block3"}
     backbone.weights = WeightsInfo("small-cnn", False, "none", "random init")
     assert sum(p.numel() for p in backbone.parameters()) == sum(p.numel() for p in twin.parameters())
+
+
+def test_a_word_vector_student_learns_a_text_teacher(tmp_path):
+    from transferkit import from_texts, load_bundle
+    from transferkit.jobs.distill import DistillConfig, distill
+
+    from .test_text import WORDS, make_texts
+
+    vectors = tmp_path / "v.txt"
+    rng = np.random.default_rng(0)
+    vectors.write_text("".join(f"{w} {' '.join(f'{x:.4f}' for x in rng.normal(size=8))}\n" for w in WORDS))
+    texts, labels = make_texts(10)
+    teacher = tmp_path / "teacher"
+    FeatureExtractionClassifier(f"vectors:{vectors}", progress=False, cache=False).fit(texts, labels).save(teacher)
+    more, _ = make_texts(10, seed=1)
+    test_texts, test_labels = make_texts(5, seed=2)
+    r = distill(DistillConfig(teacher=str(teacher), data=from_texts(texts[::5], labels[::5]), out=str(tmp_path / "s"),
+                              student=f"vectors:{vectors}", unlabeled=from_texts(more), epochs=2,
+                              test=from_texts(test_texts, test_labels), latency_runs=2, progress=False))
+    assert r["labelled_items"] == 4 and r["unlabelled_items"] == 20
+    student = load_bundle(tmp_path / "s", progress=False)
+    assert student.modality_ == "text" and student.predict(test_texts).shape == (10,)
+    assert r["models"]["student"]["agreement_with_teacher"] >= 0.8

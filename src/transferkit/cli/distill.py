@@ -60,6 +60,8 @@ def register(sub: Any) -> None:
     p.add_argument("--commercial", action="store_true",
                    help="the student is for commercial use: refuse a teacher or student whose licence chain is "
                         "non-commercial or unknown")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="torch CPU threads for the run (default: torch's own; 1 is much faster on a busy machine)")
     p.add_argument("--seed", type=random_seed, default=0)
     add_text_options(p)
     add_runtime_options(p)
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
                         max_unlabeled=args.max_unlabeled, commercial=args.commercial, text_column=args.text_column,
                         label_column=args.label_column, encoding=args.encoding, device=args.device,
                         batch_size=args.batch_size or 64, num_workers=args.num_workers, seed=args.seed,
-                        progress=not args.no_progress)
+                        threads=args.threads, progress=not args.no_progress)
     emit(args, distill(cfg), render)
     return 0
 
