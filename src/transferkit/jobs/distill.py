@@ -145,7 +145,9 @@ def _distill(cfg: DistillConfig) -> dict[str, Any]:
         baseline = fit_distilled(labels_only, pool.subset(labelled), hard[labelled], None, classes, alpha=0.0,
                                  epochs=epochs)
         students = {"teacher": teacher, "student": distilled, "labels_only": baseline}
-        teacher_test = teacher.predict_proba_details(test)[0].argmax(1)
+        teacher_proba, teacher_index, _ = teacher.predict_proba_details(test)
+        teacher_test = np.full(len(test), -1)  # by item: a model that could not read an item is scored without it
+        teacher_test[teacher_index] = teacher_proba.argmax(1)
         truth = _class_index(test, classes)
         for name, model in students.items():
             report_models[name] = _scores(model, test, truth, teacher_test, cfg.latency_runs)
@@ -300,7 +302,7 @@ def _scores(model: Any, test: Any, truth: np.ndarray, teacher_pred: np.ndarray, 
     proba, index, _ = model.predict_proba_details(test)
     pred = proba.argmax(1)
     return {"accuracy": round(float(np.mean(pred == truth[index])), 4),
-            "agreement_with_teacher": round(float(np.mean(pred == teacher_pred[: len(pred)])), 4),
+            "agreement_with_teacher": round(float(np.mean(pred == teacher_pred[index])), 4),
             "parameters": count_parameters(model), "latency_ms": latency_ms(model, test, runs)}
 
 
