@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from .export import OnnxClassifier, export_onnx
     from .features import FeatureCache, extract_features
     from .heads import make_head
+    from .jobs.distill import DistillConfig, distill
     from .selection import choose_strategy, rank_backbones
     from .strategies import (
         STRATEGIES,
@@ -102,6 +103,8 @@ _EXPORTS = {  # public name -> the module that defines it, imported on first use
     "FeatureCache": ".features",
     "extract_features": ".features",
     "make_head": ".heads",
+    "DistillConfig": ".jobs.distill",
+    "distill": ".jobs.distill",
     "choose_strategy": ".selection",
     "rank_backbones": ".selection",
     "STRATEGIES": ".strategies",
@@ -124,6 +127,7 @@ __all__ = [
     "load_embedded", "load_fashion_mnist", "make_head", "open_dataset", "per_class", "save_bundle",
     "drop_unreadable", "stratified_split", "AudioDataset", "from_audio_folder", "from_waveforms", "TextDataset", "from_texts", "read_text_table", "Verdict", "choose_strategy", "learning_curve", "rank_backbones", "transfer_verdict",
     "MultiTaskDataset", "from_task_labels", "multitask_split", "read_multitask_table", "OnnxClassifier", "export_onnx",
+    "DistillConfig", "distill",
 ]
 
 

@@ -84,8 +84,9 @@ def register_source(
 
 def split_spec(spec: str) -> tuple[str, str]:
     """``'timm:resnet18'`` → ``('timm', 'resnet18')``; refuses specs without a known prefix, naming the fix."""
-    if isinstance(spec, str) and spec.partition(":")[0] in _SOURCE_MODULES and spec.partition(":")[2]:
-        _ensure_sources(spec.partition(":")[0])  # only that source: `timm` alone costs seconds to import
+    module = spec.partition(":")[0].replace("-", "_") if isinstance(spec, str) else ""
+    if module in _SOURCE_MODULES and spec.partition(":")[2]:
+        _ensure_sources(module)  # only that source: `timm` alone costs seconds to import
     else:
         _ensure_sources()
     if not isinstance(spec, str) or not spec.strip():
@@ -179,7 +180,7 @@ def source_descriptions() -> dict[str, str]:
 def _ensure_sources(*prefixes: str) -> None:
     # Importing the source modules registers them; done lazily so `import transferkit` stays light. Checked by
     # module, not by an empty registry: importing one source module directly registers only that one. With
-    # ``prefixes``, only those sources (each module is named as its prefix).
+    # ``prefixes``, only those sources (each module is named as its prefix, ``-`` read as ``_``).
     import importlib
     import sys
 
@@ -188,4 +189,4 @@ def _ensure_sources(*prefixes: str) -> None:
             importlib.import_module(f".{name}", __package__)
 
 
-_SOURCE_MODULES = ("bundle", "hf", "packaged", "random", "timm", "torchvision", "vectors")
+_SOURCE_MODULES = ("bundle", "hf", "packaged", "random", "small_cnn", "timm", "torchvision", "vectors")

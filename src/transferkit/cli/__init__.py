@@ -23,6 +23,7 @@ from . import (
     backbones,
     cluster,
     curve,
+    distill,
     evaluate,
     export,
     fit,
@@ -34,7 +35,8 @@ from . import (
 )
 from ._common import error_line, flag_spelling
 
-COMMANDS = (quickstart, fit, predict, evaluate, report, export, pretrain, rank, curve, adapt, cluster, backbones)
+COMMANDS = (quickstart, fit, predict, evaluate, report, export, pretrain, rank, curve, adapt, cluster, backbones,
+            distill)
 
 
 class _Parser(argparse.ArgumentParser):

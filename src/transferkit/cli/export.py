@@ -34,6 +34,9 @@ def register(sub: Any) -> None:
     p.add_argument("--exporter", choices=EXPORTERS, default="torchscript",
                    help="torch's TorchScript exporter (default) or the torch.export-based dynamo exporter")
     p.add_argument("--batch-size", type=positive_int, default=32, help="items per batch while checking")
+    p.add_argument("--commercial", action="store_true",
+                   help="the file is for commercial use: refuse a bundle whose licence chain is non-commercial or "
+                        "unknown")
     add_text_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
                        calibration=args.calibration, calibration_size=args.calibration_size,
                        check_size=args.check_size, opset=args.opset, exporter=args.exporter, force=args.force,
                        batch_size=args.batch_size, text_column=args.text_column, label_column=args.label_column,
-                       encoding=args.encoding)
+                       encoding=args.encoding, commercial=args.commercial)
     emit(args, export_bundle(cfg), render)
     return 0
 

@@ -32,6 +32,8 @@ class ExportConfig:
         batch_size: items per batch while checking.
         seed: seeds the split of ``calibration``.
         text_column, label_column, encoding: how a text ``calibration`` file is read.
+        commercial: the file is for commercial use: refuse a bundle whose recorded licence chain (a distilled
+            model's teacher included) holds a non-commercial or unknown licence, before anything is exported.
     """
 
     bundle: str
@@ -49,6 +51,7 @@ class ExportConfig:
     text_column: str = "text"
     label_column: str = "label"
     encoding: str = "utf-8"
+    commercial: bool = False
 
 
 def export_bundle(cfg: ExportConfig) -> dict[str, Any]:
@@ -59,6 +62,10 @@ def export_bundle(cfg: ExportConfig) -> dict[str, Any]:
     """
     if cfg.format not in FORMATS:
         raise TransferkitError(f"`format` must be one of: {', '.join(FORMATS)}. Got {cfg.format!r} instead.")
+    if cfg.commercial:
+        from ..backbones import require_commercial_backbone
+
+        require_commercial_backbone(f"bundle:{cfg.bundle}")
     return export_onnx(cfg.bundle, cfg.out, quantize=cfg.quantize, calibration=cfg.calibration,
                        calibration_size=cfg.calibration_size, check_size=cfg.check_size, opset=cfg.opset,
                        exporter=cfg.exporter, force=cfg.force, batch_size=cfg.batch_size, seed=cfg.seed,
