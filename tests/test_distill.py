@@ -186,9 +186,10 @@ def test_a_word_vector_student_learns_a_text_teacher(tmp_path):
     teacher = tmp_path / "teacher"
     FeatureExtractionClassifier(f"vectors:{vectors}", progress=False, cache=False).fit(texts, labels).save(teacher)
     more, _ = make_texts(10, seed=1)
+    (tmp_path / "more.txt").write_text("".join(f"{t}\n" for t in more))  # --unlabeled FILE.txt: one text per line
     test_texts, test_labels = make_texts(5, seed=2)
     r = distill(DistillConfig(teacher=str(teacher), data=from_texts(texts[::5], labels[::5]), out=str(tmp_path / "s"),
-                              student=f"vectors:{vectors}", unlabeled=from_texts(more), epochs=1,
+                              student=f"vectors:{vectors}", unlabeled=str(tmp_path / "more.txt"), epochs=1,
                               test=from_texts(test_texts, test_labels), latency_runs=2, progress=False))
     assert r["labelled_items"] == 4 and r["unlabelled_items"] == 20
     student = load_bundle(tmp_path / "s", progress=False)
