@@ -42,13 +42,13 @@ from typing import Any
 
 import numpy as np
 
-PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
-          "colorwheel")
+sys.path.insert(0, str(Path(__file__).parent))
+from speed import PHOTOS, photo_variant  # noqa: E402  (the same photos and jitter as the CPU benchmark)
 
 
 def make_photos(root: Path, count: int, seed: int = 0) -> str:
     """``count`` 500 x 375 JPEGs in 8 class folders under ``root``; what they were made from."""
-    from PIL import Image, ImageEnhance
+    from PIL import Image
 
     rng = np.random.default_rng(seed)
     try:
@@ -64,15 +64,8 @@ def make_photos(root: Path, count: int, seed: int = 0) -> str:
     for k in range(count):
         cls, photo = PHOTOS[k % len(PHOTOS)], sources[k % len(PHOTOS)]
         (root / cls).mkdir(parents=True, exist_ok=True)
-        width, height = photo.size
-        scale = rng.uniform(0.5, 1.0)
-        w, h = int(width * scale), int(height * scale)
-        x, y = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
-        im = photo.crop((x, y, x + w, y + h)).resize((500, 375), Image.BICUBIC)
-        if rng.random() < 0.5:
-            im = im.transpose(Image.FLIP_LEFT_RIGHT)
-        im = ImageEnhance.Brightness(im).enhance(rng.uniform(0.7, 1.3))
-        im.save(root / cls / f"{k:05d}.jpg", quality=int(rng.integers(85, 96)))
+        im, quality = photo_variant(photo, rng)
+        im.save(root / cls / f"{k:05d}.jpg", quality=quality)
     return made_from
 
 

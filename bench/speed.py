@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -92,23 +93,32 @@ print(time.perf_counter() - start)
 
 def make_photos(root: Path, per_class: int) -> Path:
     import skimage.data
-    from PIL import Image, ImageEnhance
+    from PIL import Image
 
     rng = np.random.default_rng(0)
     for name in PHOTOS:
         photo = Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
         (root / name).mkdir(parents=True, exist_ok=True)
-        width, height = photo.size
         for i in range(per_class):
-            scale = rng.uniform(0.5, 1.0)
-            w, h = int(width * scale), int(height * scale)
-            x, y = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
-            im = photo.crop((x, y, x + w, y + h)).resize((500, 375), Image.BICUBIC)
-            if rng.random() < 0.5:
-                im = im.transpose(Image.FLIP_LEFT_RIGHT)
-            im = ImageEnhance.Brightness(im).enhance(rng.uniform(0.7, 1.3))
-            im.save(root / name / f"{i:04d}.jpg", quality=int(rng.integers(85, 96)))
+            im, quality = photo_variant(photo, rng)
+            im.save(root / name / f"{i:04d}.jpg", quality=quality)
     return root
+
+
+def photo_variant(photo: Any, rng: np.random.Generator) -> tuple[Any, int]:
+    """A random 500 x 375 view of the PIL ``photo`` (a crop of 50-100 % of the side, mirrored half the time,
+    brightness 0.7-1.3) and the JPEG quality to save it at (85-95)."""
+    from PIL import Image, ImageEnhance
+
+    width, height = photo.size
+    scale = rng.uniform(0.5, 1.0)
+    w, h = int(width * scale), int(height * scale)
+    x, y = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
+    im = photo.crop((x, y, x + w, y + h)).resize((500, 375), Image.BICUBIC)
+    if rng.random() < 0.5:
+        im = im.transpose(Image.FLIP_LEFT_RIGHT)
+    im = ImageEnhance.Brightness(im).enhance(rng.uniform(0.7, 1.3))
+    return im, int(rng.integers(85, 96))
 
 
 def subset_folder(photos: Path, per_class: int, into: Path) -> Path:

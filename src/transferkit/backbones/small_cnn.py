@@ -44,25 +44,31 @@ def spec_for(channels: int, size: tuple[int, int], width: int = DEFAULT_WIDTH) -
     return f"small-cnn:{channels}x{size[0]}x{size[1]}" + (f"-w{width}" if width != DEFAULT_WIDTH else "")
 
 
-def _trunk(channels: int, side: int, width: int) -> tuple[nn.Module, dict[str, int]]:
-    blocks: dict[str, nn.Module] = {}
-    c_in, dims = channels, {}
+def conv_blocks(channels: int, side: int, width: int, convs: int = CONVS_PER_BLOCK) -> list[list[nn.Module]]:
+    """The layers of each of the :data:`BLOCKS` blocks: ``convs`` x (conv-BN-ReLU) with ``width``, 2x and 4x
+    channels, then a 2x max-pool while the map is at least 8 px (so 8 px digits still get three blocks). Shared by
+    this backbone and the verdict's :class:`~transferkit.strategies.small_cnn.SmallCNN`."""
+    blocks: list[list[nn.Module]] = []
+    c_in = channels
     for b in range(BLOCKS):
         c_out = width * 2 ** b
         layers: list[nn.Module] = []
-        for _ in range(CONVS_PER_BLOCK):
+        for _ in range(convs):
             layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(True)]
             c_in = c_out
-        if side >= 8:  # pool only while the map is big enough: 8 px digits still get three blocks
+        if side >= 8:
             layers.append(nn.MaxPool2d(2))
             side //= 2
-        blocks[f"block{b + 1}"] = nn.Sequential(*layers)
-        dims[f"block{b + 1}"] = c_out
+        blocks.append(layers)
+    return blocks
+
+
+def _trunk(channels: int, side: int, width: int) -> tuple[nn.Module, dict[str, int]]:
     trunk = nn.Sequential()
-    for name, block in blocks.items():
-        trunk.add_module(name, block)
+    for b, layers in enumerate(conv_blocks(channels, side, width)):
+        trunk.add_module(f"block{b + 1}", nn.Sequential(*layers))
     trunk.add_module("pool", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()))
-    return trunk, dims
+    return trunk, {f"block{b + 1}": width * 2 ** b for b in range(BLOCKS)}
 
 
 def create(name: str, *, pretrained: bool = True, **kwargs: object) -> Backbone:

@@ -137,6 +137,16 @@ non_negative_int = integer(0, None, "0 or a positive integer")
 random_seed = integer(0, 2**32, "a seed from 0 to 4294967295")
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
 def positive_list(cast: Callable[[str], Any], what: str) -> Callable[[str], list[Any]]:
     """An argparse type: one or more comma-separated positive numbers, each read with ``cast``."""
     def parse(text: str) -> list[Any]:

@@ -15,21 +15,12 @@ from ._common import (
     add_text_options,
     emit,
     fraction,
+    positive_float,
     positive_int,
     print_warnings,
     random_seed,
     split_fraction,
 )
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
 
 
 def register(sub: Any) -> None:

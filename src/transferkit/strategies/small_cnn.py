@@ -34,6 +34,7 @@ from torch import nn
 from .._errors import TransferkitError
 from .._progress import progress_bar
 from .._utils import resolve_device
+from ..backbones.small_cnn import conv_blocks
 from ..data import ImageDataset, check_trainable
 from ..data.native import channel_stats, decode, grey_if_grey, native_size
 from ..features.extract import DEFAULT_MAX_BAD_FRACTION, check_bad_fraction
@@ -84,17 +85,10 @@ class SmallCNN(nn.Module):
         self.n_classes = n_classes
         self.register_buffer("mean", torch.zeros(channels) if mean is None else mean.float())
         self.register_buffer("std", torch.ones(channels) if std is None else std.float())
-        layers: list[nn.Module] = []
-        side, c_in = min(size), channels
-        for c_out in (width, 2 * width, 4 * width):
-            for _ in range(convs):
-                layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(True)]
-                c_in = c_out
-            if side >= 8:
-                layers.append(nn.MaxPool2d(2))
-                side //= 2
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), SeededDropout(dropout), nn.Linear(c_in, n_classes))
+        self.features = nn.Sequential(*(layer for block in conv_blocks(channels, min(size), width, convs)
+                                        for layer in block))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), SeededDropout(dropout),
+                                  nn.Linear(4 * width, n_classes))
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         return (images.float() / 255.0 - self.mean[:, None, None]) / self.std[:, None, None]
