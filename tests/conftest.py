@@ -91,6 +91,20 @@ def bad_files() -> dict[str, tuple[str, bytes]]:
 HIDDEN_FILES = {".DS_Store": b"\0\0\0\1Bud1" + b"\0" * 60, "._0.png": b"\0\5\26\7\0\2\0\0Mac OS X" + b"\0" * 60}
 
 
+def jpeg_folder_of(root: Path, size: int) -> Path:
+    """Four JPEG files (quality 95) of ``size`` px per colour class under ``root``."""
+    for c, (name, color) in enumerate(COLORS.items()):
+        (root / name).mkdir(parents=True)
+        for i in range(4):
+            make_image(color, seed=10 * c + i, size=size).save(root / name / f"{i}.jpg", quality=95)
+    return root
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity of two ``(n, d)`` arrays."""
+    return np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
 def small_set(root: Path, extra: dict[str, bytes] | None = None) -> Path:
     """``root/{blue,red}/<n>.png``: 2 classes x 4 images, plus ``extra`` files (name: bytes) in ``red``."""
     for c, name in enumerate(("red", "blue")):

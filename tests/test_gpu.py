@@ -13,7 +13,7 @@ import torch
 
 import transferkit as tk
 
-from .conftest import COLORS, TINY, make_image, tiny_backbone
+from .conftest import COLORS, TINY, cosine, jpeg_folder_of, tiny_backbone
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "gpu.py"
 
@@ -27,16 +27,7 @@ def _bench():
 
 @pytest.fixture
 def jpeg_folder(tmp_path):
-    root = tmp_path / "jpegs"
-    for c, (name, color) in enumerate(COLORS.items()):
-        (root / name).mkdir(parents=True)
-        for i in range(4):
-            make_image(color, seed=10 * c + i, size=48).save(root / name / f"{i}.jpg", quality=95)
-    return root
-
-
-def _cosine(a, b):
-    return np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    return jpeg_folder_of(tmp_path / "jpegs", 48)
 
 
 def test_the_gpu_benchmark_runs_through_on_the_cpu(tmp_path):
@@ -65,7 +56,7 @@ def test_gpu_extraction_decodes_on_the_gpu_and_matches_the_cpu(jpeg_folder):
     cpu = tk.extract_features(bb, ds, cache=False, progress=False, device="cpu", gpu_decode=False)
     gpu = tk.extract_features(bb, ds, cache=False, progress=False, device="cuda", batch_size=4)
     assert np.array_equal(cpu.index, gpu.index)
-    assert _cosine(cpu.features, gpu.features).min() > 0.99  # bf16 and nvJPEG against fp32 and PIL, tiny random net
+    assert cosine(cpu.features, gpu.features).min() > 0.99  # bf16 and nvJPEG against fp32 and PIL, tiny random net
     assert next(bb.parameters()).is_cuda
 
 

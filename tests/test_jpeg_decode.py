@@ -6,21 +6,12 @@ import torch
 
 import transferkit as tk
 
-from .conftest import COLORS, make_image, tiny_backbone
+from .conftest import COLORS, cosine, jpeg_folder_of, make_image, tiny_backbone
 
 
 @pytest.fixture
 def jpeg_folder(tmp_path):
-    root = tmp_path / "jpegs"
-    for c, (name, color) in enumerate(COLORS.items()):
-        (root / name).mkdir(parents=True)
-        for i in range(4):
-            make_image(color, seed=10 * c + i, size=40).save(root / name / f"{i}.jpg", quality=95)
-    return root
-
-
-def _cosine(a, b):
-    return np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    return jpeg_folder_of(tmp_path / "jpegs", 40)
 
 
 def test_batch_decode_gives_the_same_features_as_pil(jpeg_folder):
@@ -29,7 +20,7 @@ def test_batch_decode_gives_the_same_features_as_pil(jpeg_folder):
     pil = tk.extract_features(bb, ds, cache=False, progress=False, device="cpu", gpu_decode=False)
     batch = tk.extract_features(bb, ds, cache=False, progress=False, device="cpu", gpu_decode=True)
     assert np.array_equal(pil.index, batch.index)
-    assert _cosine(pil.features, batch.features).min() > 0.99
+    assert cosine(pil.features, batch.features).min() > 0.99
 
 
 def test_batch_decode_skips_corrupt_jpegs(jpeg_folder):
@@ -48,7 +39,7 @@ def test_gpu_decode_matches_cpu_features(jpeg_folder):
     ds = tk.from_folder(jpeg_folder)
     cpu = tk.extract_features(bb, ds, cache=False, progress=False, device="cpu", gpu_decode=False)
     gpu = tk.extract_features(bb, ds, cache=False, progress=False, device="cuda")
-    assert _cosine(cpu.features, gpu.features).min() > 0.99
+    assert cosine(cpu.features, gpu.features).min() > 0.99
 
 
 def test_batch_decode_resizes_like_pil_for_a_non_square_input_size(tmp_path):
