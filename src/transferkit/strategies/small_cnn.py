@@ -158,6 +158,27 @@ def one_cycle(total: int, warmup: float = 0.25) -> Callable[[int], float]:
     return factor
 
 
+def adamw_steps(params: list[nn.Parameter], lr: float, weight_decay: float,
+                schedule: Callable[[int], float]) -> Callable[[], None]:
+    """A function that takes one AdamW step of ``params`` from their ``.grad`` at ``lr * schedule(t)`` on its t-th
+    call: the updates of ``torch.optim.AdamW`` with ``LambdaLR(schedule)``, through torch's own functional form
+    (``torch.optim.adamw.adamw``). The first ``torch.optim`` optimizer built in a process imports ``torch._dynamo``
+    (900 modules, 1.6-4 s holding the GIL, so every fold training beside it waits); this never does."""
+    from torch.optim.adamw import adamw
+
+    exp_avgs = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]
+    exp_avg_sqs = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]
+    counts = [torch.tensor(0.0) for _ in params]  # on the CPU, as AdamW keeps them
+
+    @torch.no_grad()
+    def step() -> None:
+        grads = [p.grad for p in params]
+        adamw(params, grads, exp_avgs, exp_avg_sqs, [], counts, amsgrad=False, beta1=0.9, beta2=0.999,  # type: ignore[arg-type]
+              lr=lr * schedule(int(counts[0])), weight_decay=weight_decay, eps=1e-8, maximize=False)
+
+    return step
+
+
 class SmallCNNClassifier(TransferClassifier):
     """A small CNN from random init at the images' native resolution (the cheap baseline of the transfer verdict).
 
@@ -323,8 +344,8 @@ class SmallCNNClassifier(TransferClassifier):
         x_all = images.to(device)  # uint8: normalised a batch at a time
         y_all = labels.to(device)
         padding = round(self.crop_padding * min(images.shape[2:]))
-        optimizer = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, one_cycle(epochs * steps_per_epoch))
+        params = list(model.parameters())
+        step = adamw_steps(params, self.lr, self.weight_decay, one_cycle(epochs * steps_per_epoch))
         loss_fn = nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
         floor = loss_floor(model.n_classes, self.label_smoothing)
         history: list[dict[str, float]] = []
@@ -337,10 +358,10 @@ class SmallCNNClassifier(TransferClassifier):
                     batch = random_crop(model.normalise(x_all[idx]), padding, self.flip, generator)
                     logits = model(batch.contiguous(memory_format=torch.channels_last), normalised=True)
                     loss = loss_fn(logits, y_all[idx])
-                    optimizer.zero_grad(set_to_none=True)
+                    for p in params:
+                        p.grad = None
                     loss.backward()
-                    optimizer.step()
-                    schedule.step()
+                    step()
                     total += float(loss.detach()) * len(idx)
                     right += int((logits.argmax(1) == y_all[idx]).sum())
                 history.append({"epoch": epoch + 1, "loss": round(total / len(y_all), 4),
