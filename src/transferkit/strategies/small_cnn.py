@@ -160,14 +160,12 @@ def one_cycle(total: int, warmup: float = 0.25) -> Callable[[int], float]:
 
 def adamw_steps(params: list[nn.Parameter], lr: float, weight_decay: float,
                 schedule: Callable[[int], float]) -> Callable[[], None]:
-    """A function that takes one AdamW step of ``params`` from their ``.grad`` at ``lr * schedule(t)`` on its t-th
-    call: the updates of ``torch.optim.AdamW`` with ``LambdaLR(schedule)``, through torch's own functional form
-    (``torch.optim.adamw.adamw``). The first ``torch.optim`` optimizer built in a process imports ``torch._dynamo``
-    (900 modules, 1.6-4 s holding the GIL, so every fold training beside it waits); this never does."""
+    """One AdamW step of ``params`` from their ``.grad`` at ``lr * schedule(t)`` per call: ``torch.optim.AdamW`` with
+    ``LambdaLR(schedule)``, through torch's functional ``torch.optim.adamw.adamw``. The first ``torch.optim`` optimizer
+    of a process imports ``torch._dynamo`` (1.6-4 s holding the GIL: the folds beside it wait); this does not."""
     from torch.optim.adamw import adamw
 
-    exp_avgs = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]
-    exp_avg_sqs = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]
+    exp_avgs, exp_avg_sqs = ([torch.zeros_like(p, memory_format=torch.preserve_format) for p in params] for _ in range(2))
     counts = [torch.tensor(0.0) for _ in params]  # on the CPU, as AdamW keeps them
 
     @torch.no_grad()
@@ -289,6 +287,15 @@ class SmallCNNClassifier(TransferClassifier):
         Raises:
             DataError: no labels, a single class, or too many unreadable images.
         """
+        plan = self._plan(X, y)
+        with cpu_threads(self.threads, plan["device"]):
+            history = self._train(plan["model"], plan["images"], plan["labels"], plan["device"], plan["epochs"],
+                                  plan["steps_per_epoch"], plan["generator"])
+        return self._fitted(plan, history)
+
+    def _plan(self, X: Any, y: Any) -> dict[str, Any]:
+        """Everything a fit trains from: the decoded images and labels, the initialised model, its generator and the
+        step budget (also what :func:`~transferkit.strategies.small_cnn_folds.fit_side_by_side` trains)."""
         start = time.perf_counter()
         self._check_params()
         ds = as_dataset(X, y, modality="image")
@@ -299,38 +306,38 @@ class SmallCNNClassifier(TransferClassifier):
         assert ds.labels is not None  # check_trainable
         check_trainable(ImageDataset(index, ds.labels[index], ds.classes, ds.name))
         images = grey_if_grey(images)
-        channels = images.shape[1]
         mean, std = channel_stats(images)
-
         # every random draw comes from this generator, not torch's global one: folds may train in parallel threads
         generator = torch.Generator().manual_seed(self.seed)
-        model = SmallCNN(channels, len(ds.classes), size, self.width, self.convs, self.dropout, mean, std)
+        model = SmallCNN(images.shape[1], len(ds.classes), size, self.width, self.convs, self.dropout, mean, std)
         init_parameters(model, generator)
-        device = resolve_device(self.device)
         n = len(index)
         batch = min(self.batch_size, n)
         steps_per_epoch = math.ceil(n / batch)  # split into equal batches: no 1-image remainder step
         epochs = self.epochs or planned_epochs(n, batch, self.steps, self.max_epochs)
-        with cpu_threads(self.threads, device):
-            history = self._train(model, images, torch.as_tensor(ds.labels[index]), device, epochs, steps_per_epoch,
-                                  generator)
+        return {"start": start, "ds": ds, "y": y, "size": size, "images": images, "labels": torch.as_tensor(
+            ds.labels[index]), "skipped": skipped, "model": model, "generator": generator, "batch": batch,
+            "steps_per_epoch": steps_per_epoch, "epochs": epochs, "device": resolve_device(self.device)}
 
+    def _fitted(self, plan: dict[str, Any], history: list[dict[str, float]]) -> SmallCNNClassifier:
+        model, ds, device, size = plan["model"], plan["ds"], plan["device"], plan["size"]
         for module in model.modules():
             if isinstance(module, SeededDropout):
                 module.generator = None  # trained: a fitted model holds no generator (copies, pickles stay plain)
         self.model_ = model.cpu().eval()
         self.input_size_ = size
-        self.channels_ = channels
+        self.channels_ = channels = plan["images"].shape[1]
         self.head_classes_ = np.arange(len(ds.classes))
-        self.classes_ = class_values(ds, y)
+        self.classes_ = class_values(ds, plan["y"])
+        epochs, n = plan["epochs"], len(plan["labels"])
         self.fit_info_ = {
             "strategy": self.strategy_name, "train_images": n, "modality": "image",
-            "input_size": list(size), "channels": channels, "mean": mean.tolist(), "std": std.tolist(),
-            "epochs": len(history), "planned_epochs": epochs, "steps": len(history) * steps_per_epoch,
-            "converged_at": len(history) if len(history) < epochs else None, "batch_size": batch,
+            "input_size": list(size), "channels": channels, "mean": model.mean.tolist(), "std": model.std.tolist(),
+            "epochs": len(history), "planned_epochs": epochs, "steps": len(history) * plan["steps_per_epoch"],
+            "converged_at": len(history) if len(history) < epochs else None, "batch_size": plan["batch"],
             "parameters": sum(p.numel() for p in model.parameters()), "device": device.type,
-            "skipped": [list(s) for s in ds.skipped + skipped], "history": history,
-            "seconds": round(time.perf_counter() - start, 3),
+            "skipped": [list(s) for s in ds.skipped + plan["skipped"]], "history": history,
+            "seconds": round(time.perf_counter() - plan["start"], 3),
         }
         return self
 
