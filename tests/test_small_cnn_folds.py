@@ -61,8 +61,8 @@ def test_stacked_folds_fit_as_each_would_alone():
     for one, stacked in zip(alone, together, strict=True):
         theirs = stacked.model_.state_dict()
         for name, value in one.model_.state_dict().items():
-            torch.testing.assert_close(theirs[name], value, atol=1e-4, rtol=1e-4, msg=name)
-        np.testing.assert_allclose(stacked.predict_proba(data), one.predict_proba(data), atol=1e-5)
+            torch.testing.assert_close(theirs[name], value, atol=5e-4, rtol=1e-4, msg=name)
+        np.testing.assert_allclose(stacked.predict_proba(data), one.predict_proba(data), atol=1e-4)
         info, reference = stacked.fit_info_, one.fit_info_
         assert info["steps"] == reference["steps"] == 6 and info["epochs"] == reference["epochs"] == 2
         assert [h["train_accuracy"] for h in info["history"]] == [h["train_accuracy"] for h in reference["history"]]
