@@ -52,7 +52,8 @@ def _folds(n_items: int = 15, size: int = 12) -> tuple[tk.ImageDataset, list[np.
 def test_stacked_folds_fit_as_each_would_alone():
     """The fold models trained as one stacked network: the same models as one at a time, up to float rounding."""
     data, folds = _folds()
-    settings = {"width": 4, "steps": 6, "batch_size": 4, "progress": False}  # 3 steps per epoch, 2 epochs
+    # 3 steps per epoch, 2 epochs; the stacked path is for the CPU
+    settings = {"width": 4, "steps": 6, "batch_size": 4, "progress": False, "device": "cpu"}
     seeds = [0, 0, 3]  # the verdict's folds share a seed; a different one must keep its own draws too
     alone = [SmallCNNClassifier(seed=s, **settings).fit(data.subset(f)) for s, f in zip(seeds, folds, strict=True)]
     together = fit_side_by_side([SmallCNNClassifier(seed=s, **settings) for s in seeds],
@@ -76,7 +77,7 @@ def test_stacked_folds_fit_as_each_would_alone():
 def test_folds_that_cannot_stack_train_alone_exactly():
     """Different training-set sizes (another step budget) or early stopping: each trains by itself, bit for bit."""
     data, folds = _folds()
-    settings = {"width": 4, "steps": 4, "batch_size": 4, "progress": False}
+    settings = {"width": 4, "steps": 4, "batch_size": 4, "progress": False, "device": "cpu"}
     subsets = [data.subset(folds[0]), data.subset(folds[1][:9])]  # 12 and 9 images
     alone = [SmallCNNClassifier(seed=0, **settings).fit(s) for s in subsets]
     early = {**settings, "converged_loss": 0.5}
