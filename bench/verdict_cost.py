@@ -10,8 +10,8 @@ alternating, ``--rounds`` times: old and new code side by side in one run.
   :func:`~transferkit.jobs.baseline.baseline_verdict` runs for each ``--variants`` of the small CNN: ``default``
   (the current defaults), ``before`` (``max_epochs=200``: the step budget before 2026-12-04);
 - ``--part cnn``: only the baseline side: the five folds' small CNNs trained and scored the way the verdict does
-  (``_side_by_side``); with ``alone`` among the variants also with stacking off (each fold by itself, the new
-  optimizer): what stacking alone saves.
+  (``_side_by_side``: one stack per core); ``alone`` among the variants: also with stacking off (each fold by
+  itself, the new optimizer), ``one-share``: all five folds in one stack on one core.
 
 Usage: ``python bench/verdict_cost.py [--part verdict,cnn] [--sources src,/other/src] [--rounds 2] [--out PATH]``.
 """
@@ -38,7 +38,7 @@ from run import machine  # noqa: E402
 import transferkit as tk  # noqa: E402
 from transferkit.bundle import library_versions  # noqa: E402
 
-VARIANTS = {"default": {}, "before": {"max_epochs": 200}, "alone": {}}
+VARIANTS = {"default": {}, "before": {"max_epochs": 200}, "alone": {}, "one-share": {}}
 
 
 def verdict_rows(work: Path, variants: list[str]) -> list[dict]:
@@ -85,10 +85,11 @@ def cnn_row(work: Path, variant: str) -> dict:
     data = tk.from_folder(str(work / "data"))
     jobs = [(f"fold{f}", SmallCNNClassifier(seed=0, progress=False), {"train": data.subset(tr), "val": data.subset(va)})
             for f, (tr, va) in enumerate(fold_indices(np.asarray(data.labels), 5, 0))]
-    stacking = mock.patch("transferkit.strategies.small_cnn_folds._stack_key", return_value=None)
+    patches = {"alone": mock.patch("transferkit.strategies.small_cnn_folds._stack_key", return_value=None),
+               "one-share": mock.patch("os.sched_getaffinity", return_value={0})}  # all five in one stack
     load = os.getloadavg()[0]
     start, cpu = time.perf_counter(), time.process_time()
-    with stacking if variant == "alone" else contextlib.nullcontext(), _side_by_side(jobs) as results:
+    with patches.get(variant, contextlib.nullcontext()), _side_by_side(jobs) as results:
         marks = dict(results())
     return {"part": "cnn", "variant": variant, "wall_s": round(time.perf_counter() - start, 2),
             "cpu_s": round(time.process_time() - cpu, 2), "load_1m_before": load, "load_1m_after": os.getloadavg()[0],
@@ -123,9 +124,9 @@ def main() -> None:
         for source in args.sources.split(","):
             for part in args.part.split(","):
                 if part == "verdict":  # one process: the transfer model once, then each variant's verdict
-                    runs = [",".join(v for v in chosen if v != "alone")]
+                    runs = [",".join(v for v in chosen if v not in ("alone", "one-share"))]
                 else:  # one process per variant; stacking (``alone`` turns it off) exists only in this tree
-                    runs = [v for v in chosen if v != "before" and (v != "alone" or source == "src")]
+                    runs = [v for v in chosen if v != "before" and (v == "default" or source == "src")]
                 for variants in runs:
                     env = {**os.environ, "PYTHONPATH": str(Path(source).resolve())}
                     cmd = [sys.executable, __file__, "--child", "--work", str(work), "--part", part,
