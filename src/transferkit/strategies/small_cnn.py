@@ -158,6 +158,25 @@ def one_cycle(total: int, warmup: float = 0.25) -> Callable[[int], float]:
     return factor
 
 
+def adamw_steps(params: list[nn.Parameter], lr: float, weight_decay: float,
+                schedule: Callable[[int], float]) -> Callable[[], None]:
+    """One AdamW step of ``params`` from their ``.grad`` at ``lr * schedule(t)`` per call: ``torch.optim.AdamW`` with
+    ``LambdaLR(schedule)``, through torch's functional ``torch.optim.adamw.adamw``. The first ``torch.optim`` optimizer
+    of a process imports ``torch._dynamo`` (1.6-4 s holding the GIL: the folds beside it wait); this does not."""
+    from torch.optim.adamw import adamw
+
+    exp_avgs, exp_avg_sqs = ([torch.zeros_like(p, memory_format=torch.preserve_format) for p in params] for _ in range(2))
+    counts = [torch.tensor(0.0) for _ in params]  # on the CPU, as AdamW keeps them
+
+    @torch.no_grad()
+    def step() -> None:
+        grads = [p.grad for p in params]
+        adamw(params, grads, exp_avgs, exp_avg_sqs, [], counts, amsgrad=False, beta1=0.9, beta2=0.999,  # type: ignore[arg-type]
+              lr=lr * schedule(int(counts[0])), weight_decay=weight_decay, eps=1e-8, maximize=False)
+
+    return step
+
+
 class SmallCNNClassifier(TransferClassifier):
     """A small CNN from random init at the images' native resolution (the cheap baseline of the transfer verdict).
 
@@ -268,6 +287,15 @@ class SmallCNNClassifier(TransferClassifier):
         Raises:
             DataError: no labels, a single class, or too many unreadable images.
         """
+        plan = self._plan(X, y)
+        with cpu_threads(self.threads, plan["device"]):
+            history = self._train(plan["model"], plan["images"], plan["labels"], plan["device"], plan["epochs"],
+                                  plan["steps_per_epoch"], plan["generator"])
+        return self._fitted(plan, history)
+
+    def _plan(self, X: Any, y: Any) -> dict[str, Any]:
+        """Everything a fit trains from: the decoded images and labels, the initialised model, its generator and the
+        step budget (also what :func:`~transferkit.strategies.small_cnn_folds.fit_side_by_side` trains)."""
         start = time.perf_counter()
         self._check_params()
         ds = as_dataset(X, y, modality="image")
@@ -278,38 +306,38 @@ class SmallCNNClassifier(TransferClassifier):
         assert ds.labels is not None  # check_trainable
         check_trainable(ImageDataset(index, ds.labels[index], ds.classes, ds.name))
         images = grey_if_grey(images)
-        channels = images.shape[1]
         mean, std = channel_stats(images)
-
         # every random draw comes from this generator, not torch's global one: folds may train in parallel threads
         generator = torch.Generator().manual_seed(self.seed)
-        model = SmallCNN(channels, len(ds.classes), size, self.width, self.convs, self.dropout, mean, std)
+        model = SmallCNN(images.shape[1], len(ds.classes), size, self.width, self.convs, self.dropout, mean, std)
         init_parameters(model, generator)
-        device = resolve_device(self.device)
         n = len(index)
         batch = min(self.batch_size, n)
         steps_per_epoch = math.ceil(n / batch)  # split into equal batches: no 1-image remainder step
         epochs = self.epochs or planned_epochs(n, batch, self.steps, self.max_epochs)
-        with cpu_threads(self.threads, device):
-            history = self._train(model, images, torch.as_tensor(ds.labels[index]), device, epochs, steps_per_epoch,
-                                  generator)
+        return {"start": start, "ds": ds, "y": y, "size": size, "images": images, "labels": torch.as_tensor(
+            ds.labels[index]), "skipped": skipped, "model": model, "generator": generator, "batch": batch,
+            "steps_per_epoch": steps_per_epoch, "epochs": epochs, "device": resolve_device(self.device)}
 
+    def _fitted(self, plan: dict[str, Any], history: list[dict[str, float]]) -> SmallCNNClassifier:
+        model, ds, device, size = plan["model"], plan["ds"], plan["device"], plan["size"]
         for module in model.modules():
             if isinstance(module, SeededDropout):
                 module.generator = None  # trained: a fitted model holds no generator (copies, pickles stay plain)
         self.model_ = model.cpu().eval()
         self.input_size_ = size
-        self.channels_ = channels
+        self.channels_ = channels = plan["images"].shape[1]
         self.head_classes_ = np.arange(len(ds.classes))
-        self.classes_ = class_values(ds, y)
+        self.classes_ = class_values(ds, plan["y"])
+        epochs, n = plan["epochs"], len(plan["labels"])
         self.fit_info_ = {
             "strategy": self.strategy_name, "train_images": n, "modality": "image",
-            "input_size": list(size), "channels": channels, "mean": mean.tolist(), "std": std.tolist(),
-            "epochs": len(history), "planned_epochs": epochs, "steps": len(history) * steps_per_epoch,
-            "converged_at": len(history) if len(history) < epochs else None, "batch_size": batch,
+            "input_size": list(size), "channels": channels, "mean": model.mean.tolist(), "std": model.std.tolist(),
+            "epochs": len(history), "planned_epochs": epochs, "steps": len(history) * plan["steps_per_epoch"],
+            "converged_at": len(history) if len(history) < epochs else None, "batch_size": plan["batch"],
             "parameters": sum(p.numel() for p in model.parameters()), "device": device.type,
-            "skipped": [list(s) for s in ds.skipped + skipped], "history": history,
-            "seconds": round(time.perf_counter() - start, 3),
+            "skipped": [list(s) for s in ds.skipped + plan["skipped"]], "history": history,
+            "seconds": round(time.perf_counter() - plan["start"], 3),
         }
         return self
 
@@ -323,8 +351,8 @@ class SmallCNNClassifier(TransferClassifier):
         x_all = images.to(device)  # uint8: normalised a batch at a time
         y_all = labels.to(device)
         padding = round(self.crop_padding * min(images.shape[2:]))
-        optimizer = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, one_cycle(epochs * steps_per_epoch))
+        params = list(model.parameters())
+        step = adamw_steps(params, self.lr, self.weight_decay, one_cycle(epochs * steps_per_epoch))
         loss_fn = nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
         floor = loss_floor(model.n_classes, self.label_smoothing)
         history: list[dict[str, float]] = []
@@ -337,10 +365,10 @@ class SmallCNNClassifier(TransferClassifier):
                     batch = random_crop(model.normalise(x_all[idx]), padding, self.flip, generator)
                     logits = model(batch.contiguous(memory_format=torch.channels_last), normalised=True)
                     loss = loss_fn(logits, y_all[idx])
-                    optimizer.zero_grad(set_to_none=True)
+                    for p in params:
+                        p.grad = None
                     loss.backward()
-                    optimizer.step()
-                    schedule.step()
+                    step()
                     total += float(loss.detach()) * len(idx)
                     right += int((logits.argmax(1) == y_all[idx]).sum())
                 history.append({"epoch": epoch + 1, "loss": round(total / len(y_all), 4),
