@@ -15,7 +15,8 @@ so timings are inflated and indicative only; accuracies are not.
 
 Text (``--text``): bench/text.py's Debian package descriptions (8 sections), a MiniLM (``packaged:all-minilm-l6-v2``)
 feature-extraction teacher on ``--text-per-class`` labelled descriptions, the rest of the pool unlabelled, and a
-GloVe-mean student (``packaged:glove-6b-50d``: its vectors fine-tuned with a linear head on the soft targets).
+GloVe-mean student (``packaged:glove-6b-50d``: its vectors fine-tuned with a linear head on the soft targets;
+``--restrict-vocabulary``: its table cut to the words of its labelled and unlabelled texts).
 
 Usage:
     python bench/distill.py [--per-class 30] [--unlabeled 4000] [--test-size 1000] [--image-size 64]
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -57,7 +59,10 @@ def image_row(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     backbone = tk.create_backbone(TEACHER)
     backbone.preprocessing = backbone.preprocessing.with_image_size(args.image_size)
     start = time.perf_counter()
-    if args.teacher_strategy == "fine-tune":
+    if args.teacher_bundle:  # a teacher this script saved before for the same --per-class and --seed
+        layers, described = {}, f"bundle {args.teacher_bundle} ({args.teacher_strategy} teacher saved by this script)"
+        shutil.copytree(args.teacher_bundle, work / "teacher")
+    elif args.teacher_strategy == "fine-tune":
         layers, settings = {}, fine_tune_settings(args.per_class)
         teacher: Any = tk.FineTuneClassifier(backbone, seed=args.seed, progress=False, **settings).fit(labelled)
         described = f"{TEACHER} two-stage fine-tuning at {args.image_size} px ({settings})"
@@ -66,7 +71,8 @@ def image_row(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         layer = max(layers, key=lambda k: layers[k])
         teacher = tk.FeatureExtractionClassifier(backbone, layer=layer, seed=args.seed, progress=False).fit(labelled)
         described = f"{TEACHER} feature extraction at {args.image_size} px, {layer}"
-    tk.save_bundle(teacher, work / "teacher")
+    if not args.teacher_bundle:
+        tk.save_bundle(teacher, work / "teacher")
     teacher_seconds = time.perf_counter() - start
     reports = []
     for alpha in args.alphas or [args.alpha]:
@@ -156,14 +162,20 @@ def text_row(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     teacher = tk.FeatureExtractionClassifier("packaged:all-minilm-l6-v2", progress=False).fit(ds.subset(lab_rows))
     tk.save_bundle(teacher, work / "text-teacher")
     teacher_seconds = time.perf_counter() - start
-    cfg = tk.DistillConfig(teacher=str(work / "text-teacher"), data=ds.subset(lab_rows),
-                           unlabeled=ds.subset(unl_rows), test=ds.subset(test_rows), out=str(work / "text-student"),
-                           student="packaged:glove-6b-50d", temperature=args.temperature, alpha=args.alpha,
-                           epochs=args.text_epochs, lr=1e-2, seed=args.seed, threads=args.threads,
-                           progress=False)
-    report = tk.distill(cfg)
-    return {"task": "debian-sections", "teacher": "packaged:all-minilm-l6-v2 feature extraction",
-            "teacher_fit_seconds": round(teacher_seconds, 1), "data": info, **_summary(report)}
+    reports = []
+    for alpha in args.alphas or [args.alpha]:
+        cfg = tk.DistillConfig(teacher=str(work / "text-teacher"), data=ds.subset(lab_rows),
+                               unlabeled=ds.subset(unl_rows), test=ds.subset(test_rows),
+                               out=str(work / f"text-student-{alpha}"), student="packaged:glove-6b-50d",
+                               temperature=args.temperature, alpha=alpha, epochs=args.text_epochs, lr=1e-2,
+                               seed=args.seed, threads=args.threads, restrict_vocabulary=args.restrict_vocabulary,
+                               progress=False)
+        reports.append({**_summary(tk.distill(cfg)), "restrict_vocabulary": args.restrict_vocabulary})
+    row = {"task": "debian-sections", "seed": args.seed, "teacher": "packaged:all-minilm-l6-v2 feature extraction",
+           "teacher_fit_seconds": round(teacher_seconds, 1), "data": info, **reports[0]}
+    if len(reports) > 1:
+        row["by_alpha"] = reports
+    return row
 
 
 def _summary(report: dict[str, Any]) -> dict[str, Any]:
@@ -185,6 +197,8 @@ def main() -> None:
                    help="candidate layers of the teacher, chosen by 5-fold CV on the labelled images")
     p.add_argument("--teacher-strategy", choices=("feature-extraction", "fine-tune"), default="feature-extraction",
                    help="fine-tune: bench/finetune.py's two-stage recipe at --image-size instead of frozen features")
+    p.add_argument("--teacher-bundle", default=None,
+                   help="reuse a teacher bundle this script saved for the same --per-class and --seed")
     p.add_argument("--student", default="small-cnn")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--temperature", type=float, default=4.0)
@@ -201,6 +215,8 @@ def main() -> None:
     p.add_argument("--text-per-class", type=int, default=20)
     p.add_argument("--text-unlabeled", type=int, default=3000)
     p.add_argument("--text-epochs", type=int, default=5)
+    p.add_argument("--restrict-vocabulary", action="store_true",
+                   help="the text student keeps only its training texts' words (DistillConfig.restrict_vocabulary)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     load_before = os.getloadavg()[0]
