@@ -196,3 +196,57 @@ def test_a_word_vector_student_learns_a_text_teacher(tmp_path):
     assert student.modality_ == "text" and student.predict(test_texts).shape == (10,)
     assert student.fit_info_["distillation"]["unlabelled_items"] == 20
     assert {e["role"] for e in student_meta(tmp_path / "s")["licence_chain"]} == {"weights", "teacher"}
+
+
+def test_restrict_vocabulary_keeps_the_used_words_and_their_vectors(tmp_path):
+    from transferkit.backbones.vectors import restrict_vocabulary
+
+    from .test_text import WORDS
+
+    vectors = tmp_path / "v.txt"
+    rng = np.random.default_rng(0)
+    table = {w: rng.normal(size=4) for w in [*WORDS, *(f"spare{i}" for i in range(50)), "tractor"]}
+    vectors.write_text("".join(f"{w} {' '.join(f'{x:.4f}' for x in v)}\n" for w, v in table.items()))
+    full = create_backbone(f"vectors:{vectors}")
+    train = ["i like this sweet apple", "the car is very fast"]
+    small = restrict_vocabulary(full, train)
+    used = set(" ".join(train).split())
+    assert sorted(small.encoder.vocab, key=small.encoder.vocab.get) == [w for w in table if w in used]  # table order
+    assert sum(p.numel() for p in small.parameters()) == 10 * 4 < sum(p.numel() for p in full.parameters())
+    with torch.no_grad():  # the training texts embed exactly as before; a word outside them is now unknown
+        for text in train:
+            assert torch.allclose(small(small.encoder([text])), full(full.encoder([text])), atol=1e-6)
+        assert small.encoder.report(["tractor apple"])["oov_tokens"] == 1
+    assert small.weights.licence == full.weights.licence and small.spec == full.spec
+    with pytest.raises(Exception, match="Only word-vector backbones"):
+        restrict_vocabulary(tiny_backbone(), train)
+
+
+def test_cli_distill_restrict_vocabulary_shrinks_a_word_vector_student(capsys, tmp_path, image_folder, teacher):
+    from transferkit import load_bundle
+
+    from .test_text import WORDS, make_texts
+
+    vectors = tmp_path / "v.txt"
+    rng = np.random.default_rng(0)
+    words = [*WORDS, *(f"spare{i}" for i in range(200))]
+    vectors.write_text("".join(f"{w} {' '.join(f'{x:.4f}' for x in rng.normal(size=8))}\n" for w in words))
+    texts, labels = make_texts(10)
+    text_teacher = tmp_path / "text-teacher"
+    FeatureExtractionClassifier(f"vectors:{vectors}", progress=False, cache=False).fit(texts, labels).save(
+        text_teacher)
+    data = tmp_path / "train.csv"
+    data.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in zip(texts, labels, strict=True)))
+    runs = {}
+    for flag in ((), ("--restrict-vocabulary",)):
+        out = tmp_path / f"student{len(flag)}"
+        code, stdout, err = cli(capsys, "distill", text_teacher, data, "--student", f"vectors:{vectors}", "--out",
+                                out, "--epochs", "1", "--json", "--no-progress", *flag)
+        assert code == 0, err
+        runs[flag] = one_json(stdout)["models"]["student"]["parameters"]
+    head = 8 * 2 + 2
+    assert runs[()] == len(words) * 8 + head and runs[("--restrict-vocabulary",)] == len(WORDS) * 8 + head
+    student = load_bundle(tmp_path / "student1", progress=False)  # the small table round-trips through the bundle
+    assert len(student.backbone_.encoder.vocab) == len(WORDS) and student.predict(texts[:3]).shape == (3,)
+    assert_user_error(cli(capsys, "distill", teacher, image_folder, "--student", "small-cnn", "--out",
+                          tmp_path / "x", "--restrict-vocabulary", "--no-progress"), "restrict.vocabulary applies to word-vector")

@@ -15,6 +15,7 @@ text without any known token gets the zero vector. The table is an ``nn.Embeddin
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Sequence
@@ -231,6 +232,46 @@ def backbone_from_vectors(
         preprocessing=preprocessing, weights=info, num_features=dim, feature_layers={},
         groups=[("embedding", ["embedding"])],
     )
+
+
+def restrict_vocabulary(backbone: Any, texts: Sequence[str]) -> TextBackbone:
+    """A copy of a word-vector ``backbone`` whose table keeps only the words that ``texts`` use (in the table's
+    frequency order), with their vectors as they are now: a student trained on ``texts`` never moves the other rows,
+    and a 400k-word table shrinks to the task's few thousand words. Words outside it are then out of vocabulary
+    (ignored, as every unknown token is).
+
+    Args:
+        backbone: a ``vectors:``/``packaged:glove-*`` backbone with mean pooling.
+        texts: the texts whose words to keep (e.g. a student's labelled and unlabelled training texts).
+
+    Returns:
+        a new :class:`TextBackbone` with the same spec, licence and origin; ``backbone`` is unchanged.
+
+    Raises:
+        BackboneError: not a word-vector backbone, SIF pooling (its weights come from the full table's ranks), or no
+            known word in ``texts``.
+
+    Example:
+        >>> small = restrict_vocabulary(tk.create_backbone("packaged:glove-6b-50d"), train_texts)
+    """
+    encoder, trunk = getattr(backbone, "encoder", None), getattr(backbone, "trunk", None)
+    if not isinstance(encoder, VectorsEncoder) or not isinstance(trunk, BagOfVectors):
+        raise BackboneError(f"Only word-vector backbones (vectors:, packaged:glove-6b-50d) have a vocabulary to "
+                            f"restrict. Got {getattr(backbone, 'spec', backbone)!r}.")
+    if backbone.preprocessing.pooling != "mean":
+        raise BackboneError(f"{backbone.spec} uses {backbone.preprocessing.pooling!r} pooling, whose word weights "
+                            "come from the whole table's ranks; restrict the vocabulary of a mean-pooled one.")
+    keep = sorted({i for text in texts for i in encoder.ids(text)[0]})
+    if not keep:
+        raise BackboneError(f"None of the {len(texts)} texts has a word in {backbone.spec}'s vocabulary.")
+    words = {i: w for w, i in encoder.vocab.items()}
+    vectors = trunk.embedding.weight.detach().cpu().numpy()[keep]
+    info = backbone.weights
+    out = backbone_from_vectors([words[i] for i in keep], vectors, spec=backbone.spec, arch_spec=backbone.arch_spec,
+                                licence=info.licence, origin=info.origin, lowercase=encoder.lowercase,
+                                source_task=info.source_task)
+    out.weights = dataclasses.replace(out.weights, licence_note=info.licence_note, licence_chain=info.licence_chain)
+    return out
 
 
 def refuse_max_length(max_length: int | None, spec: str) -> None:

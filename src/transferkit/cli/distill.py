@@ -48,6 +48,9 @@ def register(sub: Any) -> None:
                    help="share of DATA held out for scoring without --test (default 0.2)")
     p.add_argument("--max-unlabeled", type=positive_int, default=None, metavar="N",
                    help="use at most N --unlabeled items (a seeded sample)")
+    p.add_argument("--restrict-vocabulary", action="store_true",
+                   help="word-vector students: keep only the words of the training texts (labelled and unlabelled), "
+                        "so GloVe's 400k-word table shrinks to the task's vocabulary")
     p.add_argument("--commercial", action="store_true",
                    help="the student is for commercial use: refuse a teacher or student whose licence chain is "
                         "non-commercial or unknown")
@@ -63,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = DistillConfig(teacher=args.teacher, data=args.data, out=args.out, student=args.student,
                         unlabeled=args.unlabeled, test=args.test, temperature=args.temperature, alpha=args.alpha,
                         epochs=args.epochs, lr=args.lr, val_fraction=args.val_fraction,
-                        max_unlabeled=args.max_unlabeled, commercial=args.commercial, text_column=args.text_column,
+                        max_unlabeled=args.max_unlabeled, restrict_vocabulary=args.restrict_vocabulary,
+                        commercial=args.commercial, text_column=args.text_column,
                         label_column=args.label_column, encoding=args.encoding, device=args.device,
                         batch_size=args.batch_size or 64, num_workers=args.num_workers, seed=args.seed,
                         threads=args.threads, progress=not args.no_progress)
