@@ -71,7 +71,6 @@ def fit_logistic_batch(z: np.ndarray, y: np.ndarray, weight: np.ndarray, c: np.n
     z = np.asarray(z, dtype=np.float64)
     batch, n, r = z.shape
     m = 1 if n_classes == 2 else n_classes
-    p = (r + 1) * m
     za = _augment(z)
     target = (y[..., None] == 1).astype(float) if m == 1 else np.eye(m)[y]
     cw = np.asarray(c, dtype=np.float64)[:, None] * np.asarray(weight, dtype=np.float64)
@@ -87,41 +86,55 @@ def fit_logistic_batch(z: np.ndarray, y: np.ndarray, weight: np.ndarray, c: np.n
     converged = np.zeros(batch, dtype=bool)
     f = _objective(theta, za, target, cw)
     for _ in range(max_iter):
-        scores = za @ theta
-        if m == 1:
-            prob = 1.0 / (1.0 + np.exp(-scores))
-            curv = (prob * (1 - prob))[..., 0] * cw  # (B, n)
-        else:
-            prob = np.exp(scores - scores.max(2, keepdims=True))
-            prob /= prob.sum(2, keepdims=True)
-        grad = penalised * theta + np.swapaxes(za, 1, 2) @ (cw[..., None] * (prob - target))
-        converged |= np.abs(grad).max((1, 2)) <= tol * scale
+        live = np.flatnonzero(~converged)  # converged problems leave the stack: the weak strengths need 3-5 steps
+        step, grad, done = _newton_step(theta[live], za[live], target[live], cw[live], fixed, penalised,
+                                        tol * scale[live])
+        converged[live[done]] = True
         if converged.all():
             break
-        if m == 1:
-            hess = np.swapaxes(za, 1, 2) @ (curv[..., None] * za)
-        else:
-            # Σ_i s_i (diag(p_i) − p_i p_iᵀ) ⊗ z_i z_iᵀ, as the diagonal part minus one Gram matrix
-            outer = (za[..., :, None] * prob[..., None, :]).reshape(batch, n, p)
-            diag = np.einsum("bni,bnj,bnk->bikj", za * cw[..., None], za, prob)  # (B, r+1, m, r+1)
-            hess = -np.swapaxes(outer, 1, 2) @ (cw[..., None] * outer)
-            hess4 = hess.reshape(batch, r + 1, m, r + 1, m)
-            hess4[:, :, np.arange(m), :, np.arange(m)] += np.moveaxis(diag, 2, 0)
-        hess = hess + fixed
-        step = np.linalg.solve(hess, grad.reshape(batch, p, 1)).reshape(batch, r + 1, m)
-        step[converged] = 0.0
-        slope = (grad * step).sum((1, 2))  # the decrease a unit step promises (>= 0)
-        t = np.ones(batch)
-        for _ in range(60):  # halve each problem's step until it decreases the objective enough (Armijo)
-            trial = theta - t[:, None, None] * step
-            f_trial = _objective(trial, za, target, cw)
-            ok = (f_trial <= f - 1e-4 * t * slope) | converged | (slope <= 0)
-            if ok.all():
-                break
-            t = np.where(ok, t, t / 2)
-        theta = np.where(ok[:, None, None], trial, theta)
-        f = np.where(ok, f_trial, f)
+        live, step, grad = live[~done], step[~done], grad[~done]
+        theta[live], f[live] = _line_search(theta[live], step, grad, f[live], za[live], target[live], cw[live])
     return theta[:, :-1], theta[:, -1], converged
+
+
+def _newton_step(theta: np.ndarray, za: np.ndarray, target: np.ndarray, cw: np.ndarray, fixed: np.ndarray,
+                 penalised: np.ndarray, tol: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(Newton step, gradient, converged)`` of each problem of the stack."""
+    batch, n, r1 = za.shape
+    m = theta.shape[2]
+    scores = za @ theta
+    if m == 1:
+        prob = 1.0 / (1.0 + np.exp(-scores))
+    else:
+        prob = np.exp(scores - scores.max(2, keepdims=True))
+        prob /= prob.sum(2, keepdims=True)
+    grad = penalised * theta + np.swapaxes(za, 1, 2) @ (cw[..., None] * (prob - target))
+    done = np.abs(grad).max((1, 2)) <= tol
+    if m == 1:
+        hess = np.swapaxes(za, 1, 2) @ ((prob * (1 - prob)) * cw[..., None] * za)
+    else:
+        # Σ_i s_i (diag(p_i) − p_i p_iᵀ) ⊗ z_i z_iᵀ, as the diagonal part minus one Gram matrix
+        outer = (za[..., :, None] * prob[..., None, :]).reshape(batch, n, r1 * m)
+        diag = np.einsum("bni,bnj,bnk->kbij", za * cw[..., None], za, prob)  # (m, B, r+1, r+1)
+        hess = -np.swapaxes(outer, 1, 2) @ (cw[..., None] * outer)
+        hess.reshape(batch, r1, m, r1, m)[:, :, np.arange(m), :, np.arange(m)] += diag  # a view: adds in place
+    step = np.linalg.solve(hess + fixed, grad.reshape(batch, r1 * m, 1)).reshape(theta.shape)
+    return step, grad, done
+
+
+def _line_search(theta: np.ndarray, step: np.ndarray, grad: np.ndarray, f: np.ndarray, za: np.ndarray,
+                 target: np.ndarray, cw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each problem's step halved until it decreases the objective enough (Armijo); ``(theta, objective)``."""
+    slope = (grad * step).sum((1, 2))  # the decrease a unit step promises (> 0: the Hessian is positive definite)
+    t = np.ones(len(theta))
+    for _ in range(60):
+        trial = theta - t[:, None, None] * step
+        f_trial = _objective(trial, za, target, cw)
+        ok = (f_trial <= f - 1e-4 * t * slope) | (slope <= 0)
+        if ok.all():
+            break
+        t = np.where(ok, t, t / 2)
+    return np.where(ok[:, None, None], trial, theta), np.where(ok, f_trial, f)
 
 
 def padded_path(problems: list[tuple[np.ndarray, np.ndarray]], cs: tuple[float, ...],

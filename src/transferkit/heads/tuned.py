@@ -47,7 +47,7 @@ LOG_LOSS_WEIGHT = 0.2
 PRIOR = {"logistic": (False, 1.0), "svm": (False, 0.1)}
 #: the logistic grid is solved by one batched Newton method while a problem has at most this many parameters
 #: ((rank + 1) x (classes, or 1 for two)): its cost grows as their cube, scikit-learn's barely (bench/tuned_solver.py)
-BATCHED_MAX_PARAMS = 200
+BATCHED_MAX_PARAMS = 120
 
 
 def _row_basis(x: np.ndarray) -> np.ndarray:
