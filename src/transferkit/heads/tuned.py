@@ -166,7 +166,7 @@ def _grid(kind: str, features: np.ndarray, labels: np.ndarray, cs: tuple[float, 
     if k < 2 or len(classes) < 2:
         return None
     fold = _folds(codes, k, seed)
-    problems = []  # per scaling and fold: (held-out rows, training features and codes, held-out features)
+    problems: list[tuple[np.ndarray, ...]] = []  # per scaling and fold: (held-out rows, z_train, codes, z_val)
     for standardize in (False, True):
         for f in range(k):
             train, val = fold != f, fold == f
