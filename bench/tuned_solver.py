@@ -13,7 +13,8 @@ on the same inputs and reports:
    reaches on every fold problem (scikit-learn's lbfgs stops at ``tol=1e-4``, or at 500 iterations when the features
    are badly scaled: where the grids differ, it stopped higher).
 2. ``crossover``: CPU seconds of one ``_grid`` both ways by parameter count (how the bound was set).
-3. ``timing``: CPU (``time.process_time``) and wall seconds of ``fit_tuned`` both ways, interleaved, on the 20-image
+3. ``heads`` (only when asked): bench/heads.py's default head both ways on the same features, test accuracy.
+4. ``timing``: CPU (``time.process_time``) and wall seconds of ``fit_tuned`` both ways, interleaved, on the 20-image
    binary case (16 and 20 Fashion-MNIST T-shirt/trouser features) and a 10-class 10-per-class case (80 items after
    the validation split, 10 per class).
 
@@ -189,6 +190,38 @@ def timing(cache: str, repeats: int) -> list[dict[str, Any]]:
     return rows
 
 
+def heads_protocol(cache: str) -> dict[str, Any]:
+    """bench/heads.py's default head both ways on its 4 tasks x 3 sizes x 3 seeds, on the same features: test
+    accuracy per setting (mean over seeds) and the runs whose accuracy or choice differs."""
+    from heads import PER_CLASS, SEEDS, tasks
+
+    from transferkit.heads import make_head
+
+    settings, differing = [], []
+    for task, (xp, yp, xt, yt) in tasks(cache).items():
+        for n in PER_CLASS:
+            acc: dict[str, list[float]] = {"sklearn": [], "newton": []}
+            for seed in SEEDS:
+                rng = np.random.default_rng(seed)
+                idx = np.concatenate([rng.permutation(np.flatnonzero(yp == c))[:n] for c in np.unique(yp)])
+                choices = {}
+                for name, bound in (("sklearn", 0), ("newton", BOUND)):
+                    tuned.BATCHED_MAX_PARAMS = bound
+                    with threadpool_limits(1):
+                        head = make_head("logistic", seed).fit(xp[idx], yp[idx])
+                    acc[name].append(float(np.mean(head.predict(xt) == yt)))
+                    choices[name] = (head.choice_["standardize"], head.choice_["C"])
+                if acc["sklearn"][-1] != acc["newton"][-1] or choices["sklearn"] != choices["newton"]:
+                    differing.append({"task": task, "train_per_class": n, "seed": seed,
+                                      "accuracy": [acc["sklearn"][-1], acc["newton"][-1]],
+                                      "choice": [choices["sklearn"], choices["newton"]]})
+            settings.append({"task": task, "train_per_class": n,
+                             **{f"{k}_accuracy": float(np.mean(v)) for k, v in acc.items()}})
+            print(settings[-1], flush=True)
+    tuned.BATCHED_MAX_PARAMS = BOUND
+    return {"settings": settings, "differing_runs": differing}
+
+
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     batched = [r for r in rows if r.get("batched")]
     return {"problems": len(rows), "batched": len(batched),
@@ -220,6 +253,8 @@ def main() -> None:
         print("real:", {k: v for k, v in summary(real).items() if k != "differing"}, flush=True)
         result["equivalence"] = {"random": summary(rand), "real": summary(real), "random_rows": rand,
                                  "real_rows": real}
+    if "heads" in parts:
+        result["heads_protocol"] = heads_protocol(args.cache)
     if "crossover" in parts:
         result["crossover"] = crossover()
     if "timing" in parts:
