@@ -85,6 +85,7 @@ def objective_gap(x: np.ndarray, y: np.ndarray, seed: int) -> dict[str, float]:
 
     from transferkit.heads._newton import padded_path
 
+    x = np.asarray(x, dtype=np.float64)  # as _grid fits (float32 features would make scikit-learn fit in float32)
     classes, codes = np.unique(y, return_inverse=True)
     k = int(min(tuned.FOLDS, np.bincount(codes).min()))
     fold = tuned._folds(codes, k, seed)

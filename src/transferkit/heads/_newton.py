@@ -130,7 +130,8 @@ def _line_search(theta: np.ndarray, step: np.ndarray, grad: np.ndarray, f: np.nd
     for _ in range(60):
         trial = theta - t[:, None, None] * step
         f_trial = _objective(trial, za, target, cw)
-        ok = (f_trial <= f - 1e-4 * t * slope) | (slope <= 0)
+        # a decrease below the objective's rounding cannot be checked: near the optimum the full step is taken
+        ok = (f_trial <= f - 1e-4 * t * slope) | (slope <= 1e-13 * np.abs(f))
         if ok.all():
             break
         t = np.where(ok, t, t / 2)
