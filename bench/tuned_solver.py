@@ -116,7 +116,10 @@ def random_problems(count: int) -> list[dict[str, Any]]:
         y = np.arange(k * per) % k
         scales = np.exp(rng.normal(size=d) * rng.uniform(0, 3))  # features of very different scales, sometimes
         x = (rng.normal(size=(k, d))[y] * rng.uniform(0.1, 2) + rng.normal(size=(len(y), d))) * scales
-        rows.append({"problem": j, "classes": k, "per_class": per, "features": d, **both(x, y, seed=j)})
+        row = {"problem": j, "classes": k, "per_class": per, "features": d, **both(x, y, seed=j)}
+        if not row["same_choice"] and row["batched"]:  # whose optimum was it?
+            row.update(objective_gap(x, y, j))
+        rows.append(row)
     return rows
 
 
