@@ -9,8 +9,12 @@ are picked by stratified k-fold cross-validation on the training features, then 
 Cheap because of the representer theorem: an L2-regularised linear model's weights lie in the span of its training
 rows, so with ``n`` rows of ``d > n`` features the fit is exactly the same on the ``n`` coordinates of the rows in an
 orthonormal basis of that span (``X = U S Vᵀ`` → fit on ``U S``, weights ``w = Vᵀ w_small``). A probe on 1,280-d
-features of 50 images becomes a 50-d problem: the whole grid (2 scalings × 8 strengths × 5 folds × 2 repeats)
-costs about a second, most of it scikit-learn's per-fit overhead.
+features of 50 images becomes a 50-d problem. The grid (2 scalings × 8 strengths × up to 5 folds × 2 repeats, ~160
+fits) was then mostly scikit-learn's per-fit overhead. While its problems are small (at most
+:data:`BATCHED_MAX_PARAMS` parameters: two classes up to ~150 items, three up to ~48, ten at 2 per class), one
+split's 80 fits are solved at once by a batched damped Newton method (:mod:`._newton`): the same optimum (lower than
+where lbfgs stops at ``tol=1e-4``), the same ``(standardize, C)`` chosen (bench/tuned_solver.py). The final refit
+stays scikit-learn's.
 
 The fitted heads are plain scikit-learn estimators (a ``LogisticRegression``, optionally after a
 ``StandardScaler``; a calibrated ``LinearSVC``), so bundles keep storing them as before; what was chosen is in
@@ -31,6 +35,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 from threadpoolctl import threadpool_limits
 
+from ._newton import padded_path
+
 #: the strengths tried (inverse L2), wide enough for raw and standardised features of any scale
 CS = tuple(float(c) for c in np.logspace(-5, 2, 8))  # one per decade: finer moved no result of bench/heads.py
 #: the SVM's: a hinge loss in the span of ``n`` rows separates them all, and large C then converges slowly for nothing
@@ -43,6 +49,9 @@ LOG_LOSS_WEIGHT = 0.2
 #: paired out-of-fold difference), and used when nothing can be held out: scikit-learn's own C on the raw features,
 #: within 1.1 points of the best fixed head on every task of bench/heads.py
 PRIOR = {"logistic": (False, 1.0), "svm": (False, 0.1)}
+#: the logistic grid is solved by one batched Newton method while a problem has at most this many parameters
+#: ((rank + 1) x (classes, or 1 for two)): its cost grows as their cube, scikit-learn's barely (bench/tuned_solver.py)
+BATCHED_MAX_PARAMS = 120
 
 
 def _row_basis(x: np.ndarray) -> np.ndarray:
@@ -85,6 +94,21 @@ def _path(kind: str, z_train: np.ndarray, y_train: np.ndarray, z_val: np.ndarray
         scores = model.decision_function(z_val)
         out.append(np.column_stack([-scores, scores]) / 2 if scores.ndim == 1 else scores)
     return out
+
+
+def _paths(kind: str, problems: list[tuple[np.ndarray, ...]], n_classes: int, cs: tuple[float, ...],
+           seed: int) -> list[np.ndarray]:
+    """:func:`_path` of each ``(held-out rows, z_train, codes, z_val)`` problem, stacked ``(strengths, n_val,
+    classes)``: every logistic one in one batched Newton solve (:mod:`._newton`) while they are small, else one
+    scikit-learn path each."""
+    params = (max(z.shape[1] for _, z, _, _ in problems) + 1) * (1 if n_classes == 2 else n_classes)
+    if kind == "logistic" and params <= BATCHED_MAX_PARAMS:
+        fits = padded_path([(z, codes) for _, z, codes, _ in problems], cs, n_classes)
+        out = [np.stack([z_val @ coef + b for coef, b in path]) for (*_, z_val), path in zip(problems, fits, strict=True)]
+        return [np.concatenate([-s, s], axis=2) / 2 if n_classes == 2 else s for s in out]
+    with warnings.catch_warnings():  # a strength on the path may stop early; it is only scored
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return [np.stack(_path(kind, z, codes, z_val, cs, seed)) for _, z, codes, z_val in problems]
 
 
 def repeats_for(n: int) -> int:
@@ -146,18 +170,19 @@ def _grid(kind: str, features: np.ndarray, labels: np.ndarray, cs: tuple[float, 
     if k < 2 or len(classes) < 2:
         return None
     fold = _folds(codes, k, seed)
-    configs, correct, losses = [], [], []
+    problems: list[tuple[np.ndarray, ...]] = []  # per scaling and fold: (held-out rows, z_train, codes, z_val)
     for standardize in (False, True):
-        scores = np.zeros((len(cs), len(x), len(classes)))
         for f in range(k):
             train, val = fold != f, fold == f
             x_train, x_val = _scaled(x[train], x[val], standardize)
             basis = _row_basis(x_train)
-            with warnings.catch_warnings():  # a strength on the path may stop early; it is only scored
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                for i, s in enumerate(_path(kind, x_train @ basis.T, codes[train], x_val @ basis.T, cs, seed)):
-                    scores[i][val] = s
-        for c, s in zip(cs, scores, strict=True):
+            problems.append((val, x_train @ basis.T, codes[train], x_val @ basis.T))
+    scores = np.zeros((2, len(cs), len(x), len(classes)))  # (scaling, strength, item, class), out of fold
+    for j, path in enumerate(_paths(kind, problems, len(classes), cs, seed)):
+        scores[j // k][:, problems[j][0]] = path
+    configs, correct, losses = [], [], []
+    for standardize, per_c in zip((False, True), scores, strict=True):
+        for c, s in zip(cs, per_c, strict=True):
             s = s - s.max(1, keepdims=True)
             log_proba = s - np.log(np.exp(s).sum(1, keepdims=True))
             configs.append((standardize, c))
