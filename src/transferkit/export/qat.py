@@ -16,9 +16,13 @@ class probabilities (at temperature ``T``) on the student's features and on the 
 
 The tuned weights are then exported as an ordinary float graph and quantised by the unchanged static QDQ path
 (:mod:`.quantize`); int8's agreement is always measured against the ORIGINAL bundle. The rounding simulated here
-is close to onnxruntime's but not identical (bias and accumulator rounding, and a ReLU that is a separate module
-after its BatchNorm is rounded before it): :func:`qat_tune` reports how often the simulation's top-1 class and
-onnxruntime's would be compared only by the caller, who has both graphs.
+is close to onnxruntime's but not identical (bias and accumulator rounding are not simulated, and a ReLU that is a
+separate module after its BatchNorm is rounded before it, where onnxruntime rounds after it).
+
+Measured (bench/results/export-int8-qat-2026-12-04.json: EfficientNet-Lite0, Fashion-MNIST, 200 calibration
+images): the simulation tracks onnxruntime's int8 closely (97.4 % top-1 agreement with it), but 150 steps did not
+raise held-out agreement with float32 (95.4 % plain → 95.2 % tuned) and took 35 min on two shared cores — hence
+opt-in (``qat_steps``), off by default.
 """
 
 from __future__ import annotations
