@@ -143,7 +143,8 @@ def run_task(task: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     files = {"fp32": work / f"{task}.fp32.onnx", "int8": work / f"{task}.int8.onnx"}
     reports = {"fp32": export_onnx(bundle, files["fp32"], calibration=calibration),
                "int8": export_onnx(bundle, files["int8"], quantize="int8", calibration=calibration,
-                                   calibration_size=args.calibration, force=True)}
+                                   calibration_size=args.calibration, force=True,
+                                   qat_steps=args.qat_steps if task == "image" else 0)}
     model = tk.load_bundle(bundle, progress=False, cache=False, device="cpu")
     scores: dict[str, Any] = {}
     acc_bundle, p_bundle = accuracy(model, test)
@@ -204,6 +205,8 @@ def main() -> None:
     parser.add_argument("--train-per-class", type=int, default=30)
     parser.add_argument("--calibration", type=int, default=200, help="items int8 calibrates on (image task)")
     parser.add_argument("--test-per-class", type=int, default=None, help="default 100 (image), 150 (text)")
+    parser.add_argument("--qat-steps", type=int, default=0,
+                        help="image int8: quantization-aware fine-tuning steps first (export --qat-steps)")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=10)

@@ -101,7 +101,8 @@ def image_recipes(nodes: list[str], groups: list[tuple[str, list[str]]]) -> list
 
 
 def quantize_static_qdq(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], work: Path,
-                        groups: list[tuple[str, list[str]]], min_agreement: float) -> dict[str, Any]:
+                        groups: list[tuple[str, list[str]]], min_agreement: float,
+                        reference: Path | None = None) -> dict[str, Any]:
     """Static QDQ int8 of the image graph ``src`` into ``dst``, calibrated on ``feeds``.
 
     The ranges are measured once (MinMax, cached in ``work``); then the recipes of :func:`image_recipes` are written
@@ -111,6 +112,8 @@ def quantize_static_qdq(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]]
 
     Args:
         groups: the backbone's layer groups, input first: ``(name, [module names under the trunk])``.
+        reference: the float graph agreement is measured against, where ``src`` is not it (``src`` tuned for int8
+            by :mod:`.qat`: its int8 form must agree with the ORIGINAL float graph).
 
     Returns:
         What was done, for the file's ``quantization`` metadata (``recipe``, ``float_groups``: the groups kept
@@ -133,7 +136,7 @@ def quantize_static_qdq(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]]
         recipes: list[tuple[str, list[str], dict[str, Any]]] = [
             (f"float {'+'.join(g)}" if g else "int8 throughout", excluded, {"float_groups": g})
             for g, excluded in image_recipes(nodes, groups)]
-        chosen = _choose(ort, pre, dst, work, feeds, recipes, write, min_agreement)
+        chosen = _choose(ort, pre, dst, work, feeds, recipes, write, min_agreement, reference)
     return {"method": "static", "format": "QDQ", "weights": "int8 per channel", "activations": "uint8 per tensor",
             "calibration": "MinMax", "calibration_items": _items(feeds), **chosen}
 
@@ -143,12 +146,14 @@ def _items(feeds: list[dict[str, np.ndarray]]) -> int:
 
 
 def _choose(ort: Any, pre: Path, dst: Path, work: Path, feeds: list[dict[str, np.ndarray]],
-            recipes: list[tuple[str, list[str], dict[str, Any]]], write: Any, min_agreement: float) -> dict[str, Any]:
+            recipes: list[tuple[str, list[str], dict[str, Any]]], write: Any, min_agreement: float,
+            reference_graph: Path | None = None) -> dict[str, Any]:
     """Write ``recipes`` (``(name, nodes kept float, facts)``, fastest first) with ``write(excluded, path)`` until
     one's top-1 agreement with the float graph ``pre`` on ``feeds`` reaches ``min_agreement``. Where none does, the
     fastest whose agreement is within one standard error of the best one's is kept: a smaller gain on a few hundred
-    items is noise, not worth the speed it costs. The chosen file ends in ``dst``."""
-    reference = _run(ort, pre, feeds).argmax(1)
+    items is noise, not worth the speed it costs. The chosen file ends in ``dst``. Agreement is with
+    ``reference_graph`` where given, else with ``pre``."""
+    reference = _run(ort, reference_graph or pre, feeds).argmax(1)
     tries: list[dict[str, Any]] = []
     for i, (name, excluded, facts) in enumerate(recipes):
         write(excluded, work / f"int8-try{i}.onnx")

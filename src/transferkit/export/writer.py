@@ -50,6 +50,7 @@ from ..strategies._base import as_dataset
 from .checks import compare, random_reference
 from .graph import OUTPUT, build_graph
 from .metadata import onnx_module, stamp
+from .qat import qat_graph
 from .quantize import quantize_dynamic_matmul, quantize_static_qdq
 from .runtime import ONNX_SUFFIX, OnnxClassifier, tokenizer_folder
 
@@ -67,7 +68,7 @@ def export_onnx(bundle: str | os.PathLike[str], out: str | os.PathLike[str], *, 
                 calibration: Any = None, calibration_size: int = 200, check_size: int = 500,
                 opset: int = DEFAULT_OPSET, exporter: str = "torchscript", force: bool = False, batch_size: int = 32,
                 seed: int = 0, text_column: str = "text", label_column: str = "label",
-                encoding: str = "utf-8") -> dict[str, Any]:
+                encoding: str = "utf-8", qat_steps: int = 0) -> dict[str, Any]:
     """Export a bundle to ONNX: preprocessed inputs → class probabilities, one graph, batch dynamic.
 
     Args:
@@ -85,6 +86,8 @@ def export_onnx(bundle: str | os.PathLike[str], out: str | os.PathLike[str], *, 
         batch_size: items per batch while checking.
         seed: seeds the split of ``calibration`` and the random check inputs.
         text_column, label_column, encoding: how a text ``calibration`` file is read.
+        qat_steps: image int8 only: first fine-tune a copy of the backbone for this many steps on the calibration
+            images so that its int8 form agrees with the bundle (:mod:`.qat`; 0: no fine-tuning). Minutes on a CPU.
 
     Returns:
         ``{"onnx", "tokenizer", "bundle", "format", "quantize", "modality", "inputs", "outputs", "classes",
@@ -106,6 +109,10 @@ def export_onnx(bundle: str | os.PathLike[str], out: str | os.PathLike[str], *, 
     start = time.perf_counter()
     out = Path(out)
     _check_parameters(out, quantize, exporter, calibration, calibration_size, check_size)
+    if isinstance(qat_steps, bool) or not isinstance(qat_steps, int) or qat_steps < 0:
+        raise TransferkitError(f"`qat_steps` must be a non-negative integer. Got {qat_steps!r} instead.")
+    if qat_steps and quantize is None:
+        raise TransferkitError("`qat_steps` tunes the model for int8; pass `quantize='int8'` with it.")
     onnx = onnx_module()
     model = load_bundle(bundle, device="cpu", cache=False, progress=False, batch_size=batch_size)
     graph, example = build_graph(model, str(bundle))
@@ -135,13 +142,25 @@ def export_onnx(bundle: str | os.PathLike[str], out: str | os.PathLike[str], *, 
             raise BundleError(f"The exported graph's probabilities differ from bundle {str(bundle)!r}'s by up to "
                               f"{fp32_result['max_abs_diff']:.2e} (> {FP32_TOLERANCE:g}) on {fp32_result['items']} "
                               f"items; nothing was written. Try `exporter='dynamo'`, and please report it.")
-        final, quantization = fp32, {"method": "none"}
+        final, quantization = fp32, dict[str, Any](method="none")
         if quantize is not None:
             assert check is not None and reference is not None
             quantized = work / "int8.raw.onnx"
             if model.modality_ == "image":
-                quantization = quantize_static_qdq(fp32, quantized, _feeds(runner, calib), work,
-                                                   model.backbone_._group_names, CALIBRATION_AGREEMENT)
+                feeds = _feeds(runner, calib)
+                source, tuning = fp32, None
+                if qat_steps:
+                    tuned, tuning = qat_graph(graph, np.concatenate([f["pixels"] for f in feeds]), qat_steps,
+                                              seed=seed)
+                    source = work / "qat.raw.onnx"
+                    _torch_export(tuned, example, source, opset, exporter, str(bundle))
+                quantization = quantize_static_qdq(source, quantized, feeds, work, model.backbone_._group_names,
+                                                   CALIBRATION_AGREEMENT, reference=fp32)
+                if tuning is not None:
+                    quantization["qat"] = tuning
+            elif qat_steps:
+                raise TransferkitError(f"`qat_steps` applies to image bundles; {str(bundle)!r} is a "
+                                       f"{model.modality_} bundle. Leave it out.")
             else:
                 quantization = quantize_dynamic_matmul(fp32, quantized, work, _feeds(runner, calib),
                                                        CALIBRATION_AGREEMENT)

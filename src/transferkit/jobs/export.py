@@ -34,6 +34,7 @@ class ExportConfig:
         text_column, label_column, encoding: how a text ``calibration`` file is read.
         commercial: the file is for commercial use: refuse a bundle whose recorded licence chain (a distilled
             model's teacher included) holds a non-commercial or unknown licence, before anything is exported.
+        qat_steps: image int8: quantization-aware fine-tuning steps on the calibration images first (0: none).
     """
 
     bundle: str
@@ -52,6 +53,7 @@ class ExportConfig:
     label_column: str = "label"
     encoding: str = "utf-8"
     commercial: bool = False
+    qat_steps: int = 0
 
 
 def export_bundle(cfg: ExportConfig) -> dict[str, Any]:
@@ -69,4 +71,5 @@ def export_bundle(cfg: ExportConfig) -> dict[str, Any]:
     return export_onnx(cfg.bundle, cfg.out, quantize=cfg.quantize, calibration=cfg.calibration,
                        calibration_size=cfg.calibration_size, check_size=cfg.check_size, opset=cfg.opset,
                        exporter=cfg.exporter, force=cfg.force, batch_size=cfg.batch_size, seed=cfg.seed,
-                       text_column=cfg.text_column, label_column=cfg.label_column, encoding=cfg.encoding)
+                       text_column=cfg.text_column, label_column=cfg.label_column, encoding=cfg.encoding,
+                       qat_steps=cfg.qat_steps)
