@@ -188,7 +188,7 @@ def _unwrap(module: nn.Module) -> None:
         _unwrap(child)
 
 
-def qat_tune(trunk: nn.Module, head_logits: nn.Module, pixels: np.ndarray, steps: int, *, lr: float = 2e-5,
+def qat_tune(trunk: nn.Module, head_logits: nn.Module, pixels: np.ndarray, steps: int, *, lr: float = 1e-5,
              batch_size: int = 8, temperature: float = 1.0, seed: int = 0,
              student: FakeQuantTrunk | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Fine-tune a copy of ``trunk`` for ``steps`` Adam steps so that its int8-rounded form's class probabilities
