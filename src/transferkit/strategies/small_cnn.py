@@ -289,8 +289,7 @@ class SmallCNNClassifier(TransferClassifier):
         """
         plan = self._plan(X, y)
         with cpu_threads(self.threads, plan["device"]):
-            history = self._train(plan["model"], plan["images"], plan["labels"], plan["device"], plan["epochs"],
-                                  plan["steps_per_epoch"], plan["generator"])
+            history = self._train(plan)
         return self._fitted(plan, history)
 
     def _plan(self, X: Any, y: Any) -> dict[str, Any]:
@@ -341,8 +340,10 @@ class SmallCNNClassifier(TransferClassifier):
         }
         return self
 
-    def _train(self, model: SmallCNN, images: torch.Tensor, labels: torch.Tensor, device: torch.device,
-               epochs: int, steps_per_epoch: int, generator: torch.Generator) -> list[dict[str, float]]:
+    def _train(self, plan: dict[str, Any]) -> list[dict[str, float]]:
+        """Train ``plan``'s model (:meth:`_plan`) in place; its epoch history."""
+        model, images, labels, device, generator = (plan[k] for k in ("model", "images", "labels", "device", "generator"))
+        epochs, steps_per_epoch = plan["epochs"], plan["steps_per_epoch"]
         for module in model.modules():
             if isinstance(module, SeededDropout):
                 module.generator = generator

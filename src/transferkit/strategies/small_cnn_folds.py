@@ -96,9 +96,7 @@ def fit_side_by_side(classifiers: list[SmallCNNClassifier], datasets: list[Any])
         with cpu_threads(clf.threads, plan["device"]):
             if key is None or len(members) == 1:
                 for i in members:
-                    p = plans[i]
-                    p["history"] = classifiers[i]._train(p["model"], p["images"], p["labels"], p["device"],
-                                                         p["epochs"], p["steps_per_epoch"], p["generator"])
+                    plans[i]["history"] = classifiers[i]._train(plans[i])
             else:
                 for i, history in zip(members, train_stacked(clf, [plans[i] for i in members]), strict=True):
                     plans[i]["history"] = history
