@@ -115,6 +115,9 @@ def export_onnx(bundle: str | os.PathLike[str], out: str | os.PathLike[str], *, 
         raise TransferkitError("`qat_steps` tunes the model for int8; pass `quantize='int8'` with it.")
     onnx = onnx_module()
     model = load_bundle(bundle, device="cpu", cache=False, progress=False, batch_size=batch_size)
+    if qat_steps and model.modality_ != "image":  # before any export work
+        raise TransferkitError(f"`qat_steps` applies to image bundles; {str(bundle)!r} is a {model.modality_} bundle. "
+                               "Leave it out.")
     graph, example = build_graph(model, str(bundle))
     data = _calibration(calibration, model.modality_, text_column, label_column, encoding)
     calib, check = _split(data, quantize is not None, calibration_size, check_size, seed)
@@ -158,9 +161,6 @@ def export_onnx(bundle: str | os.PathLike[str], out: str | os.PathLike[str], *, 
                                                    CALIBRATION_AGREEMENT, reference=fp32)
                 if tuning is not None:
                     quantization["qat"] = tuning
-            elif qat_steps:
-                raise TransferkitError(f"`qat_steps` applies to image bundles; {str(bundle)!r} is a "
-                                       f"{model.modality_} bundle. Leave it out.")
             else:
                 quantization = quantize_dynamic_matmul(fp32, quantized, work, _feeds(runner, calib),
                                                        CALIBRATION_AGREEMENT)
