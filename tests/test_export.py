@@ -310,3 +310,12 @@ def test_onnx_hint_names_the_onnx_extra(monkeypatch, bundle: Path, tmp_path: Pat
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(tk.TransferkitError, match=r"ONNX export needs onnx.*pip install 'transferkit\[onnx\]'"):
         export_onnx(bundle, tmp_path / "m.onnx")
+
+
+def test_qat_steps_on_a_text_bundle_is_refused_before_any_export(tiny_bert: Path, tmp_path: Path):  # noqa: F811
+    texts, labels = make_texts()
+    clf = tk.FeatureExtractionClassifier(f"hf:{tiny_bert}", progress=False, cache=False).fit(texts, labels)
+    clf.save(tmp_path / "tb")
+    with pytest.raises(tk.TransferkitError, match="applies to image bundles; .* is a text bundle"):
+        export_onnx(tmp_path / "tb", tmp_path / "tb.onnx", quantize="int8", calibration=texts, qat_steps=2)
+    assert not (tmp_path / "tb.onnx").exists()
