@@ -32,16 +32,6 @@ def test_batch_decode_skips_corrupt_jpegs(jpeg_folder):
     assert len(out.index) == 11
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_gpu_decode_matches_cpu_features(jpeg_folder):
-    bb = tiny_backbone(64)
-    ds = tk.from_folder(jpeg_folder)
-    cpu = tk.extract_features(bb, ds, cache=False, progress=False, device="cpu", gpu_decode=False)
-    gpu = tk.extract_features(bb, ds, cache=False, progress=False, device="cuda")
-    assert cosine(cpu.features, gpu.features).min() > 0.99
-
-
 def test_batch_decode_resizes_like_pil_for_a_non_square_input_size(tmp_path):
     import dataclasses
 
